@@ -1,0 +1,40 @@
+# One-command setup: `make run` and `make test` work on a bare machine with Python 3.11 and Node/npm.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: all install run test lint clean
+
+all: test
+
+# The venv is rebuilt whenever a requirements file changes.
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	@echo "==> creating $(VENV) and installing Python packages"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --progress-bar off --upgrade pip >/dev/null
+	$(PY) -m pip install --progress-bar off -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@echo "==> installing Azurite (npm ci)"
+	npm ci --no-audit --no-fund
+	@touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+# Starts Azurite on free ports, runs pytest against it, stops Azurite by pid (also when tests fail)
+# and exits with pytest's status.
+test: install
+	$(PY) -m devhost.azurite -- $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+run: install
+	$(PY) -m devhost.run
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .devhost

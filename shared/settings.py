@@ -1,0 +1,331 @@
+"""The app's settings: one typed, immutable object built from the environment.
+
+Every setting of the contract is read and validated here, once, so a bad value fails fast with one
+sentence naming the setting instead of a stack trace from deep inside a client later. Secrets are
+wrapped in `Secret`, which never shows its value in `repr`, `str`, logs or error messages.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum, StrEnum
+from typing import TypeVar
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.ncrontab import NcrontabError, parse_ncrontab
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed. The message names the setting and what is wrong."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        self.setting = setting
+        self.problem = problem
+        super().__init__(f"Setting {setting} {problem}")
+
+
+class Secret:
+    """A secret string that cannot leak by accident: `repr`/`str` show a mask, never the value."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+class InvoiceDateRule(StrEnum):
+    """Which date a new invoice carries."""
+
+    APPOINTMENT = "appointment"
+    TODAY = "today"
+
+
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
+DEFAULT_BC_BASE_URL = "https://api.businesscentral.dynamics.com/v2.0"
+DEFAULT_SYNC_SCHEDULE = "0 */15 * * * *"
+
+_E = TypeVar("_E", bound=Enum)
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+_SMTP_ADDRESS = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+# A template number is a Business Central Code[20]: we only need it to be a plain token.
+_BC_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-/]{0,19}$")
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How to reach the storage account: a connection string (local, Azurite) or an identity (Azure)."""
+
+    connection_string: Secret | None = field(repr=False)
+    table_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    managed_identity_client_id: str | None = None
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated app settings. Build with `Settings.from_env()` (or `load_settings`)."""
+
+    storage: StorageSettings
+    tenant_id: str
+    client_id: str
+    client_secret: Secret | None = field(repr=False)
+    client_certificate_path: str | None
+    authority_host: str
+    graph_base_url: str
+    bookings_business_ids: tuple[str, ...]
+    time_zone: ZoneInfo
+    bc_base_url: str
+    bc_environment: str
+    bc_company_id: str
+    sync_schedule: str
+    sync_lookback_days: int
+    sync_customers: bool
+    sync_services: bool
+    customer_template: str | None
+    item_template: str | None
+    invoice_date: InvoiceDateRule
+    max_selection: int
+
+    @property
+    def authority(self) -> str:
+        """The MSAL authority URL of the tenant."""
+        return f"{self.authority_host}/{self.tenant_id}"
+
+    @property
+    def time_zone_name(self) -> str:
+        return self.time_zone.key
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        return load_settings(os.environ if env is None else env)
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Read and validate every setting. Raises `SettingsError` naming the first bad setting."""
+    reader = _Reader(env)
+    secret = reader.optional("ENTRA_CLIENT_SECRET")
+    cert_path = reader.optional("ENTRA_CLIENT_CERTIFICATE_PATH")
+    if not secret and not cert_path:
+        raise SettingsError(
+            "ENTRA_CLIENT_SECRET",
+            "is missing: set ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERTIFICATE_PATH "
+            "(the app registration's client secret or certificate)",
+        )
+    if cert_path and not secret and not os.path.isfile(cert_path):
+        raise SettingsError("ENTRA_CLIENT_CERTIFICATE_PATH", f"names a file that does not exist: {cert_path}")
+    return Settings(
+        storage=reader.storage(),
+        tenant_id=reader.tenant("ENTRA_TENANT_ID"),
+        client_id=reader.guid("ENTRA_CLIENT_ID"),
+        client_secret=Secret(secret) if secret else None,
+        client_certificate_path=cert_path if not secret else None,
+        authority_host=reader.url("ENTRA_AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST),
+        graph_base_url=reader.url("GRAPH_BASE_URL", DEFAULT_GRAPH_BASE_URL),
+        bookings_business_ids=reader.business_ids("BOOKINGS_BUSINESS_IDS"),
+        time_zone=reader.time_zone("BOOKINGS_TIME_ZONE", "UTC"),
+        bc_base_url=reader.url("BC_BASE_URL", DEFAULT_BC_BASE_URL),
+        bc_environment=reader.bc_environment("BC_ENVIRONMENT", "Production"),
+        bc_company_id=reader.guid("BC_COMPANY_ID"),
+        sync_schedule=reader.ncrontab("SYNC_SCHEDULE", DEFAULT_SYNC_SCHEDULE),
+        sync_lookback_days=reader.integer("SYNC_LOOKBACK_DAYS", 30, minimum=1, maximum=365),
+        sync_customers=reader.boolean("SYNC_CUSTOMERS", True),
+        sync_services=reader.boolean("SYNC_SERVICES", True),
+        customer_template=reader.bc_code("CUSTOMER_TEMPLATE"),
+        item_template=reader.bc_code("ITEM_TEMPLATE"),
+        invoice_date=reader.choice("INVOICE_DATE", InvoiceDateRule, InvoiceDateRule.APPOINTMENT),
+        max_selection=reader.integer("MAX_SELECTION", 10000, minimum=1, maximum=100000),
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for localhost and loopback addresses: the only hosts allowed over plain http (tests)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Reader:
+    """Reads one setting at a time and turns each problem into a `SettingsError`."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def optional(self, name: str) -> str | None:
+        value = self._env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingsError(name, "is missing (required)")
+        return value
+
+    def storage(self) -> StorageSettings:
+        name = "AzureWebJobsStorage"
+        value = self.optional(name)
+        if value is not None:
+            if value != "UseDevelopmentStorage=true" and "=" not in value:
+                raise SettingsError(name, "is not a storage connection string (expected key=value pairs)")
+            return StorageSettings(connection_string=Secret(value))
+        account = self.optional(f"{name}__accountName")
+        table_uri = self.optional(f"{name}__tableServiceUri")
+        queue_uri = self.optional(f"{name}__queueServiceUri")
+        if account:
+            table_uri = table_uri or f"https://{account}.table.core.windows.net"
+            queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
+        if not table_uri or not queue_uri:
+            raise SettingsError(
+                name,
+                "is missing (required): a storage connection string, or AzureWebJobsStorage__accountName "
+                "(or __tableServiceUri and __queueServiceUri) for an identity-based connection",
+            )
+        for setting, uri in (
+            (f"{name}__tableServiceUri", table_uri),
+            (f"{name}__queueServiceUri", queue_uri),
+        ):
+            if urlsplit(uri).scheme != "https":
+                raise SettingsError(setting, f"must be an https URL: {uri!r}")
+        return StorageSettings(
+            connection_string=None,
+            table_service_uri=table_uri.rstrip("/"),
+            queue_service_uri=queue_uri.rstrip("/"),
+            managed_identity_client_id=self.optional(f"{name}__clientId"),
+        )
+
+    def guid(self, name: str) -> str:
+        value = self.required(name)
+        try:
+            return str(uuid.UUID(value.strip("{}")))
+        except ValueError:
+            raise SettingsError(name, f"is not a GUID: {value!r}") from None
+
+    def tenant(self, name: str) -> str:
+        """A tenant id is a GUID, or a verified domain such as contoso.onmicrosoft.com."""
+        value = self.required(name)
+        try:
+            return str(uuid.UUID(value.strip("{}")))
+        except ValueError:
+            if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9\-]*(\.[A-Za-z0-9\-]+)+", value):
+                return value.lower()
+            raise SettingsError(name, f"is neither a GUID nor a domain name: {value!r}") from None
+
+    def url(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise SettingsError(name, f"is not an absolute URL: {value!r}")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise SettingsError(name, f"must use https (plain http is allowed only for loopback): {value!r}")
+        if parts.query or parts.fragment:
+            raise SettingsError(name, f"must not carry a query string or fragment: {value!r}")
+        return value.rstrip("/")
+
+    def business_ids(self, name: str) -> tuple[str, ...]:
+        value = self.required(name)
+        ids = tuple(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        if not ids:
+            raise SettingsError(name, "is missing (required): comma-separated Bookings business ids")
+        for business_id in ids:
+            if not _SMTP_ADDRESS.match(business_id):
+                raise SettingsError(
+                    name, f"holds {business_id!r}, which is not a Bookings business id (an SMTP address)"
+                )
+        return ids
+
+    def time_zone(self, name: str, default: str) -> ZoneInfo:
+        value = self.optional(name) or default
+        try:
+            return ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SettingsError(
+                name, f"is not an IANA time zone: {value!r} (for example Europe/Amsterdam)"
+            ) from None
+
+    def bc_environment(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,29}", value):
+            raise SettingsError(name, f"is not a Business Central environment name: {value!r}")
+        return value
+
+    def ncrontab(self, name: str, default: str) -> str:
+        value = self.optional(name) or default
+        try:
+            parse_ncrontab(value)
+        except NcrontabError as exc:
+            raise SettingsError(name, f"is not a valid NCRONTAB expression ({exc}): {value!r}") from None
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise SettingsError(name, f"is not a whole number: {value!r}") from None
+        if not minimum <= number <= maximum:
+            raise SettingsError(name, f"must be between {minimum} and {maximum}, got {number}")
+        return number
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.optional(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise SettingsError(name, f"is not a boolean (use true or false): {value!r}")
+
+    def bc_code(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is not None and not _BC_CODE.match(value):
+            raise SettingsError(name, f"is not a Business Central number (Code[20]): {value!r}")
+        return value
+
+    def choice(self, name: str, enum: type[_E], default: _E) -> _E:
+        value = self.optional(name)
+        if value is None:
+            return default
+        try:
+            return enum(value.lower())
+        except ValueError:
+            allowed = ", ".join(str(member.value) for member in enum)
+            raise SettingsError(name, f"must be one of {allowed}, got {value!r}") from None

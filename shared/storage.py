@@ -1,0 +1,30 @@
+"""Storage clients built from settings: a connection string locally, the managed identity in Azure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from shared.settings import StorageSettings
+
+
+def _credential(storage: StorageSettings) -> Any:
+    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+    if storage.managed_identity_client_id:
+        return ManagedIdentityCredential(client_id=storage.managed_identity_client_id)
+    return DefaultAzureCredential()
+
+
+def table_service_client(storage: StorageSettings) -> TableServiceClient:
+    if storage.connection_string is not None:
+        return TableServiceClient.from_connection_string(storage.connection_string.reveal())
+    return TableServiceClient(endpoint=str(storage.table_service_uri), credential=_credential(storage))
+
+
+def queue_service_client(storage: StorageSettings) -> QueueServiceClient:
+    if storage.connection_string is not None:
+        return QueueServiceClient.from_connection_string(storage.connection_string.reveal())
+    return QueueServiceClient(account_url=str(storage.queue_service_uri), credential=_credential(storage))
