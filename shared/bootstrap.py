@@ -16,6 +16,8 @@ from functools import cached_property
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared.booking_store import BOOKINGS_TABLE, BookingStore
+from shared.invoice_queue import InvoiceQueue
 from shared.settings import Settings, SettingsError, load_settings
 from shared.storage import queue_service_client, table_service_client
 
@@ -35,6 +37,18 @@ class Container:
     @cached_property
     def queues(self) -> QueueServiceClient:
         return queue_service_client(self.settings.storage)
+
+    @cached_property
+    def booking_store(self) -> BookingStore:
+        store = BookingStore(self.tables.get_table_client(BOOKINGS_TABLE))
+        store.ensure_table()
+        return store
+
+    @cached_property
+    def invoice_queue(self) -> InvoiceQueue:
+        queue = InvoiceQueue(self.queues)
+        queue.ensure_queues()
+        return queue
 
     def probe_storage(self) -> None:
         """One cheap call to each service the app depends on."""

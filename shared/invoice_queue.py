@@ -1,0 +1,60 @@
+"""The `bookings-to-invoice` queue: one base64 message per booking to invoice.
+
+Senders must use `TextBase64EncodePolicy`: the Functions host decodes base64 by default and sends
+anything else straight to the poison queue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue import (
+    QueueClient,
+    QueueServiceClient,
+    TextBase64DecodePolicy,
+    TextBase64EncodePolicy,
+)
+
+from shared.models import InvoiceMessage
+
+INVOICE_QUEUE = "bookings-to-invoice"
+POISON_QUEUE = f"{INVOICE_QUEUE}-poison"
+
+
+def _client(service: QueueServiceClient, name: str) -> QueueClient:
+    client = service.get_queue_client(name)
+    client.message_encode_policy = TextBase64EncodePolicy()
+    client.message_decode_policy = TextBase64DecodePolicy()
+    return client
+
+
+class InvoiceQueue:
+    """Sends invoice requests; reads the poison queue's depth for operations."""
+
+    def __init__(self, service: QueueServiceClient, name: str = INVOICE_QUEUE) -> None:
+        self.queue = _client(service, name)
+        self.poison = _client(service, f"{name}-poison")
+
+    def ensure_queues(self) -> None:
+        for client in (self.queue, self.poison):
+            with contextlib.suppress(ResourceExistsError):
+                client.create_queue()
+
+    def send(self, message: InvoiceMessage, *, delay_seconds: int | None = None) -> str:
+        """Enqueue one message; returns its queue message id."""
+        sent = self.queue.send_message(message.to_json(), visibility_timeout=delay_seconds)
+        return str(sent.id)
+
+    def depth(self) -> int:
+        return self._count(self.queue)
+
+    def poison_depth(self) -> int:
+        return self._count(self.poison)
+
+    @staticmethod
+    def _count(client: QueueClient) -> int:
+        try:
+            return int(client.get_queue_properties().approximate_message_count or 0)
+        except ResourceNotFoundError:
+            return 0

@@ -1,0 +1,222 @@
+"""The product's vocabulary: booking keys, states, error codes, bookings and queue messages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+KEY_LENGTH = 26
+KEY_PATTERN = re.compile(r"^[A-Z2-7]{26}$")
+EXTERNAL_DOCUMENT_PREFIX = "BKG-"
+
+
+def booking_key(business_id: str, appointment_id: str) -> str:
+    """The contract's booking key: base32 of SHA-256 of `businessId\\nappointmentId`, cut to 26.
+
+    URL-safe, a legal Table RowKey, and `BKG-<key>` fits Business Central's Code[35].
+    """
+    digest = hashlib.sha256(f"{business_id}\n{appointment_id}".encode()).digest()
+    return base64.b32encode(digest).decode("ascii")[:KEY_LENGTH]
+
+
+def is_booking_key(value: object) -> bool:
+    return isinstance(value, str) and KEY_PATTERN.match(value) is not None
+
+
+def external_document_number(key: str) -> str:
+    return f"{EXTERNAL_DOCUMENT_PREFIX}{key}"
+
+
+class BookingStatus(StrEnum):
+    UNBILLED = "Unbilled"
+    QUEUED = "Queued"
+    INVOICING = "Invoicing"
+    INVOICED = "Invoiced"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+# States a user may select for invoicing (by key); `{"all": true}` selects Unbilled only.
+SELECTABLE_STATES = frozenset({BookingStatus.UNBILLED, BookingStatus.FAILED})
+# States whose invoicing fields the sync must never touch.
+LOCKED_STATES = frozenset(
+    {BookingStatus.QUEUED, BookingStatus.INVOICING, BookingStatus.INVOICED, BookingStatus.FAILED}
+)
+
+
+class ErrorCode(StrEnum):
+    NO_CUSTOMER = "NO_CUSTOMER"
+    NO_CUSTOMER_EMAIL = "NO_CUSTOMER_EMAIL"
+    CUSTOMER_NOT_FOUND = "CUSTOMER_NOT_FOUND"
+    SERVICE_NOT_MAPPED = "SERVICE_NOT_MAPPED"
+    BC_REJECTED = "BC_REJECTED"
+    BC_UNAVAILABLE = "BC_UNAVAILABLE"
+
+
+class PriceType(StrEnum):
+    UNDEFINED = "undefined"
+    FIXED_PRICE = "fixedPrice"
+    STARTING_AT = "startingAt"
+    HOURLY = "hourly"
+    FREE = "free"
+    PRICE_VARIES = "priceVaries"
+    CALL_US = "callUs"
+    NOT_SET = "notSet"
+    UNKNOWN_FUTURE_VALUE = "unknownFutureValue"
+
+    @classmethod
+    def parse(cls, value: object) -> PriceType:
+        try:
+            return cls(str(value))
+        except ValueError:
+            return cls.UNKNOWN_FUTURE_VALUE
+
+
+def iso_utc(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, the API's time format."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Customer:
+    """The booking's first customer as Bookings has it."""
+
+    name: str
+    email: str | None
+    phone: str | None = None
+    bookings_customer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Appointment:
+    """A Bookings appointment, parsed from Graph (both `startDateTime` and `start` shapes)."""
+
+    business_id: str
+    id: str
+    service_id: str
+    service_name: str
+    customer: Customer | None
+    staff_member_ids: tuple[str, ...]
+    start: datetime
+    end: datetime
+    price: float
+    price_type: PriceType
+    last_updated: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return booking_key(self.business_id, self.id)
+
+
+@dataclass
+class Booking:
+    """A booking as stored in the `Bookings` table: the appointment plus its invoicing state."""
+
+    key: str
+    business_id: str
+    appointment_id: str
+    service_id: str
+    service_name: str
+    customer_name: str | None
+    customer_email: str | None
+    customer_phone: str | None
+    staff_member_ids: tuple[str, ...]
+    start: datetime
+    end: datetime
+    price: float
+    price_type: PriceType
+    status: BookingStatus = BookingStatus.UNBILLED
+    has_customer: bool = True
+    invoice_id: str | None = None
+    invoice_number: str | None = None
+    error_code: str | None = None
+    error: str | None = None
+    request_id: str | None = None
+    updated_at: datetime | None = None
+    status_changed_at: datetime | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's Booking JSON."""
+        return {
+            "key": self.key,
+            "businessId": self.business_id,
+            "appointmentId": self.appointment_id,
+            "serviceId": self.service_id,
+            "serviceName": self.service_name,
+            "customerName": self.customer_name,
+            "customerEmail": self.customer_email,
+            "staffMemberIds": list(self.staff_member_ids),
+            "start": iso_utc(self.start),
+            "end": iso_utc(self.end),
+            "price": self.price,
+            "priceType": str(self.price_type),
+            "status": str(self.status),
+            "invoiceId": self.invoice_id,
+            "invoiceNumber": self.invoice_number,
+            "errorCode": self.error_code,
+            "error": self.error,
+            "updatedAt": iso_utc(self.updated_at),
+        }
+
+
+class InvalidMessageError(ValueError):
+    """A queue message that is not an invoice request (it can never succeed: poison it)."""
+
+
+@dataclass(frozen=True)
+class InvoiceMessage:
+    """One message on `bookings-to-invoice`: ids and trace context only, never booking data."""
+
+    business_id: str
+    booking_key: str
+    request_id: str
+    traceparent: str | None = None
+    tracestate: str | None = None
+
+    def to_json(self) -> str:
+        document = {
+            "businessId": self.business_id,
+            "bookingKey": self.booking_key,
+            "requestId": self.request_id,
+        }
+        if self.traceparent:
+            document["traceparent"] = self.traceparent
+        if self.tracestate:
+            document["tracestate"] = self.tracestate
+        return json.dumps(document, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> InvoiceMessage:
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise InvalidMessageError("message body is not JSON") from None
+        if not isinstance(document, dict):
+            raise InvalidMessageError("message body is not a JSON object")
+        business_id = document.get("businessId")
+        key = document.get("bookingKey")
+        request_id = document.get("requestId")
+        if not isinstance(business_id, str) or not business_id:
+            raise InvalidMessageError("businessId is missing")
+        if not is_booking_key(key):
+            raise InvalidMessageError("bookingKey is not a booking key")
+        if not isinstance(request_id, str) or not request_id:
+            raise InvalidMessageError("requestId is missing")
+        traceparent = document.get("traceparent")
+        tracestate = document.get("tracestate")
+        return cls(
+            business_id=business_id,
+            booking_key=str(key),
+            request_id=request_id,
+            traceparent=traceparent if isinstance(traceparent, str) else None,
+            tracestate=tracestate if isinstance(tracestate, str) else None,
+        )
