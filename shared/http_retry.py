@@ -1,0 +1,92 @@
+"""Retries for calls to Graph and Business Central: `Retry-After` first, else backoff with jitter.
+
+Only the caller knows whether a request is safe to repeat: a POST whose connection dropped may
+have been committed, so `retry_connection_errors` is off unless the request is idempotent.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import requests
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+    retry_statuses: frozenset[int] = field(default=RETRY_STATUSES)
+
+    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+        """Exponential backoff with full jitter for the given (1-based) failed attempt."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return ceiling * (0.5 + rng() / 2)
+
+
+def retry_after_seconds(
+    response: requests.Response, now: Callable[[], datetime] | None = None
+) -> float | None:
+    """The server's `Retry-After`, in seconds (delta-seconds or an HTTP date), if it sent one."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    current = (now or (lambda: datetime.now(UTC)))()
+    return max(0.0, (moment - current).total_seconds())
+
+
+class RetriesExhaustedError(Exception):
+    """The request kept failing transiently; `last_error` says how."""
+
+    def __init__(self, message: str, response: requests.Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+def send_with_retries(
+    send: Callable[[], requests.Response],
+    policy: RetryPolicy,
+    *,
+    retry_connection_errors: bool = True,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: Callable[[], float] = random.random,
+    on_retry: Callable[[int, str, float], None] | None = None,
+) -> requests.Response:
+    """Send until a non-transient answer; the last transient answer is returned as is.
+
+    Connection errors and timeouts are retried only when `retry_connection_errors` is set; after
+    the last attempt they raise `RetriesExhaustedError`.
+    """
+    for attempt in range(1, policy.max_attempts + 1):
+        last = attempt == policy.max_attempts
+        try:
+            response = send()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            if not retry_connection_errors or last:
+                raise RetriesExhaustedError(f"{type(exc).__name__} after {attempt} attempt(s)") from exc
+            delay = policy.backoff(attempt, rng)
+            reason = type(exc).__name__
+        else:
+            if response.status_code not in policy.retry_statuses or last:
+                return response
+            delay = retry_after_seconds(response) or policy.backoff(attempt, rng)
+            reason = f"HTTP {response.status_code}"
+        delay = min(delay, policy.max_delay)
+        if on_retry is not None:
+            on_retry(attempt, reason, delay)
+        sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,124 @@
+"""Access tokens for Graph and Business Central: MSAL client credentials, one app per process.
+
+MSAL keeps its token cache per `ConfidentialClientApplication`, so the app is built once and
+reused; each resource (Graph, Business Central) gets its own token, served from the cache until
+under five minutes remain. Failures are raised as `TokenError` with MSAL's error code and
+description, never the secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msal
+import requests
+
+from shared.settings import Settings
+
+log = logging.getLogger("bookings.token_provider")
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+BUSINESS_CENTRAL_SCOPE = "https://api.businesscentral.dynamics.com/.default"
+
+# Authority hosts MSAL knows (public and sovereign clouds); any other host skips instance discovery.
+_KNOWN_AUTHORITY_HOSTS = {
+    "login.microsoftonline.com",
+    "login.microsoftonline.us",
+    "login.chinacloudapi.cn",
+    "login.partner.microsoftonline.cn",
+    "login.windows.net",
+    "login.microsoft.com",
+    "sts.windows.net",
+}
+
+
+class TokenError(RuntimeError):
+    """No token could be had. The message names the resource and MSAL's error, without secrets."""
+
+    def __init__(self, scope: str, error: str, description: str) -> None:
+        self.scope = scope
+        self.error = error
+        super().__init__(
+            f"token for {scope} failed: {error}: {description.splitlines()[0] if description else ''}"
+        )
+
+
+def _certificate_credential(path: str) -> dict[str, str]:
+    """MSAL's certificate credential from one PEM holding the private key and the certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    pem = Path(path).read_text(encoding="utf-8")
+    certificate = x509.load_pem_x509_certificate(pem.encode())
+    return {
+        "private_key": pem,
+        "thumbprint": certificate.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - the thumbprint is SHA-1
+        "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
+    }
+
+
+class TokenProvider:
+    """Hands out bearer tokens per scope; thread-safe, one MSAL app per instance."""
+
+    def __init__(
+        self, settings: Settings, http_client: requests.Session | None = None, timeout: float = 30
+    ) -> None:
+        self._settings = settings
+        self._http_client = http_client
+        self._timeout = timeout
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._lock = threading.Lock()
+
+    def _credential(self) -> Any:
+        if self._settings.client_secret is not None:
+            return self._settings.client_secret.reveal()
+        return _certificate_credential(str(self._settings.client_certificate_path))
+
+    def _application(self) -> msal.ConfidentialClientApplication:
+        with self._lock:
+            if self._app is None:
+                host = (urlsplit(self._settings.authority_host).hostname or "").lower()
+                try:
+                    self._app = msal.ConfidentialClientApplication(
+                        self._settings.client_id,
+                        client_credential=self._credential(),
+                        authority=self._settings.authority,
+                        instance_discovery=host in _KNOWN_AUTHORITY_HOSTS,
+                        http_client=self._http_client,
+                        timeout=self._timeout,
+                    )
+                except (ValueError, requests.RequestException) as exc:
+                    # MSAL reads the OIDC metadata here: an unreachable or wrong authority ends up here.
+                    raise TokenError(
+                        "(authority)", "authority_unavailable", _safe(str(exc), self._settings)
+                    ) from None
+            return self._app
+
+    def token(self, scope: str) -> str:
+        """A bearer token for one resource (`https://.../.default`)."""
+        try:
+            result = self._application().acquire_token_for_client(scopes=[scope])
+        except requests.RequestException as exc:
+            raise TokenError(scope, "token_endpoint_unreachable", _safe(str(exc), self._settings)) from None
+        if "access_token" not in result:
+            error = str(result.get("error", "unknown_error"))
+            description = _safe(str(result.get("error_description", "")), self._settings)
+            raise TokenError(scope, error, description)
+        return str(result["access_token"])
+
+    def graph_token(self) -> str:
+        return self.token(GRAPH_SCOPE)
+
+    def business_central_token(self) -> str:
+        return self.token(BUSINESS_CENTRAL_SCOPE)
+
+
+def _safe(text: str, settings: Settings) -> str:
+    """Remove the client secret from text that came back from a server or library."""
+    if settings.client_secret is not None and settings.client_secret.reveal():
+        text = text.replace(settings.client_secret.reveal(), "***")
+    return text
