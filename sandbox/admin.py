@@ -1,0 +1,357 @@
+"""The sandbox's own admin API (under `/_sandbox`, a path no real API uses) and a typed client.
+
+Tests, benchmarks and `make run` drive the sandbox through it: fault switches, paging sizes, the
+clock, request counters, a dump of all state, appointment edits and bulk generation. It needs no
+token, and nothing here is counted or throttled like the emulated services.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import requests
+
+from sandbox.bc_schema import BcError
+from sandbox.clock import ManualClock
+from sandbox.faults import ConfigError
+from sandbox.graph import AppointmentError
+from sandbox.httpcore import HttpError, MethodNotAllowed, Request, Response, Router
+from sandbox.seed import generate_appointments
+from sandbox.timefmt import parse_iso_datetime
+
+if TYPE_CHECKING:
+    from sandbox.server import SandboxApp
+
+ADMIN_PREFIX = "/_sandbox"
+STATE_SECTIONS = ("company", "customers", "items", "invoices", "businesses")
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response.json(status, {"error": {"code": code, "message": message}})
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        data = request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(_error(400, "badJson", "The body is not JSON.")) from None
+    if not isinstance(data, dict):
+        raise HttpError(_error(400, "badJson", "The body must be a JSON object."))
+    return data
+
+
+class AdminApi:
+    def __init__(self, app: SandboxApp) -> None:
+        self.app = app
+        self.router = Router()
+        add = self.router.add
+        add("GET", "/health", self._health)
+        add("GET", "/info", self._info)
+        add("GET", "/counters", self._counters)
+        add("POST", "/reset", self._reset)
+        add("GET", "/faults", self._get_faults)
+        add("PUT", "/faults", self._put_faults)
+        add("PATCH", "/faults", self._patch_faults)
+        add("GET", "/config", self._get_config)
+        add("PATCH", "/config", self._patch_config)
+        add("GET", "/state", self._state)
+        add("GET", "/clock", self._get_clock)
+        add("POST", "/clock", self._set_clock)
+        add("POST", "/graph/businesses/{businessId}/appointments", self._add_appointment)
+        add("PATCH", "/graph/businesses/{businessId}/appointments/{appointmentId}", self._edit_appointment)
+        add("DELETE", "/graph/businesses/{businessId}/appointments/{appointmentId}", self._cancel_appointment)
+        add("POST", "/graph/businesses/{businessId}/generate", self._generate)
+        add("POST", "/bc/salesInvoices/{invoiceId}/post", self._post_invoice)
+
+    def handle(self, request: Request, subpath: str) -> Response:
+        try:
+            match = self.router.match(request.method, subpath)
+        except MethodNotAllowed as exc:
+            return _error(405, "methodNotAllowed", f"Use {', '.join(exc.allowed)} on {exc.template}.")
+        if match is None:
+            return _error(404, "notFound", f"No admin route {request.method} {subpath}.")
+        try:
+            return match.route.handler(request, match.params)
+        except HttpError as exc:
+            return exc.response
+
+    # -- routes ---------------------------------------------------------------------------------
+
+    def _health(self, request: Request, params: dict[str, str]) -> Response:
+        return Response.json(200, {"status": "ok"})
+
+    def _info(self, request: Request, params: dict[str, str]) -> Response:
+        return Response.json(200, self.app.info())
+
+    def _counters(self, request: Request, params: dict[str, str]) -> Response:
+        return Response.json(200, self.app.counters_snapshot())
+
+    def _reset(self, request: Request, params: dict[str, str]) -> Response:
+        data = _body(request)
+        unknown = set(data) - {"counters", "faults", "data", "config"}
+        if unknown:
+            return _error(400, "badRequest", f"Unknown reset option(s): {', '.join(sorted(unknown))}.")
+        done = self.app.reset(
+            counters=bool(data.get("counters", True)),
+            faults=bool(data.get("faults", True)),
+            data=bool(data.get("data", False)),
+            config=bool(data.get("config", False)),
+        )
+        return Response.json(200, {"reset": done})
+
+    def _get_faults(self, request: Request, params: dict[str, str]) -> Response:
+        return Response.json(200, self.app.faults.snapshot())
+
+    def _put_faults(self, request: Request, params: dict[str, str]) -> Response:
+        return self._configure(request, replace_all=True)
+
+    def _patch_faults(self, request: Request, params: dict[str, str]) -> Response:
+        return self._configure(request, replace_all=False)
+
+    def _configure(self, request: Request, replace_all: bool) -> Response:
+        try:
+            self.app.faults.configure(_body(request), replace_all=replace_all)
+        except ConfigError as exc:
+            return _error(400, "badFaultConfig", str(exc))
+        return Response.json(200, self.app.faults.snapshot())
+
+    def _get_config(self, request: Request, params: dict[str, str]) -> Response:
+        return Response.json(200, self.app.paging.to_json())
+
+    def _patch_config(self, request: Request, params: dict[str, str]) -> Response:
+        try:
+            self.app.paging.update(_body(request))
+        except ValueError as exc:
+            return _error(400, "badConfig", str(exc))
+        return Response.json(200, self.app.paging.to_json())
+
+    def _state(self, request: Request, params: dict[str, str]) -> Response:
+        include_text = request.query_dict().get("include")
+        include = set(STATE_SECTIONS)
+        if include_text:
+            include = {part.strip() for part in include_text.split(",") if part.strip()}
+            unknown = include - set(STATE_SECTIONS)
+            if unknown:
+                return _error(400, "badRequest", f"Unknown state section(s): {', '.join(sorted(unknown))}.")
+        return Response.json(200, self.app.dump(include))
+
+    def _get_clock(self, request: Request, params: dict[str, str]) -> Response:
+        return Response.json(200, self._clock_json())
+
+    def _clock_json(self) -> dict[str, Any]:
+        clock = self.app.clock
+        return {
+            "now": clock.now().isoformat().replace("+00:00", "Z"),
+            "adjustable": isinstance(clock, ManualClock),
+        }
+
+    def _set_clock(self, request: Request, params: dict[str, str]) -> Response:
+        clock = self.app.clock
+        if not isinstance(clock, ManualClock):
+            return _error(
+                409, "clockNotAdjustable", "The sandbox runs on the real clock; start it with --now."
+            )
+        data = _body(request)
+        if "now" in data:
+            try:
+                clock.set(parse_iso_datetime(str(data["now"])))
+            except ValueError as exc:
+                return _error(400, "badRequest", str(exc))
+        elif "advanceSeconds" in data:
+            seconds = data["advanceSeconds"]
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                return _error(400, "badRequest", "advanceSeconds must be a number.")
+            clock.advance(timedelta(seconds=seconds))
+        else:
+            return _error(400, "badRequest", 'Send {"now": "<ISO 8601>"} or {"advanceSeconds": n}.')
+        return Response.json(200, self._clock_json())
+
+    def _business(self, business_id: str) -> Any:
+        business = self.app.bookings.business(business_id)
+        if business is None:
+            raise HttpError(_error(404, "itemNotFound", f"No Bookings business {business_id!r}."))
+        return business
+
+    def _add_appointment(self, request: Request, params: dict[str, str]) -> Response:
+        business = self._business(params["businessId"])
+        try:
+            created = self.app.bookings.create(business, _body(request), strict=False)
+        except AppointmentError as exc:
+            return _error(exc.status, exc.code, str(exc))
+        return Response.json(201, created)
+
+    def _edit_appointment(self, request: Request, params: dict[str, str]) -> Response:
+        business = self._business(params["businessId"])
+        try:
+            updated = self.app.bookings.update(
+                business, params["appointmentId"], _body(request), strict=False
+            )
+        except AppointmentError as exc:
+            return _error(exc.status, exc.code, str(exc))
+        return Response.json(200, updated)
+
+    def _cancel_appointment(self, request: Request, params: dict[str, str]) -> Response:
+        business = self._business(params["businessId"])
+        if not self.app.bookings.cancel(business, params["appointmentId"]):
+            return _error(404, "itemNotFound", "No such appointment.")
+        return Response.empty(204)
+
+    def _generate(self, request: Request, params: dict[str, str]) -> Response:
+        business = self._business(params["businessId"])
+        data = _body(request)
+        count = data.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= 1_000_000:
+            return _error(400, "badRequest", "count must be a whole number between 0 and 1000000.")
+        now = self.app.clock.now()
+        try:
+            # Default: completed appointments inside the app's default 30-day sync window.
+            end = parse_iso_datetime(str(data["end"])) if "end" in data else now - timedelta(hours=1)
+            start = parse_iso_datetime(str(data["start"])) if "start" in data else now - timedelta(days=29)
+        except ValueError as exc:
+            return _error(400, "badRequest", str(exc))
+        seed = data.get("seed", self.app.seed)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            return _error(400, "badRequest", "seed must be a whole number.")
+        try:
+            created = generate_appointments(self.app.bookings, business.id, count, start, end, seed)
+        except ValueError as exc:
+            return _error(400, "badRequest", str(exc))
+        return Response.json(200, {"created": created, "businessId": business.id})
+
+    def _post_invoice(self, request: Request, params: dict[str, str]) -> Response:
+        try:
+            posted = self.app.company.post_invoice(params["invoiceId"].lower())
+        except BcError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        return Response.json(200, posted)
+
+
+# -- client -----------------------------------------------------------------------------------------
+
+
+class SandboxAdminError(RuntimeError):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"sandbox admin call failed with HTTP {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class SandboxAdmin:
+    """A small typed client for the admin API (works in-process and against `python -m sandbox`)."""
+
+    url: str
+    ca_path: Path | str
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self._session = requests.Session()
+        # Proxies and REQUESTS_CA_BUNDLE from the environment must not redirect or re-trust these calls.
+        self._session.trust_env = False
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
+        response = self._session.request(
+            method,
+            f"{self.url}{ADMIN_PREFIX}{path}",
+            data=None if body is None else json.dumps(body),
+            headers={"Content-Type": "application/json"} if body is not None else None,
+            params=params,
+            verify=str(self.ca_path),
+            timeout=self.timeout,
+        )
+        payload = response.json() if response.content else None
+        if response.status_code >= 400:
+            raise SandboxAdminError(response.status_code, payload)
+        return payload
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def info(self) -> dict[str, Any]:
+        return self._call("GET", "/info")
+
+    def counters(self) -> dict[str, Any]:
+        return self._call("GET", "/counters")
+
+    def reset(
+        self, *, counters: bool = True, faults: bool = True, data: bool = False, config: bool = False
+    ) -> None:
+        self._call("POST", "/reset", {"counters": counters, "faults": faults, "data": data, "config": config})
+
+    def faults(self) -> dict[str, Any]:
+        return self._call("GET", "/faults")
+
+    def set_faults(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """Merge `patch` into the current fault switches (see `FaultConfig.to_json` for the shape)."""
+        return self._call("PATCH", "/faults", patch)
+
+    def replace_faults(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", "/faults", config)
+
+    def config(self) -> dict[str, Any]:
+        return self._call("GET", "/config")
+
+    def set_config(self, **values: int) -> dict[str, Any]:
+        return self._call("PATCH", "/config", values)
+
+    def state(self, include: list[str] | None = None) -> dict[str, Any]:
+        params = {"include": ",".join(include)} if include else None
+        return self._call("GET", "/state", params=params)
+
+    def clock(self) -> datetime:
+        return parse_iso_datetime(self._call("GET", "/clock")["now"])
+
+    def set_clock(self, now: datetime) -> datetime:
+        text = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return parse_iso_datetime(self._call("POST", "/clock", {"now": text})["now"])
+
+    def advance_clock(self, seconds: float) -> datetime:
+        return parse_iso_datetime(self._call("POST", "/clock", {"advanceSeconds": seconds})["now"])
+
+    def add_appointment(self, business_id: str, appointment: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"/graph/businesses/{_segment(business_id)}/appointments", appointment)
+
+    def update_appointment(
+        self, business_id: str, appointment_id: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        path = f"/graph/businesses/{_segment(business_id)}/appointments/{_segment(appointment_id)}"
+        return self._call("PATCH", path, patch)
+
+    def cancel_appointment(self, business_id: str, appointment_id: str) -> None:
+        self._call(
+            "DELETE", f"/graph/businesses/{_segment(business_id)}/appointments/{_segment(appointment_id)}"
+        )
+
+    def generate_appointments(
+        self,
+        business_id: str,
+        count: int,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        seed: int | None = None,
+    ) -> int:
+        body: dict[str, Any] = {"count": count}
+        if start is not None:
+            body["start"] = start.astimezone(UTC).isoformat()
+        if end is not None:
+            body["end"] = end.astimezone(UTC).isoformat()
+        if seed is not None:
+            body["seed"] = seed
+        return int(self._call("POST", f"/graph/businesses/{_segment(business_id)}/generate", body)["created"])
+
+    def post_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/post")
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
