@@ -1,32 +1,292 @@
-"""`make run`: start Azurite and the local host for this app, and stop both on Ctrl-C.
+"""`make run`: the whole product on one machine, and what to do next.
 
-Later steps (sandbox, first sync, next-step hints) are added here as the product grows.
+Without a `local.settings.json` it starts Azurite, the sandbox (local Entra ID, Graph Bookings and
+Business Central) and devhost wired to them, runs one sync and prints ready-to-paste commands.
+With a `local.settings.json` (a real tenant) it starts only Azurite (when the settings point at
+development storage) and devhost against the real services.
+
+Every child runs in its own session and is stopped by pid on Ctrl-C or SIGTERM, so nothing is
+left running.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-from devhost.azurite import start_azurite
+import requests
+
+from devhost.azurite import Azurite, start_azurite
+from shared.settings import DEFAULT_SYNC_SCHEDULE
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".devhost"
+SANDBOX_STATE = ROOT / ".sandbox"
 
 
-def main() -> int:
-    azurite = start_azurite()
-    print(f"Azurite running (pid {azurite.process.pid}), tables on port {azurite.table_port}", flush=True)
-    env = {**os.environ, "AzureWebJobsStorage": azurite.connection_string}
-    port = os.environ.get("DEVHOST_PORT", "7071")
-    host = subprocess.Popen([sys.executable, "-m", "devhost", "--port", port], env=env)
+class RunError(RuntimeError):
+    """Something a user can fix (a port in use, a child that would not start)."""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+class Children:
+    """The processes `make run` started, stopped in reverse order by pid."""
+
+    def __init__(self) -> None:
+        self.processes: list[tuple[str, subprocess.Popen[str]]] = []
+        self.azurite: Azurite | None = None
+
+    def start(
+        self, name: str, args: list[str], env: dict[str, str], ready_prefix: str, timeout: float
+    ) -> str:
+        """Start a child and wait for its ready line on stdout; return that line."""
+        process = subprocess.Popen(
+            args,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.processes.append((name, process))
+        deadline = time.monotonic() + timeout
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith(ready_prefix):
+                # Keep forwarding the child's stdout (its log goes to stderr, straight to the console).
+                self._forward(process)
+                return line.strip()
+            if not line and process.poll() is not None:
+                raise RunError(
+                    f"{name} exited with status {process.returncode} before it was ready (see above)"
+                )
+            if line:
+                sys.stdout.write(line)
+        raise RunError(f"{name} was not ready within {timeout:.0f}s")
+
+    @staticmethod
+    def _forward(process: subprocess.Popen[str]) -> None:
+        import threading
+
+        def pump() -> None:
+            assert process.stdout is not None
+            for line in process.stdout:
+                sys.stdout.write(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def stop(self) -> None:
+        for name, process in reversed(self.processes):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT if name == "devhost" else signal.SIGTERM)
+                try:
+                    process.wait(timeout=70 if name == "devhost" else 10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+            say(f"stopped {name} (pid {process.pid})")
+        if self.azurite is not None:
+            self.azurite.stop()
+            say(f"stopped Azurite (pid {self.azurite.process.pid})")
+
+    def first_exited(self) -> tuple[str, int] | None:
+        for name, process in self.processes:
+            if process.poll() is not None:
+                return name, int(process.returncode)
+        return None
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+        except requests.RequestException:
+            result = None
+        if result:
+            return result
+        time.sleep(interval)
+    return None
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make run", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "7071")), help="devhost port")
+    parser.add_argument(
+        "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8443")), help="sandbox port"
+    )
+    parser.add_argument("--settings", default="local.settings.json", help="real-tenant settings file")
+    return parser.parse_args(argv)
+
+
+def check_ports(args: argparse.Namespace, with_sandbox: bool) -> None:
+    taken = [("devhost", args.port, "PORT")] if port_in_use(args.port) else []
+    if with_sandbox and port_in_use(args.sandbox_port):
+        taken.append(("sandbox", args.sandbox_port, "SANDBOX_PORT"))
+    if taken:
+        lines = [f"port {port} (for {name}) is already in use" for name, port, _ in taken]
+        hint = " ".join(f"{variable}={port + 1}" for _, port, variable in taken)
+        raise RunError("; ".join(lines) + f". Stop what uses it, or choose another: make run {hint}")
+
+
+def start_sandbox(children: Children, args: argparse.Namespace) -> dict[str, str]:
+    settings_file = SANDBOX_STATE / "settings.json"
+    say(
+        f"==> starting the sandbox (Entra ID, Graph Bookings, Business Central) on port {args.sandbox_port}"
+    )
+    children.start(
+        "sandbox",
+        [
+            sys.executable, "-m", "sandbox", "--port", str(args.sandbox_port),
+            "--state-dir", str(SANDBOX_STATE), "--settings-out", str(settings_file),
+        ],
+        dict(os.environ),
+        "sandbox ready",
+        timeout=60,
+    )  # fmt: skip
+    settings: dict[str, str] = json.loads(settings_file.read_text(encoding="utf-8"))
+    info = json.loads((SANDBOX_STATE / "sandbox.json").read_text(encoding="utf-8"))
+    settings.setdefault("BOOKINGS_TIME_ZONE", str(info.get("timeZone", "UTC")))
+    if info.get("customerTemplate"):
+        settings.setdefault("CUSTOMER_TEMPLATE", str(info["customerTemplate"]))
+    if info.get("itemTemplate"):
+        settings.setdefault("ITEM_TEMPLATE", str(info["itemTemplate"]))
+    settings["SANDBOX_URL"] = str(info.get("url", ""))
+    return settings
+
+
+def print_next_steps(base: str, keys: list[str], sandbox_url: str | None) -> None:
+    say()
+    say("=" * 78)
+    say("Bookings bulk invoicing is running locally." + (" (sandbox data)" if sandbox_url else ""))
+    say()
+    say(f"  Unbilled bookings:   curl -s '{base}/api/bookings?top=5'")
+    if keys:
+        body = json.dumps({"bookingKeys": keys[:3]})
+        say(
+            "  Invoice three:       curl -si -X POST "
+            f"'{base}/api/invoice-requests' -H 'content-type: application/json' -d '{body}'"
+        )
+    say(
+        "  Invoice all:         curl -si -X POST "
+        f"'{base}/api/invoice-requests' -H 'content-type: application/json' -d '{{\"all\": true}}'"
+    )
+    say(f"  Request status:      curl -s '{base}/api/invoice-requests/<requestId from the Location header>'")
+    say(f"  Health / API spec:   {base}/api/health   {base}/api/openapi.json")
+    say(f"  Sync again now:      curl -si -X POST '{base}/admin/functions/sync_bookings' "
+        "-H 'content-type: application/json' -d '{\"input\": \"\"}'")  # fmt: skip
+    if sandbox_url:
+        say(
+            "  Invoices created:    curl -s --cacert .sandbox/ca.pem "
+            f"'{sandbox_url}/_sandbox/state?include=invoices'"
+        )
+    say()
+    say("  Watch: every invocation logs one line here (function, outcome, duration, fields).")
+    say("  Stop:  Ctrl-C stops everything started here.")
+    say("=" * 78)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings_path = ROOT / args.settings
+    real_tenant = settings_path.exists()
+    children = Children()
+    stop_requested = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
     try:
-        return host.wait()
+        check_ports(args, with_sandbox=not real_tenant)
+        env = dict(os.environ)
+        if real_tenant:
+            say(f"==> {settings_path.name} found: running against the real services it names")
+            values = json.loads(settings_path.read_text(encoding="utf-8")).get("Values", {})
+            storage = str(env.get("AzureWebJobsStorage") or values.get("AzureWebJobsStorage", ""))
+            if storage.startswith("UseDevelopmentStorage=true"):
+                say("==> starting Azurite (development storage)")
+                children.azurite = start_azurite()
+                env["AzureWebJobsStorage"] = children.azurite.connection_string
+        else:
+            say("==> starting Azurite (tables and queues, in memory)")
+            children.azurite = start_azurite()
+            env.update(start_sandbox(children, args))
+            env["AzureWebJobsStorage"] = children.azurite.connection_string
+            # The host resolves %SYNC_SCHEDULE% from app settings, so it must be set (infra sets it too).
+            env.setdefault("SYNC_SCHEDULE", DEFAULT_SYNC_SCHEDULE)
+        say(f"==> starting devhost on port {args.port}")
+        STATE.mkdir(exist_ok=True)
+        line = children.start(
+            "devhost",
+            [sys.executable, "-m", "devhost", "--port", str(args.port), "--settings", args.settings],
+            env,
+            "devhost ready",
+            timeout=120,
+        )
+        base = line.split()[-1]
+        key_header = (
+            {"x-functions-key": env["DEVHOST_FUNCTION_KEY"]} if env.get("DEVHOST_FUNCTION_KEY") else {}
+        )
+        say("==> running one sync (sync_bookings)")
+        admin_headers = (
+            {"x-functions-key": env["DEVHOST_MASTER_KEY"]} if env.get("DEVHOST_MASTER_KEY") else {}
+        )
+        requests.post(
+            f"{base}/admin/functions/sync_bookings", json={"input": ""}, headers=admin_headers, timeout=30
+        )
+        listed = wait_until(
+            lambda: (
+                requests.get(f"{base}/api/bookings", params={"top": 3}, headers=key_header, timeout=30)
+                .json()
+                .get("value")
+            ),
+            timeout=120,
+        )
+        keys = [booking["key"] for booking in listed or []]
+        if not keys:
+            say("(no unbilled bookings yet: the sync may still be running, or there are none)")
+        print_next_steps(base, keys, env.get("SANDBOX_URL"))
+        while not stop_requested:
+            exited = children.first_exited()
+            if exited:
+                say(f"{exited[0]} exited with status {exited[1]}; stopping the rest")
+                return 1
+            time.sleep(0.5)
+        return 0
     except KeyboardInterrupt:
-        host.send_signal(signal.SIGINT)
-        return host.wait()
+        say("\n==> stopping")
+        return 0
+    except RunError as exc:
+        say(f"make run: {exc}")
+        return 1
     finally:
-        azurite.stop()
-        print("Stopped Azurite and devhost.", flush=True)
+        children.stop()
 
 
 if __name__ == "__main__":
