@@ -66,8 +66,12 @@ class QueueListener:
         self._options = options
         self._invoker = invoker
         self._lock_seconds = max(1, int(lock.total_seconds()))
-        self._queue = QueueClient.from_connection_string(connection_string, self.queue_name)
-        self._poison = QueueClient.from_connection_string(connection_string, self.poison_queue_name)
+        # The listener's loop is the retry policy; the SDK's own retries would only stall it.
+        options = {"retry_total": 2, "connection_timeout": 10}
+        self._queue = QueueClient.from_connection_string(connection_string, self.queue_name, **options)
+        self._poison = QueueClient.from_connection_string(
+            connection_string, self.poison_queue_name, **options
+        )
         self._stopping = threading.Event()
         self._changed = threading.Condition()
         self._running: dict[str, _Running] = {}
@@ -79,8 +83,6 @@ class QueueListener:
             return len(self._running)
 
     def start(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            self._queue.create_queue()
         for target, suffix in ((self._poll_loop, "poll"), (self._renew_loop, "renew")):
             thread = threading.Thread(
                 target=target, name=f"devhost-queue-{self.spec.name}-{suffix}", daemon=True
@@ -100,9 +102,23 @@ class QueueListener:
 
     # -- polling -----------------------------------------------------------------------------
 
+    def _ensure_queue(self) -> bool:
+        try:
+            self._queue.create_queue()
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            # Storage may come up later: keep trying, as the host's listener does.
+            log.warning("Cannot reach queue '%s' yet: %s", self.queue_name, _first_line(exc))
+            return False
+        return True
+
     def _poll_loop(self) -> None:
         interval = MIN_POLLING_INTERVAL
         max_interval = max(MIN_POLLING_INTERVAL, self._options.max_polling_interval.total_seconds())
+        while not self._ensure_queue():
+            if self._stopping.wait(max_interval):
+                return
         while not self._stopping.is_set():
             with self._changed:
                 while len(self._running) > self._options.fetch_threshold and not self._stopping.is_set():

@@ -18,13 +18,18 @@ def _credential(storage: StorageSettings) -> Any:
     return DefaultAzureCredential()
 
 
-def table_service_client(storage: StorageSettings) -> TableServiceClient:
+def table_service_client(storage: StorageSettings, **options: Any) -> TableServiceClient:
+    """`options` go to the SDK client (e.g. `retry_total`, `connection_timeout`)."""
     if storage.connection_string is not None:
-        return TableServiceClient.from_connection_string(storage.connection_string.reveal())
-    return TableServiceClient(endpoint=str(storage.table_service_uri), credential=_credential(storage))
+        return TableServiceClient.from_connection_string(storage.connection_string.reveal(), **options)
+    return TableServiceClient(
+        endpoint=str(storage.table_service_uri), credential=_credential(storage), **options
+    )
 
 
-def queue_service_client(storage: StorageSettings) -> QueueServiceClient:
+def queue_service_client(storage: StorageSettings, **options: Any) -> QueueServiceClient:
     if storage.connection_string is not None:
-        return QueueServiceClient.from_connection_string(storage.connection_string.reveal())
-    return QueueServiceClient(account_url=str(storage.queue_service_uri), credential=_credential(storage))
+        return QueueServiceClient.from_connection_string(storage.connection_string.reveal(), **options)
+    return QueueServiceClient(
+        account_url=str(storage.queue_service_uri), credential=_credential(storage), **options
+    )
