@@ -8,18 +8,19 @@ description, never the secret.
 
 from __future__ import annotations
 
-import logging
 import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import msal
+import msal.exceptions
 import requests
 
 from shared.settings import Settings
+from shared.telemetry import get_logger
 
-log = logging.getLogger("bookings.token_provider")
+log = get_logger("bookings.token_provider")
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BUSINESS_CENTRAL_SCOPE = "https://api.businesscentral.dynamics.com/.default"
@@ -36,12 +37,23 @@ _KNOWN_AUTHORITY_HOSTS = {
 }
 
 
-class TokenError(RuntimeError):
-    """No token could be had. The message names the resource and MSAL's error, without secrets."""
+# MSAL's error codes (and ours) for failures that may pass: worth another try later.
+_TRANSIENT_ERRORS = frozenset(
+    {"temporarily_unavailable", "service_unavailable", "token_endpoint_unreachable", "authority_unavailable"}
+)
 
-    def __init__(self, scope: str, error: str, description: str) -> None:
+
+class TokenError(RuntimeError):
+    """No token could be had. The message names the resource and MSAL's error, without secrets.
+
+    `transient` says whether trying again later may help (throttling, 5xx, network), as opposed
+    to a configuration problem (wrong secret, unknown client, bad certificate).
+    """
+
+    def __init__(self, scope: str, error: str, description: str, *, transient: bool | None = None) -> None:
         self.scope = scope
         self.error = error
+        self.transient = error in _TRANSIENT_ERRORS if transient is None else transient
         super().__init__(
             f"token for {scope} failed: {error}: {description.splitlines()[0] if description else ''}"
         )
@@ -76,7 +88,18 @@ class TokenProvider:
     def _credential(self) -> Any:
         if self._settings.client_secret is not None:
             return self._settings.client_secret.reveal()
-        return _certificate_credential(str(self._settings.client_certificate_path))
+        path = str(self._settings.client_certificate_path)
+        try:
+            return _certificate_credential(path)
+        except (OSError, ValueError) as exc:
+            # Never echo the file's content: only what is wrong with it.
+            raise TokenError(
+                "(credential)",
+                "invalid_certificate",
+                f"ENTRA_CLIENT_CERTIFICATE_PATH {path}: {type(exc).__name__}, expected one PEM with the "
+                "private key (unencrypted) and the certificate",
+                transient=False,
+            ) from None
 
     def _application(self) -> msal.ConfidentialClientApplication:
         with self._lock:
@@ -91,19 +114,47 @@ class TokenProvider:
                         http_client=self._http_client,
                         timeout=self._timeout,
                     )
-                except (ValueError, requests.RequestException) as exc:
-                    # MSAL reads the OIDC metadata here: an unreachable or wrong authority ends up here.
+                except requests.RequestException as exc:
+                    # MSAL reads the OIDC metadata here: an unreachable authority ends up here.
                     raise TokenError(
-                        "(authority)", "authority_unavailable", _safe(str(exc), self._settings)
+                        "(authority)", "authority_unavailable", _safe(_first_line(exc), self._settings)
+                    ) from None
+                except msal.exceptions.MsalServiceError as exc:
+                    # The discovery document answered 5xx/429 (or an error document).
+                    raise TokenError(
+                        "(authority)",
+                        "authority_unavailable",
+                        _safe(_first_line(exc), self._settings),
+                        transient=True,
+                    ) from None
+                except ValueError as exc:
+                    # A malformed authority, or one that serves no usable OIDC document.
+                    raise TokenError(
+                        "(authority)",
+                        "invalid_authority",
+                        _safe(_first_line(exc), self._settings),
+                        transient=False,
                     ) from None
             return self._app
 
     def token(self, scope: str) -> str:
         """A bearer token for one resource (`https://.../.default`)."""
+        application = self._application()
         try:
-            result = self._application().acquire_token_for_client(scopes=[scope])
+            result = application.acquire_token_for_client(scopes=[scope])
         except requests.RequestException as exc:
-            raise TokenError(scope, "token_endpoint_unreachable", _safe(str(exc), self._settings)) from None
+            raise TokenError(
+                scope, "token_endpoint_unreachable", _safe(_first_line(exc), self._settings)
+            ) from None
+        except msal.exceptions.MsalServiceError as exc:
+            # MSAL raises (rather than returns an error) when the token endpoint answers 5xx.
+            raise TokenError(
+                scope, "service_unavailable", _safe(_first_line(exc), self._settings), transient=True
+            ) from None
+        except ValueError as exc:  # a body that is not JSON
+            raise TokenError(
+                scope, "invalid_response", _safe(_first_line(exc), self._settings), transient=True
+            ) from None
         if "access_token" not in result:
             error = str(result.get("error", "unknown_error"))
             description = _safe(str(result.get("error_description", "")), self._settings)
@@ -115,6 +166,11 @@ class TokenProvider:
 
     def business_central_token(self) -> str:
         return self.token(BUSINESS_CENTRAL_SCOPE)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _safe(text: str, settings: Settings) -> str:

@@ -1,0 +1,351 @@
+"""Microsoft Graph Bookings: reading a business's appointments through `calendarView`.
+
+Why it looks like this:
+
+- `calendarView` documents only `start`/`end` (+ `$count`/`$expand`); `$top` was seen to suppress
+  `@odata.nextLink`, so we send neither `$top` nor `$filter` and follow `@odata.nextLink` verbatim.
+- Bookings allows 4 concurrent requests per app per mailbox; a semaphore per business id keeps
+  every thread of this process under that, and 429/503 are retried honouring `Retry-After`.
+- Appointment ids are Exchange base64 (`+`, `/`, `=`): they are percent-encoded in any path.
+- Pages are yielded one at a time, so a caller can process any number of appointments in flat memory.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from shared.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.models import Appointment, Customer, PriceType, iso_utc
+from shared.telemetry import get_logger
+
+log = get_logger("bookings.graph_bookings")
+
+MAX_CONCURRENT_PER_MAILBOX = 4
+# (connect, read) seconds: a page of appointments is small; a stuck connection must not hang a run.
+DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
+GRAPH_RETRY_POLICY = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=60.0)
+
+# Zone names Graph may put into a `dateTimeTimeZone` that are not IANA names.
+_UTC_NAMES = frozenset({"utc", "z", "gmt", "etc/utc", "coordinated universal time", "tzone://microsoft/utc"})
+
+
+class GraphError(Exception):
+    """Graph answered with an error (after retries for transient ones). Carries no token or secret."""
+
+    def __init__(self, status: int | None, code: str, message: str, request_id: str | None = None) -> None:
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+        where = f" (request-id {request_id})" if request_id else ""
+        prefix = f"HTTP {status} " if status is not None else ""
+        super().__init__(f"Graph {prefix}{code}: {message}{where}")
+
+
+class AppointmentParseError(ValueError):
+    """An appointment whose shape we cannot read (it is reported and skipped, never guessed)."""
+
+
+@dataclass(frozen=True)
+class AppointmentPage:
+    """One page of `calendarView`: the appointments we could read, and the ids we could not."""
+
+    appointments: tuple[Appointment, ...]
+    invalid: tuple[tuple[str | None, str], ...]  # (appointment id if any, reason)
+    fetched_at: datetime
+
+    @property
+    def appointment_ids(self) -> tuple[str, ...]:
+        """Every id Graph returned on this page, readable or not (they all exist in Bookings)."""
+        return tuple(a.id for a in self.appointments) + tuple(i for i, _ in self.invalid if i)
+
+
+# -- parsing -----------------------------------------------------------------------------------------
+
+
+def _zone(name: str | None) -> ZoneInfo | Any:
+    if not name or name.strip().lower() in _UTC_NAMES:
+        return UTC
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise AppointmentParseError(f"unknown time zone {name!r}") from None
+
+
+def parse_graph_datetime(value: Any, field_name: str) -> datetime:
+    """A Graph `dateTimeTimeZone` (or a plain ISO string) as an aware UTC datetime.
+
+    Graph sends seven fractional digits and usually `Z`/`timeZone: UTC`; a naive `dateTime` is
+    local to its `timeZone`.
+    """
+    if isinstance(value, Mapping):
+        text, zone_name = value.get("dateTime"), value.get("timeZone")
+    else:
+        text, zone_name = value, None
+    if not isinstance(text, str) or not text.strip():
+        raise AppointmentParseError(f"{field_name} is missing")
+    text = text.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    head, dot, tail = text.partition(".")
+    if dot:  # Python reads at most six fractional digits; Graph sends seven
+        digits = len(tail) - len(tail.lstrip("0123456789"))
+        tail = tail[: min(digits, 6)] + tail[digits:]
+        text = f"{head}.{tail}" if digits else head + tail
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise AppointmentParseError(f"{field_name} is not an ISO 8601 date-time: {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_zone(zone_name if isinstance(zone_name, str) else None))
+    return moment.astimezone(UTC)
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _customer(data: Mapping[str, Any]) -> Customer | None:
+    """The first customer with a name or email; the legacy flat fields when `customers` is empty."""
+    customers = data.get("customers")
+    if isinstance(customers, list):
+        for entry in customers:
+            if not isinstance(entry, Mapping):
+                continue
+            name, email = _text(entry.get("name")), _text(entry.get("emailAddress"))
+            if name or email:
+                return Customer(
+                    name=name or email or "",
+                    email=email,
+                    phone=_text(entry.get("phone")),
+                    bookings_customer_id=_text(entry.get("customerId")),
+                )
+    name, email = _text(data.get("customerName")), _text(data.get("customerEmailAddress"))
+    if name or email:
+        return Customer(name=name or email or "", email=email, phone=_text(data.get("customerPhone")))
+    return None
+
+
+def _price(value: Any) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise AppointmentParseError(f"price is not a number: {value!r}")
+    try:
+        return float(value)
+    except ValueError:
+        raise AppointmentParseError(f"price is not a number: {value!r}") from None
+
+
+def parse_appointment(business_id: str, data: Mapping[str, Any]) -> Appointment:
+    """A Graph `bookingAppointment` (v1.0 shape, `start`/`end` variant, legacy flat customer)."""
+    appointment_id = _text(data.get("id"))
+    if appointment_id is None:
+        raise AppointmentParseError("id is missing")
+    start = parse_graph_datetime(data.get("startDateTime", data.get("start")), "startDateTime")
+    end = parse_graph_datetime(data.get("endDateTime", data.get("end")), "endDateTime")
+    if end < start:
+        raise AppointmentParseError("endDateTime is before startDateTime")
+    staff = data.get("staffMemberIds") or []
+    if not isinstance(staff, list):
+        raise AppointmentParseError("staffMemberIds is not a list")
+    updated = data.get("lastUpdatedDateTime")
+    return Appointment(
+        business_id=business_id,
+        id=appointment_id,
+        service_id=_text(data.get("serviceId")) or "",
+        service_name=_text(data.get("serviceName")) or "",
+        customer=_customer(data),
+        staff_member_ids=tuple(str(s) for s in staff if s),
+        start=start,
+        end=end,
+        price=_price(data.get("price")),
+        price_type=PriceType.parse(data.get("priceType") or PriceType.NOT_SET),
+        last_updated=parse_graph_datetime(updated, "lastUpdatedDateTime") if updated else None,
+    )
+
+
+# -- the client --------------------------------------------------------------------------------------
+
+
+def graph_error_from(response: requests.Response) -> GraphError:
+    """Graph's error envelope (`{"error": {"code", "message", "innerError"}}`) as a `GraphError`."""
+    code, message = "UnknownError", response.reason or ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+        error = body["error"]
+        code = str(error.get("code") or code)
+        message = str(error.get("message") or message)
+    request_id = response.headers.get("request-id")
+    return GraphError(response.status_code, code, message[:500], request_id)
+
+
+class GraphBookingsClient:
+    """Reads Bookings appointments. One instance per process: it owns the pooled session."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: Callable[[], str],
+        *,
+        session: requests.Session | None = None,
+        retry_policy: RetryPolicy = GRAPH_RETRY_POLICY,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        max_concurrent_per_mailbox: int = MAX_CONCURRENT_PER_MAILBOX,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._token = token
+        self._session = session or _pooled_session()
+        self._retry_policy = retry_policy
+        self._timeout = timeout
+        self._max_concurrent = max_concurrent_per_mailbox
+        self._sleep = sleep
+        self._rng = rng
+        self._clock = clock
+        self._semaphores: dict[str, threading.BoundedSemaphore] = {}
+        self._semaphores_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.requests_sent = 0  # HTTP requests put on the wire (retries included), for benchmarks
+
+    def close(self) -> None:
+        self._session.close()
+
+    # -- URLs ------------------------------------------------------------------------------------
+
+    def business_url(self, business_id: str) -> str:
+        return f"{self.base_url}/solutions/bookingBusinesses/{quote(business_id, safe='@')}"
+
+    def appointment_url(self, business_id: str, appointment_id: str) -> str:
+        """The appointment's URL; its id is percent-encoded (`/`, `+`, `=` included)."""
+        return f"{self.business_url(business_id)}/appointments/{quote(appointment_id, safe='')}"
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def calendar_view_pages(
+        self, business_id: str, start: datetime, end: datetime
+    ) -> Iterator[AppointmentPage]:
+        """Appointments overlapping [start, end), one page at a time, following `@odata.nextLink`."""
+        if start.tzinfo is None or end.tzinfo is None:
+            raise ValueError("calendar_view_pages needs aware datetimes")
+        url: str | None = f"{self.business_url(business_id)}/calendarView"
+        params: dict[str, str] | None = {"start": iso_utc(start) or "", "end": iso_utc(end) or ""}
+        while url is not None:
+            fetched_at = self._clock()
+            body = self._get_json(business_id, url, params)
+            values = body.get("value")
+            if not isinstance(values, list):
+                raise GraphError(200, "invalidResponse", "calendarView answered without a 'value' list")
+            yield _parse_page(business_id, values, fetched_at)
+            next_link = body.get("@odata.nextLink")
+            if next_link is not None and not isinstance(next_link, str):
+                raise GraphError(200, "invalidResponse", "@odata.nextLink is not a string")
+            url, params = next_link, None  # the next link is followed verbatim: it carries every parameter
+
+    def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None:
+        """One appointment, or None if Bookings no longer has it."""
+        try:
+            body = self._get_json(business_id, self.appointment_url(business_id, appointment_id), None)
+        except GraphError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return parse_appointment(business_id, body)
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _mailbox_slot(self, business_id: str) -> threading.BoundedSemaphore:
+        key = business_id.strip().lower()
+        with self._semaphores_lock:
+            semaphore = self._semaphores.get(key)
+            if semaphore is None:
+                semaphore = self._semaphores[key] = threading.BoundedSemaphore(self._max_concurrent)
+            return semaphore
+
+    def _get_json(self, business_id: str, url: str, params: dict[str, str] | None) -> dict[str, Any]:
+        slot = self._mailbox_slot(business_id)
+
+        def send() -> requests.Response:
+            headers = {
+                "Authorization": f"Bearer {self._token()}",
+                "Accept": "application/json",
+            }
+            # The slot is held only while a request is in flight, never while backing off.
+            with slot:
+                with self._count_lock:
+                    self.requests_sent += 1
+                return self._session.get(url, params=params, headers=headers, timeout=self._timeout)
+
+        def on_retry(attempt: int, reason: str, delay: float) -> None:
+            log.warning(
+                "Graph request for %s retried (%s), attempt %d, waiting %.1fs",
+                business_id,
+                reason,
+                attempt,
+                delay,
+                extra={"businessId": business_id, "outcome": "retry", "durationMs": int(delay * 1000)},
+            )
+
+        try:
+            response = send_with_retries(
+                send,
+                self._retry_policy,
+                retry_connection_errors=True,  # GET is idempotent
+                sleep=self._sleep,
+                rng=self._rng,
+                on_retry=on_retry,
+            )
+        except RetriesExhaustedError as exc:
+            raise GraphError(None, "unreachable", str(exc)) from None
+        except requests.RequestException as exc:
+            raise GraphError(None, "requestFailed", type(exc).__name__) from None
+        if response.status_code != 200:
+            raise graph_error_from(response)
+        try:
+            body = response.json()
+        except ValueError:
+            raise GraphError(200, "invalidResponse", "the body is not JSON") from None
+        if not isinstance(body, dict):
+            raise GraphError(200, "invalidResponse", "the body is not a JSON object")
+        return body
+
+
+def _parse_page(business_id: str, values: list[Any], fetched_at: datetime) -> AppointmentPage:
+    appointments: list[Appointment] = []
+    invalid: list[tuple[str | None, str]] = []
+    for value in values:
+        if not isinstance(value, Mapping):
+            invalid.append((None, "not a JSON object"))
+            continue
+        try:
+            appointments.append(parse_appointment(business_id, value))
+        except AppointmentParseError as exc:
+            invalid.append((_text(value.get("id")), str(exc)))
+    return AppointmentPage(tuple(appointments), tuple(invalid), fetched_at)
+
+
+def _pooled_session() -> requests.Session:
+    """A session with a connection pool large enough for the per-mailbox concurrency of a few businesses."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

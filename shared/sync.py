@@ -1,0 +1,354 @@
+"""The sync use case: completed Bookings appointments into the `Bookings` table, per business.
+
+The window of one run ends now and starts `SYNC_LOOKBACK_DAYS` back, or earlier at the last
+fully-read point (minus an overlap) if the previous successful run is older than that (after an
+outage nothing is skipped). Re-reading the whole lookback every run is what catches late edits
+(a price corrected after the appointment) and cancellations within one schedule interval; it costs
+Graph reads, not table writes, because unchanged bookings are not written.
+
+An appointment is completed when its end lies before now. Pages are processed as they arrive
+(memory stays flat in the number of appointments); Unbilled bookings that Graph no longer has in
+a fully-read window are confirmed gone with one point read and then cancelled. The watermark in
+`SyncState` advances only after the whole window was read and stored. A failure in one business
+is logged and the others go on.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from shared.booking_store import utc_now
+from shared.booking_upserts import BookingUpserter, Outcome, Stored
+from shared.graph_bookings import GraphBookingsClient
+from shared.models import Appointment, BookingStatus, booking_key, iso_utc
+from shared.sync_state import SyncStateStore
+from shared.telemetry import get_logger
+
+log = get_logger("bookings.sync")
+
+# How far before the last fully-read point a catch-up window starts (clock skew between us and
+# Graph, appointments saved late). Only matters after the last success is older than the lookback.
+DEFAULT_OVERLAP = timedelta(hours=1)
+MAX_PARALLEL_BUSINESSES = 4
+PREFETCH_PAGES = 2
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class SyncWindow:
+    """The [start, end) range read from `calendarView` in one run."""
+
+    start: datetime
+    end: datetime
+    first_run: bool = False
+    catching_up: bool = False
+
+
+def plan_window(
+    now: datetime,
+    fully_read_to: datetime | None,
+    lookback_days: int,
+    overlap: timedelta = DEFAULT_OVERLAP,
+) -> SyncWindow:
+    """The window of a run: the lookback, stretched back to the watermark if that is older.
+
+    - first run (no watermark): [now - lookback, now)
+    - normal run: [now - lookback, now): the lookback is re-read for late edits and cancellations
+    - after an outage longer than the lookback: [watermark - overlap, now), so nothing is skipped
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    lookback_start = now - timedelta(days=lookback_days)
+    if fully_read_to is None:
+        return SyncWindow(lookback_start, now, first_run=True)
+    resume_from = fully_read_to - overlap
+    if resume_from < lookback_start:
+        return SyncWindow(resume_from, now, catching_up=True)
+    return SyncWindow(lookback_start, now)
+
+
+@dataclass
+class BusinessSyncResult:
+    """The outcome of one business in one run (logged as one line)."""
+
+    business_id: str
+    window: SyncWindow | None = None
+    read: int = 0
+    completed: int = 0
+    not_completed: int = 0
+    invalid: int = 0
+    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    duration_ms: int = 0
+    outcome: str = "succeeded"
+    error: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == "succeeded"
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "read": self.read,
+            "new": self.outcomes[Outcome.CREATED],
+            "updated": self.outcomes[Outcome.UPDATED] + self.outcomes[Outcome.REVIVED],
+            "cancelled": self.outcomes[Outcome.CANCELLED],
+            "unchanged": self.outcomes[Outcome.UNCHANGED],
+            "locked": self.outcomes[Outcome.LOCKED],
+            "revived": self.outcomes[Outcome.REVIVED],
+            "stale": self.outcomes[Outcome.STALE],
+            "conflicts": self.outcomes[Outcome.CONFLICT],
+            "notCompleted": self.not_completed,
+            "invalid": self.invalid,
+        }
+
+
+@dataclass
+class SyncReport:
+    results: list[BusinessSyncResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(result.succeeded for result in self.results)
+
+    @property
+    def failed(self) -> list[BusinessSyncResult]:
+        return [result for result in self.results if not result.succeeded]
+
+
+class SyncFailedError(RuntimeError):
+    """At least one business could not be synced (the others were); raised so the run shows as failed."""
+
+
+class BookingSync:
+    """Runs the sync for every configured business."""
+
+    def __init__(
+        self,
+        graph: GraphBookingsClient,
+        upserter: BookingUpserter,
+        state: SyncStateStore,
+        business_ids: Sequence[str],
+        lookback_days: int,
+        *,
+        clock: Callable[[], datetime] = utc_now,
+        overlap: timedelta = DEFAULT_OVERLAP,
+        max_parallel_businesses: int = MAX_PARALLEL_BUSINESSES,
+        prefetch_pages: int = PREFETCH_PAGES,
+    ) -> None:
+        self.graph = graph
+        self.upserter = upserter
+        self.state = state
+        self.business_ids = tuple(business_ids)
+        self.lookback_days = lookback_days
+        self.clock = clock
+        self.overlap = overlap
+        self.max_parallel_businesses = max(1, max_parallel_businesses)
+        self.prefetch_pages = max(0, prefetch_pages)
+
+    def run(self) -> SyncReport:
+        """Sync every business; businesses run side by side (Graph's limits are per mailbox)."""
+        if len(self.business_ids) <= 1 or self.max_parallel_businesses == 1:
+            return SyncReport([self.sync_business(business_id) for business_id in self.business_ids])
+        workers = min(self.max_parallel_businesses, len(self.business_ids))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
+            return SyncReport(list(pool.map(self.sync_business, self.business_ids)))
+
+    def sync_business(self, business_id: str) -> BusinessSyncResult:
+        """One business, isolated: any failure is logged and returned, never raised."""
+        started = time.monotonic()
+        result = BusinessSyncResult(business_id)
+        try:
+            self._sync(business_id, result)
+        except Exception as exc:
+            result.outcome = "failed"
+            result.error = _describe(exc)
+            result.duration_ms = int((time.monotonic() - started) * 1000)
+            log.error(
+                "Sync of %s failed after %d ms, read %d (watermark unchanged): %s",
+                business_id,
+                result.duration_ms,
+                result.read,
+                result.error,
+                extra={
+                    "businessId": business_id,
+                    "read": result.read,
+                    "new": result.outcomes[Outcome.CREATED],
+                    "updated": result.outcomes[Outcome.UPDATED] + result.outcomes[Outcome.REVIVED],
+                    "cancelled": result.outcomes[Outcome.CANCELLED],
+                    "durationMs": result.duration_ms,
+                    "outcome": "failed",
+                    "errorCode": type(exc).__name__,
+                },
+            )
+            try:
+                self.state.record_failure(business_id, result.error)
+            except Exception as state_exc:
+                log.warning(
+                    "Could not record the failed sync of %s: %s",
+                    business_id,
+                    _describe(state_exc),
+                    extra={"businessId": business_id, "outcome": "failed"},
+                )
+            return result
+        result.duration_ms = int((time.monotonic() - started) * 1000)
+        counts = result.counts()
+        log.info(
+            "Sync of %s: read %d, new %d, updated %d, cancelled %d, unchanged %d, "
+            "left alone %d (invoicing), in %d ms",
+            business_id,
+            counts["read"],
+            counts["new"],
+            counts["updated"],
+            counts["cancelled"],
+            counts["unchanged"],
+            counts["locked"],
+            result.duration_ms,
+            extra={
+                "businessId": business_id,
+                "read": counts["read"],
+                "new": counts["new"],
+                "updated": counts["updated"],
+                "cancelled": counts["cancelled"],
+                "unchanged": counts["unchanged"],
+                "locked": counts["locked"],
+                "revived": counts["revived"],
+                "stale": counts["stale"],
+                "conflicts": counts["conflicts"],
+                "notCompleted": counts["notCompleted"],
+                "invalid": counts["invalid"],
+                "durationMs": result.duration_ms,
+                "outcome": "succeeded",
+                "windowStart": iso_utc(result.window.start) if result.window else None,
+                "windowEnd": iso_utc(result.window.end) if result.window else None,
+            },
+        )
+        return result
+
+    # -- one business ----------------------------------------------------------------------------
+
+    def _sync(self, business_id: str, result: BusinessSyncResult) -> None:
+        now = self.clock()
+        window = plan_window(now, self.state.get(business_id).fully_read_to, self.lookback_days, self.overlap)
+        result.window = window
+        snapshot = self.upserter.stored_in_window(business_id, window.start, window.end)
+        read_started = self.clock()
+
+        def completed() -> Iterator[tuple[Appointment, datetime]]:
+            pages = self.graph.calendar_view_pages(business_id, window.start, window.end)
+            for page in prefetch(pages, self.prefetch_pages):
+                result.read += len(page.appointments) + len(page.invalid)
+                for appointment_id, reason in page.invalid:
+                    result.invalid += 1
+                    if appointment_id:  # it exists in Bookings: not a cancellation
+                        snapshot.pop(booking_key(business_id, appointment_id), None)
+                    log.warning(
+                        "Appointment %s of %s skipped: %s",
+                        appointment_id or "(no id)",
+                        business_id,
+                        reason,
+                        extra={"businessId": business_id, "outcome": "invalid_appointment"},
+                    )
+                for appointment in page.appointments:
+                    if appointment.end < now:
+                        result.completed += 1
+                        yield appointment, page.fetched_at
+                    else:  # still running or moved into the future: picked up once it has ended
+                        result.not_completed += 1
+                        snapshot.pop(appointment.key, None)
+
+        result.outcomes.update(self.upserter.upsert(business_id, completed(), snapshot))
+        # The window was read to its last page and stored: what is missing is gone or has moved.
+        missing = [stored for stored in snapshot.values() if stored.status == BookingStatus.UNBILLED]
+        if missing:
+            result.outcomes.update(self._settle_missing(business_id, missing, read_started))
+        self.state.record_success(business_id, window.end, result.counts())
+
+    def _settle_missing(
+        self, business_id: str, missing: Iterable[Stored], read_started: datetime
+    ) -> Counter[Outcome]:
+        """Cancel what Bookings no longer has; refresh what merely moved out of the window."""
+        gone: list[Stored] = []
+        moved: list[tuple[Appointment, datetime]] = []
+        for stored in missing:
+            appointment_id = stored.appointment_id
+            fetched_at = self.clock()
+            appointment = self.graph.get_appointment(business_id, appointment_id) if appointment_id else None
+            if appointment is None:
+                gone.append(stored)
+            else:
+                moved.append((appointment, fetched_at))
+        outcomes: Counter[Outcome] = Counter()
+        if moved:
+            snapshot = {stored.key: stored for stored in missing}
+            outcomes.update(self.upserter.upsert(business_id, moved, snapshot))
+        if gone:
+            outcomes.update(self.upserter.cancel_missing(business_id, gone, read_started))
+        return outcomes
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a failure. Our clients' errors never carry tokens or secrets."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text[:500]}" if text else type(exc).__name__
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Iterate `items` on a helper thread, at most `depth` ahead: Graph is read while we write.
+
+    Exceptions of the producer are re-raised here; closing the consumer stops the producer.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(value: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:
+            put(_Failure(exc))
+            return
+        put(_DONE)
+
+    thread = threading.Thread(target=produce, name="sync-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            value = buffer.get()
+            if value is _DONE:
+                return
+            if isinstance(value, _Failure):
+                raise value.exc
+            yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    exc: BaseException
