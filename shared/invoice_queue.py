@@ -23,10 +23,10 @@ POISON_QUEUE = f"{INVOICE_QUEUE}-poison"
 
 
 def _client(service: QueueServiceClient, name: str) -> QueueClient:
-    client = service.get_queue_client(name)
-    client.message_encode_policy = TextBase64EncodePolicy()
-    client.message_decode_policy = TextBase64DecodePolicy()
-    return client
+    # The policies must be passed in: assigning them after construction has no effect.
+    return service.get_queue_client(
+        name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
+    )
 
 
 class InvoiceQueue:

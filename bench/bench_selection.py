@@ -1,0 +1,243 @@
+"""Benchmark: selecting every Unbilled booking in one HTTP request, and listing a big table.
+
+    .venv/bin/python bench/bench_selection.py [--count 10000] [--table 100000]
+
+Starts its own Azurite and runs the real HTTP API (functions.http_api) in an in-process devhost:
+
+1. `--count` Unbilled bookings, then `POST /api/invoice-requests {"all": true}` once: wall time,
+   bookings claimed and messages queued per second;
+2. the floor: the same number of raw queue sends with the same concurrency (API_FANOUT threads),
+   which is what fanning out costs before any claim is made;
+3. `GET /api/invoice-requests/{id}` for that request (one point read per booking);
+4. the table grown to `--table` bookings (the rest Invoiced, as years of history are), then the
+   first page of `GET /api/bookings` (Unbilled, the default) and of a filtered list, each the
+   median of a few calls. With the selected bookings now Queued, few Unbilled remain: the sparse
+   case, where a scan has the most rows to skip.
+
+It prints a table, then one JSON line (`{"bench": "selection", ...}`). Nothing is asserted: the
+numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import azure.functions as func  # noqa: E402
+import requests  # noqa: E402
+from azure.data.tables import TableServiceClient  # noqa: E402
+from azure.storage.queue import QueueServiceClient  # noqa: E402
+
+from devhost.azurite import start_azurite  # noqa: E402
+from devhost.config import HostConfig  # noqa: E402
+from devhost.host import DevHost  # noqa: E402
+from shared import bootstrap  # noqa: E402
+from shared.booking_store import BOOKINGS_TABLE, booking_to_entity  # noqa: E402
+from shared.bootstrap import API_FANOUT  # noqa: E402
+from shared.invoice_queue import InvoiceQueue  # noqa: E402
+from shared.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402
+
+BUSINESS = "bench@contoso.com"
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+def booking(number: int, status: BookingStatus) -> Booking:
+    appointment = f"AAMkBench{number:07d}/x+=="
+    begin = START + timedelta(minutes=15 * number)
+    return Booking(
+        key=booking_key(BUSINESS, appointment),
+        business_id=BUSINESS,
+        appointment_id=appointment,
+        service_id="svc-bento",
+        service_name="Catered bento",
+        customer_name=f"Customer {number % 500}",
+        customer_email=f"customer{number % 500}@example.com",
+        customer_phone=None,
+        staff_member_ids=("staff-1",),
+        start=begin,
+        end=begin + timedelta(minutes=30),
+        price=10.0,
+        price_type=PriceType.FIXED_PRICE,
+        status=status,
+        updated_at=START,
+        status_changed_at=START,
+    )
+
+
+def seed(connection: str, first: int, count: int, status: BookingStatus) -> float:
+    """Insert bookings in 100-entity transactions, 8 at a time; returns seconds taken."""
+    table = TableServiceClient.from_connection_string(connection).get_table_client(BOOKINGS_TABLE)
+    with contextlib.suppress(Exception):
+        table.create_table()
+    numbers = range(first, first + count)
+    batches = [
+        [("create", booking_to_entity(booking(n, status))) for n in numbers[i : i + 100]]
+        for i in range(0, count, 100)
+    ]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(table.submit_transaction, batches))
+    return time.perf_counter() - started
+
+
+@contextlib.contextmanager
+def api_host(connection: str, state: Path, max_selection: int) -> Iterator[DevHost]:
+    """The HTTP API alone in a devhost (no queue function drains the messages being counted)."""
+    from functions.http_api import bp
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+    app.register_functions(bp)
+    settings = {
+        "AzureWebJobsStorage": connection,
+        "ENTRA_TENANT_ID": "11111111-2222-3333-4444-555555555555",
+        "ENTRA_CLIENT_ID": "66666666-7777-8888-9999-000000000000",
+        "ENTRA_CLIENT_SECRET": "bench-placeholder",
+        "BOOKINGS_BUSINESS_IDS": BUSINESS,
+        "BC_COMPANY_ID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        "MAX_SELECTION": str(max_selection),
+    }
+    os.environ.update(settings)
+    bootstrap.reset_container()
+    host = DevHost(
+        app,
+        config=HostConfig.load(ROOT / "host.json"),
+        settings=dict(os.environ),
+        app_directory=ROOT,
+        state_directory=state,
+        port=0,
+    )
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()
+        bootstrap.reset_container()
+
+
+def raw_sends(connection: str, count: int) -> float:
+    """The floor: `count` base64 messages on a fresh queue, API_FANOUT at a time."""
+    queue = InvoiceQueue(
+        QueueServiceClient.from_connection_string(connection), f"floor-{uuid.uuid4().hex[:8]}"
+    )
+    queue.ensure_queues()
+    messages = [InvoiceMessage(BUSINESS, booking_key(BUSINESS, str(n)), "floor") for n in range(count)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(API_FANOUT) as pool:
+        list(pool.map(queue.send, messages))
+    return time.perf_counter() - started
+
+
+def timed_get(url: str, params: dict[str, Any], runs: int = 5) -> tuple[float, int]:
+    """Median seconds of `runs` GETs, and how many items the first page held."""
+    durations, items = [], 0
+    for _ in range(runs):
+        started = time.perf_counter()
+        response = requests.get(url, params=params, timeout=300)
+        durations.append(time.perf_counter() - started)
+        response.raise_for_status()
+        items = len(response.json()["value"])
+    return statistics.median(durations), items
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--count", type=int, default=10_000, help="Unbilled bookings selected at once")
+    parser.add_argument(
+        "--table", type=int, default=100_000, help="bookings in the table for the list timing"
+    )
+    args = parser.parse_args(argv)
+    count, table_size = args.count, max(args.table, args.count)
+
+    with start_azurite() as azurite, tempfile.TemporaryDirectory() as state:
+        connection = azurite.connection_string
+        seed_unbilled = seed(connection, 0, count, BookingStatus.UNBILLED)
+        with api_host(connection, Path(state), max_selection=max(count, 1)) as host:
+            api = f"{host.url}/api"
+            requests.get(f"{api}/health", timeout=60).raise_for_status()  # builds the clients once
+
+            started = time.perf_counter()
+            response = requests.post(f"{api}/invoice-requests", json={"all": True}, timeout=600)
+            select_s = time.perf_counter() - started
+            response.raise_for_status()
+            accepted = response.json()["accepted"]
+            depth = InvoiceQueue(QueueServiceClient.from_connection_string(connection)).depth()
+
+            floor_s = raw_sends(connection, count)
+
+            started = time.perf_counter()
+            status = requests.get(f"{host.url}{response.headers['Location']}", timeout=600)
+            status_s = time.perf_counter() - started
+            status.raise_for_status()
+
+            extra = table_size - count
+            seed_history = seed(connection, count, extra, BookingStatus.INVOICED) if extra else 0.0
+            unbilled_tail = min(50, extra)
+            if unbilled_tail:
+                seed(connection, table_size, unbilled_tail, BookingStatus.UNBILLED)
+            list_s, list_items = timed_get(f"{api}/bookings", {"top": 100})
+            invoiced_s, invoiced_items = timed_get(f"{api}/bookings", {"top": 100, "status": "Invoiced"})
+            customer_s, customer_items = timed_get(
+                f"{api}/bookings",
+                {"top": 100, "status": "Invoiced", "customerEmail": "customer7@example.com"},
+            )
+
+    result = {
+        "bench": "selection",
+        "bookings": count,
+        "accepted": accepted,
+        "queueDepth": depth,
+        "selectSeconds": round(select_s, 3),
+        "selectPerSecond": round(count / select_s, 1),
+        "floorSeconds": round(floor_s, 3),
+        "floorPerSecond": round(count / floor_s, 1),
+        "fanout": API_FANOUT,
+        "statusSeconds": round(status_s, 3),
+        "tableBookings": table_size + (min(50, table_size - count) if table_size > count else 0),
+        "listFirstPageSeconds": round(list_s, 4),
+        "listFirstPageItems": list_items,
+        "listInvoicedFirstPageSeconds": round(invoiced_s, 4),
+        "listInvoicedFirstPageItems": invoiced_items,
+        "listCustomerFirstPageSeconds": round(customer_s, 4),
+        "listCustomerFirstPageItems": customer_items,
+        "seedSeconds": round(seed_unbilled + seed_history, 1),
+    }
+    rows = [
+        ("select all (POST, one request)", f"{select_s:.2f} s", f"{count / select_s:,.0f} bookings/s"),
+        ("  accepted / on the queue", f"{accepted:,} / {depth:,}", ""),
+        (f"floor: raw sends x{API_FANOUT}", f"{floor_s:.2f} s", f"{count / floor_s:,.0f} messages/s"),
+        ("request status (GET)", f"{status_s:.2f} s", f"{count:,} items"),
+        (
+            f"list first page, {result['tableBookings']:,} in table",
+            f"{list_s * 1000:.0f} ms",
+            f"{list_items} Unbilled",
+        ),
+        ("  status=Invoiced", f"{invoiced_s * 1000:.0f} ms", f"{invoiced_items} items"),
+        ("  status=Invoiced, one customer", f"{customer_s * 1000:.0f} ms", f"{customer_items} items"),
+    ]
+    width = max(len(row[0]) for row in rows)
+    for name, value, rate in rows:
+        print(f"{name:<{width}}  {value:>14}  {rate}")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

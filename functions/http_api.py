@@ -1,0 +1,190 @@
+"""The HTTP API (route prefix /api, auth level function): list, look up, select, follow a request.
+
+Each function parses its input, calls one use case from `shared` and shapes the answer. Errors are
+RFC 9457 problem documents: 400 for input a person can fix (with `detail` and `errors`), 404 for
+unknown ids, 503 when settings or the queue make the app unusable, and 500 with an `incidentId`
+(also logged with the stack trace) for anything unexpected - never a stack trace in the body.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from functions.responses import json_response, problem
+from shared import bootstrap
+from shared.api_input import InvalidInput, parse_json_object
+from shared.booking_queries import parse_list_query
+from shared.bootstrap import Container
+from shared.health import check_health
+from shared.openapi import build_document
+from shared.selection import QueueUnavailableError, parse_selection
+from shared.settings import SettingsError
+from shared.telemetry import TraceParent, current_traceparent, get_logger, log_fields
+
+bp = func.Blueprint()
+log = get_logger("bookings.http_api")
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$")
+
+
+def _answer(function: str, handler: Callable[[Container], func.HttpResponse]) -> func.HttpResponse:
+    """Run a handler with the app's container and turn every failure into a problem document."""
+    try:
+        return handler(bootstrap.container())
+    except InvalidInput as exc:
+        fields = [error.field for error in exc.errors]
+        # Field names only: the detail may quote what the caller sent (emails, keys).
+        log.info(
+            "Rejected a %s request (400): %s",
+            function,
+            ", ".join(fields) or "body",
+            extra={"outcome": "rejected"},
+        )
+        extensions: dict[str, Any] = {}
+        if exc.errors:
+            extensions["errors"] = [error.to_json() for error in exc.errors]
+        return problem(400, "Bad request", exc.detail, **extensions)
+    except SettingsError as exc:
+        return problem(
+            503,
+            "Service misconfigured",
+            f"The app cannot serve requests until an administrator fixes a setting: {exc}",
+        )
+    except QueueUnavailableError as exc:
+        log.error(
+            "Invoice request %s: the queue refused every message (%s); all claims were undone",
+            exc.request_id,
+            exc.cause,
+            extra={"requestId": exc.request_id, "outcome": "queue_unavailable", "errorCode": exc.cause},
+        )
+        response = problem(
+            503,
+            "Queue unavailable",
+            "No booking could be put on the invoicing queue, so nothing was queued and every "
+            "selected booking keeps its previous state. Send the same request again in a minute.",
+            requestId=exc.request_id,
+        )
+        response.headers["Retry-After"] = "60"
+        return response
+    except Exception as exc:
+        incident = str(uuid.uuid4())
+        log.exception(
+            "Unexpected failure in %s (incident %s)",
+            function,
+            incident,
+            extra={"incidentId": incident, "outcome": "error", "errorCode": type(exc).__name__},
+        )
+        return problem(
+            500,
+            "Internal error",
+            f"The request failed unexpectedly. Report incident {incident} to the administrator; "
+            "its details are in the app's log.",
+            incidentId=incident,
+        )
+
+
+@bp.function_name("list_bookings")
+@bp.route(route="bookings", methods=["GET"])
+def list_bookings(req: func.HttpRequest) -> func.HttpResponse:
+    def handle(c: Container) -> func.HttpResponse:
+        query = parse_list_query(dict(req.params), c.settings.bookings_business_ids, c.settings.time_zone)
+        page = c.booking_queries.page(query.filter, query.top, query.continuation_token)
+        return json_response(
+            {"value": [b.to_json() for b in page.items], "continuationToken": page.continuation_token}
+        )
+
+    return _answer("list_bookings", handle)
+
+
+@bp.function_name("get_booking")
+@bp.route(route="bookings/{key}", methods=["GET"])
+def get_booking(req: func.HttpRequest) -> func.HttpResponse:
+    key = req.route_params.get("key", "")
+
+    def handle(c: Container) -> func.HttpResponse:
+        booking = c.booking_queries.get(key)
+        if booking is None:
+            return problem(404, "Not found", f"There is no booking with key {key[:40]!r}.")
+        return json_response(booking.to_json())
+
+    return _answer("get_booking", handle)
+
+
+@bp.function_name("submit_invoice_requests")
+@bp.route(route="invoice-requests", methods=["POST"])
+def submit_invoice_requests(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    trace = getattr(context, "trace_context", None)
+    span = TraceParent.parse(getattr(trace, "trace_parent", None))
+
+    def handle(c: Container) -> func.HttpResponse:
+        document = parse_json_object(req.get_body(), req.headers.get("content-type"))
+        selection = parse_selection(
+            document,
+            max_selection=c.settings.max_selection,
+            business_ids=c.settings.bookings_business_ids,
+            zone=c.settings.time_zone,
+        )
+        # The invocation's span is the parent of every invoice's span (carried in each message).
+        with log_fields(traceId=span.trace_id if span else None, spanId=span.span_id if span else None):
+            result = c.selection.submit(
+                selection,
+                traceparent=span.header if span else current_traceparent(),
+                tracestate=getattr(trace, "trace_state", None) or None,
+            )
+        return json_response(
+            result.to_json(),
+            status=202,
+            headers={"Location": f"/api/invoice-requests/{result.request_id}"},
+        )
+
+    return _answer("submit_invoice_requests", handle)
+
+
+@bp.function_name("get_invoice_request")
+@bp.route(route="invoice-requests/{requestId}", methods=["GET"])
+def get_invoice_request(req: func.HttpRequest) -> func.HttpResponse:
+    request_id = req.route_params.get("requestId", "")
+
+    def handle(c: Container) -> func.HttpResponse:
+        status = c.request_status.read(request_id)
+        if status is None:
+            return problem(404, "Not found", f"There is no invoice request {request_id[:40]!r}.")
+        return json_response(status)
+
+    return _answer("get_invoice_request", handle)
+
+
+@bp.function_name("health")
+@bp.route(route="health", methods=["GET"])
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    report = check_health(bootstrap.current_settings, lambda _s: bootstrap.container().probe_storage())
+    document: dict[str, Any] = {
+        "status": "ok" if report.ok else "unhealthy",
+        "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in report.checks},
+    }
+    if not report.ok:
+        document["failing"] = report.failing
+    return json_response(document, status=200 if report.ok else 503)
+
+
+@bp.function_name("openapi")
+@bp.route(route="openapi.json", methods=["GET"])
+def openapi(req: func.HttpRequest) -> func.HttpResponse:
+    """The API's Swagger 2.0 document, pointing at the host it was fetched from."""
+    host = req.headers.get("x-forwarded-host") or req.headers.get("host") or ""
+    scheme = (req.headers.get("x-forwarded-proto") or req.url.split(":", 1)[0]).lower()
+    try:
+        max_selection = bootstrap.current_settings().max_selection
+    except SettingsError:
+        max_selection = None
+    document = build_document(
+        host=host if _HOST.match(host) else None,
+        scheme=scheme if scheme in ("http", "https") else None,
+        max_selection=max_selection,
+    )
+    return json_response(document)
