@@ -1,0 +1,367 @@
+"""Business Central API v2.0 client: the few calls invoicing needs, safe under throttling and failures.
+
+Why it looks the way it does:
+
+- Business Central runs at most 5 requests per app user at a time and queues the rest, so every
+  request of this process passes one process-wide semaphore of 5: the server never queues ours.
+- Errors are classified once, here. 429, 5xx, timeouts, connection errors and auth failures are
+  transient (the queue retries them); `BadRequest_*` / `Application_*` and other 4xx answers are
+  permanent: Business Central will refuse the same request again.
+- A POST is not idempotent: when its connection drops or it times out, it may have been committed
+  ("commit then drop"), so it is never blindly repeated. The error says `may_have_committed` and
+  the caller looks the record up before sending it again. Only 429 (refused before it ran) is
+  retried in place.
+- Every OData string literal goes through `odata_string`, which doubles quotes: a customer called
+  `O'Brien` must work and `' or 1 eq 1` must match nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from shared.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.telemetry import get_logger
+from shared.token_provider import TokenError
+
+log = get_logger("bookings.business_central")
+
+MAX_IN_FLIGHT = 5
+"""Business Central's per-user concurrency limit; more requests would only queue on its side."""
+
+BLANK_GUID = "00000000-0000-0000-0000-000000000000"
+EXTERNAL_DOCUMENT_NUMBER_LENGTH = 35
+CREATE_TIMEOUT = (10.0, 60.0)
+"""Connect/read timeouts for creating a customer or item: short, so a creation's worst case (with
+retries) stays well inside the time after which another worker may take its creation over."""
+
+_process_limiter = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+
+_PERMANENT_PREFIXES = ("BadRequest", "Application_")
+_AUTH_STATUSES = frozenset({401, 403})
+_AMBIGUOUS_STATUSES = frozenset({408, 500, 502, 503, 504})
+
+
+def odata_string(value: str) -> str:
+    """An OData string literal: quoted, with every `'` doubled. The one place literals are built."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+class BusinessCentralError(Exception):
+    """A request to Business Central failed.
+
+    `transient`: worth retrying later (throttling, outage, auth); otherwise Business Central
+    refused the request itself and would refuse it again. `may_have_committed`: a POST whose
+    outcome is unknown (connection lost, timeout, 5xx): look the record up before sending it again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        transient: bool,
+        may_have_committed: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.transient = transient
+        self.may_have_committed = may_have_committed
+
+
+@dataclass(frozen=True)
+class BcCustomer:
+    id: str
+    number: str
+    display_name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class BcItem:
+    id: str
+    number: str
+    display_name: str
+    type: str
+
+
+@dataclass(frozen=True)
+class BcInvoice:
+    id: str
+    number: str
+    external_document_number: str
+    status: str
+
+
+def _customer(data: dict[str, Any]) -> BcCustomer:
+    return BcCustomer(
+        id=str(data["id"]),
+        number=str(data.get("number", "")),
+        display_name=str(data.get("displayName", "")),
+        email=str(data.get("email", "")),
+    )
+
+
+def _item(data: dict[str, Any]) -> BcItem:
+    return BcItem(
+        id=str(data["id"]),
+        number=str(data.get("number", "")),
+        display_name=str(data.get("displayName", "")),
+        type=str(data.get("type", "")),
+    )
+
+
+def _invoice(data: dict[str, Any]) -> BcInvoice:
+    return BcInvoice(
+        id=str(data["id"]),
+        number=str(data.get("number", "")),
+        external_document_number=str(data.get("externalDocumentNumber", "")),
+        status=str(data.get("status", "")),
+    )
+
+
+def error_details(response: requests.Response) -> tuple[str | None, str]:
+    """Business Central's `error.code` and `error.message`, or a short description of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        error = body["error"]
+        code = error.get("code")
+        message = str(error.get("message") or "").strip()
+        return (str(code) if code else None), message or f"HTTP {response.status_code}"
+    text = (response.text or "").strip().splitlines()
+    return None, f"HTTP {response.status_code}" + (f": {text[0][:200]}" if text else "")
+
+
+def classify(response: requests.Response, *, post: bool = False) -> BusinessCentralError:
+    """The error a non-2xx answer stands for (transient or permanent, possibly committed)."""
+    status = response.status_code
+    code, message = error_details(response)
+    summary = f"Business Central answered {status}" + (f" {code}" if code else "") + f": {message}"
+    if status == 429 or status >= 500 or status == 408:
+        return BusinessCentralError(
+            summary,
+            status=status,
+            code=code,
+            transient=True,
+            may_have_committed=post and status in _AMBIGUOUS_STATUSES,
+        )
+    if status in _AUTH_STATUSES:
+        return BusinessCentralError(
+            f"{summary} (is the app registered in Business Central under 'Microsoft Entra Applications' "
+            "with permission to create customers, items and sales invoices?)",
+            status=status,
+            code=code,
+            transient=True,
+        )
+    if status == 409:
+        # Request_EntityChanged: someone changed the record meanwhile; reading it again helps.
+        return BusinessCentralError(summary, status=status, code=code, transient=True)
+    # BadRequest_*, Application_* and any other 4xx: the request itself is refused.
+    return BusinessCentralError(message, status=status, code=code, transient=False)
+
+
+class BusinessCentralClient:
+    """One company's API v2.0. Thread-safe; share one per process."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        tenant_id: str,
+        environment: str,
+        company_id: str,
+        token: Callable[[], str],
+        session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: tuple[float, float] = (10.0, 240.0),
+        limiter: threading.Semaphore | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.company_url = (
+            f"{base_url.rstrip('/')}/{quote(tenant_id, safe='')}/{quote(environment, safe='')}"
+            f"/api/v2.0/companies({company_id})"
+        )
+        self._token = token
+        self._session = session or _pooled_session()
+        self._retry = retry or RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=30.0)
+        self._timeout = timeout
+        self._limiter = limiter or _process_limiter
+        self._sleep = sleep
+        self._requests = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def request_count(self) -> int:
+        """Requests sent so far (retries included): what the benchmark reports per invoice."""
+        with self._count_lock:
+            return self._requests
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _url(self, path: str, query: dict[str, str] | None) -> str:
+        url = f"{self.company_url}/{path}"
+        if query:
+            url += "?" + urlencode(query, quote_via=quote, safe="$(),")
+        return url
+
+    def _send_once(self, method: str, url: str, body: Any, timeout: tuple[float, float]) -> requests.Response:
+        try:
+            token = self._token()
+        except TokenError as exc:
+            log.error("No token for Business Central: %s", exc, extra={"outcome": "auth_failed"})
+            raise BusinessCentralError(str(exc), transient=True) from None
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        with self._limiter:
+            with self._count_lock:
+                self._requests += 1
+            return self._session.request(method, url, json=body, headers=headers, timeout=timeout)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> dict[str, Any]:
+        """Send with retries; the JSON answer, or `BusinessCentralError`."""
+        post = method == "POST"
+        url = self._url(path, query)
+        timeout = timeout or self._timeout
+        policy = self._retry
+        if post:
+            # Only a 429 is known not to have run; anything else ambiguous goes back to the caller.
+            policy = RetryPolicy(
+                max_attempts=policy.max_attempts,
+                base_delay=policy.base_delay,
+                max_delay=policy.max_delay,
+                retry_statuses=frozenset({429}),
+            )
+
+        def on_retry(attempt: int, reason: str, delay: float) -> None:
+            log.info(
+                "Business Central %s %s: %s, retry %d in %.1fs",
+                method,
+                path.split("?")[0],
+                reason,
+                attempt,
+                delay,
+                extra={"outcome": "retry", "attempt": attempt},
+            )
+
+        try:
+            response = send_with_retries(
+                lambda: self._send_once(method, url, body, timeout),
+                policy,
+                retry_connection_errors=not post,
+                sleep=self._sleep,
+                on_retry=on_retry,
+            )
+        except RetriesExhaustedError as exc:
+            cause = exc.__cause__
+            kind = type(cause).__name__ if cause else "connection error"
+            raise BusinessCentralError(
+                f"Business Central {method} {path.split('?')[0]} failed: {kind} ({exc})",
+                transient=True,
+                may_have_committed=post,
+            ) from None
+        if 200 <= response.status_code < 300:
+            if response.status_code == 204 or not response.content:
+                return {}
+            try:
+                data = response.json()
+            except ValueError:
+                raise BusinessCentralError(
+                    f"Business Central answered {response.status_code} with a body that is not JSON",
+                    status=response.status_code,
+                    transient=True,
+                ) from None
+            return data if isinstance(data, dict) else {"value": data}
+        raise classify(response, post=post)
+
+    def _collection(self, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
+        data = self._request("GET", path, query=query)
+        value = data.get("value")
+        return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
+
+    # -- customers ---------------------------------------------------------------------------
+
+    def find_customers_by_email(self, email: str) -> list[BcCustomer]:
+        """Customers whose email equals `email`, ignoring case (BC's `eq` alone is case-sensitive)."""
+        rows = self._collection(
+            "customers",
+            {
+                "$filter": f"tolower(email) eq {odata_string(email.strip().lower())}",
+                "$orderby": "number",
+                "$top": "20",
+            },
+        )
+        return [_customer(row) for row in rows]
+
+    def find_customer_by_number(self, number: str) -> dict[str, Any] | None:
+        rows = self._collection("customers", {"$filter": f"number eq {odata_string(number)}", "$top": "1"})
+        return rows[0] if rows else None
+
+    def create_customer(self, body: dict[str, Any]) -> BcCustomer:
+        return _customer(self._request("POST", "customers", body=body, timeout=CREATE_TIMEOUT))
+
+    # -- items -------------------------------------------------------------------------------
+
+    def find_service_items_by_name(self, name: str) -> list[BcItem]:
+        """Items of type Service whose display name equals `name`, ignoring case."""
+        literal = odata_string(name.strip().lower())
+        rows = self._collection(
+            "items",
+            {
+                "$filter": f"tolower(displayName) eq {literal} and type eq 'Service'",
+                "$orderby": "number",
+                "$top": "20",
+            },
+        )
+        return [_item(row) for row in rows]
+
+    def find_item_by_number(self, number: str) -> dict[str, Any] | None:
+        rows = self._collection("items", {"$filter": f"number eq {odata_string(number)}", "$top": "1"})
+        return rows[0] if rows else None
+
+    def create_item(self, body: dict[str, Any]) -> BcItem:
+        return _item(self._request("POST", "items", body=body, timeout=CREATE_TIMEOUT))
+
+    # -- sales invoices ----------------------------------------------------------------------
+
+    def find_invoices_by_external_document_number(self, number: str) -> list[BcInvoice]:
+        """Drafts and posted invoices alike (both live in `salesInvoices`)."""
+        rows = self._collection(
+            "salesInvoices",
+            {"$filter": f"externalDocumentNumber eq {odata_string(number.upper())}", "$orderby": "number"},
+        )
+        return [_invoice(row) for row in rows]
+
+    def create_invoice(self, body: dict[str, Any]) -> BcInvoice:
+        """One deep-insert POST (header and lines, atomic on Business Central's side)."""
+        return _invoice(self._request("POST", "salesInvoices", body=body))
+
+
+def _pooled_session() -> requests.Session:
+    """A session whose pool holds as many connections as may be in flight (plus headroom)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=MAX_IN_FLIGHT * 4)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session

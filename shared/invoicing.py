@@ -1,0 +1,366 @@
+"""The `create_invoice` use case: exactly one draft sales invoice per booking.
+
+The booking's state in the `Bookings` table is the lock, and every change of it is a conditional
+write (ETag):
+
+- **Claim**: Queued -> Invoicing. Only one worker wins; the others re-read and see it taken.
+- **Crash safety**: a booking found in Invoicing may already have its invoice in Business Central
+  (a worker died after the POST, or its answer was lost). Such a booking is first looked up by
+  `externalDocumentNumber` `BKG-<key>` and the invoice found is adopted. The normal path skips the
+  lookup: one Business Central request per invoice.
+- **Live claims**: a booking claimed moments ago by another message's worker is left alone. A
+  redelivery of the same message (dequeue count > 1) means its previous try is over, so it takes
+  the claim over at once; a fresh duplicate message only after `claim_lease`.
+- **Record**: Invoicing -> Invoiced with id and number. If that write fails, the next try finds the
+  invoice through the lookup above.
+- **Errors**: transient ones (throttling, outages, a busy customer creation) are raised so the
+  queue retries the message; on its last allowed try the booking is first marked Failed with
+  `BC_UNAVAILABLE`, so none stays in Invoicing. Permanent ones mark it Failed with their code.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+from shared.booking_store import BookingStore, ConcurrentChangeError
+from shared.business_central import BcInvoice, BusinessCentralClient, BusinessCentralError
+from shared.invoice_lines import invoice_body, quantity_and_price
+from shared.links import CustomerLinks, ItemLinks, Link, LinkNotFoundError
+from shared.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
+from shared.settings import InvoiceDateRule
+from shared.telemetry import get_logger
+
+log = get_logger("bookings.invoicing")
+
+CLAIM_LEASE = timedelta(minutes=10)
+"""How long an Invoicing claim counts as held by a live worker for a *different* message."""
+
+POST_ROUNDS = 3
+"""POSTs of one invoice within one try when each ended ambiguously and the lookup found nothing."""
+
+CLAIM_ROUNDS = 5
+"""Re-reads after losing a conditional write, before giving the message back to the queue."""
+
+ERROR_LENGTH = 1000
+
+_IN_FLIGHT = frozenset({BookingStatus.QUEUED, BookingStatus.INVOICING})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Outcome(StrEnum):
+    INVOICED = "invoiced"
+    ADOPTED = "adopted"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class InvoiceResult:
+    outcome: Outcome
+    status: BookingStatus | None
+    invoice_number: str | None = None
+    error_code: str | None = None
+    detail: str = ""
+
+
+class InvoicingRetryError(Exception):
+    """This try could not finish; the queue should retry the message later."""
+
+
+class _Permanent(Exception):
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def describe(exc: BaseException) -> str:
+    """One line for `error`: what failed, never a stack trace (and never a secret: none is in it)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, BusinessCentralError | InvoicingRetryError):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class InvoiceBooking:
+    """Creates the invoice of one booking named by a queue message."""
+
+    def __init__(
+        self,
+        store: BookingStore,
+        bc: BusinessCentralClient,
+        customers: CustomerLinks,
+        items: ItemLinks,
+        *,
+        time_zone: ZoneInfo,
+        invoice_date: InvoiceDateRule,
+        clock: Callable[[], datetime] = utc_now,
+        claim_lease: timedelta = CLAIM_LEASE,
+    ) -> None:
+        self.store = store
+        self.bc = bc
+        self.customers = customers
+        self.items = items
+        self.time_zone = time_zone
+        self.invoice_date = invoice_date
+        self.clock = clock
+        self.claim_lease = claim_lease
+
+    def __call__(
+        self, message: InvoiceMessage, *, dequeue_count: int = 1, last_attempt: bool = False
+    ) -> InvoiceResult:
+        started = time.perf_counter()
+        fields = {
+            "businessId": message.business_id,
+            "bookingKey": message.booking_key,
+            "requestId": message.request_id,
+            "dequeueCount": dequeue_count,
+        }
+        try:
+            result = self._run(message, dequeue_count)
+        except Exception as exc:
+            detail = describe(exc)
+            duration = round((time.perf_counter() - started) * 1000)
+            if last_attempt:
+                self._fail_after_last_try(message, detail)
+            log.warning(
+                "Invoicing booking %s did not finish (try %d%s): %s",
+                message.booking_key,
+                dequeue_count,
+                ", the last: marked Failed" if last_attempt else ", will be retried",
+                detail,
+                extra={
+                    **fields,
+                    "outcome": "failed" if last_attempt else "retry",
+                    "durationMs": duration,
+                    "errorCode": str(ErrorCode.BC_UNAVAILABLE) if last_attempt else None,
+                },
+            )
+            raise
+        duration = round((time.perf_counter() - started) * 1000)
+        log.log(
+            logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO,
+            "Booking %s: %s%s",
+            message.booking_key,
+            result.outcome,
+            f" ({result.detail})" if result.detail else "",
+            extra={
+                **fields,
+                "outcome": str(result.outcome),
+                "invoiceNumber": result.invoice_number,
+                "errorCode": result.error_code,
+                "durationMs": duration,
+            },
+        )
+        return result
+
+    # -- state machine -----------------------------------------------------------------------
+
+    def _run(self, message: InvoiceMessage, dequeue_count: int) -> InvoiceResult:
+        for _ in range(CLAIM_ROUNDS):
+            booking = self.store.get(message.business_id, message.booking_key)
+            if booking is None:
+                return InvoiceResult(Outcome.SKIPPED, None, detail="no such booking")
+            if booking.status not in _IN_FLIGHT:
+                return InvoiceResult(
+                    Outcome.SKIPPED,
+                    booking.status,
+                    booking.invoice_number,
+                    detail=f"already {booking.status}",
+                )
+            # Any earlier claim (a crash, a lost response, a re-selection after a failure, a recovery
+            # re-enqueue) may have left an invoice in Business Central: look it up before creating.
+            lookup_first = booking.status is BookingStatus.INVOICING or booking.invoice_attempts > 0
+            if booking.status is BookingStatus.INVOICING and not self._may_take_over(booking, dequeue_count):
+                return InvoiceResult(
+                    Outcome.SKIPPED, booking.status, detail="claimed by another worker moments ago"
+                )
+            try:
+                booking = self.store.transition(
+                    booking,
+                    BookingStatus.INVOICING,
+                    allowed_from=_IN_FLIGHT,
+                    error_code=None,
+                    error=None,
+                    invoice_attempts=booking.invoice_attempts + 1,
+                )
+            except ConcurrentChangeError:
+                continue
+            return self._invoice(booking, lookup_first=lookup_first)
+        raise InvoicingRetryError(f"booking {message.booking_key} kept changing while being claimed")
+
+    def _may_take_over(self, booking: Booking, dequeue_count: int) -> bool:
+        """Another message's worker holds this claim unless it is ours from before or has expired."""
+        if dequeue_count > 1:
+            return True
+        changed = booking.status_changed_at
+        return changed is None or self.clock() - changed >= self.claim_lease
+
+    def _invoice(self, booking: Booking, *, lookup_first: bool) -> InvoiceResult:
+        number = external_document_number(booking.key)
+        try:
+            if lookup_first:
+                found = self._find(number)
+                if found is not None:
+                    return self._record(booking, found, adopted=True)
+            invoice, adopted = self._create(booking, number, looked_up=lookup_first)
+        except _Permanent as failure:
+            return self._fail(booking, failure.code, failure.detail)
+        return self._record(booking, invoice, adopted=adopted)
+
+    def _find(self, number: str) -> BcInvoice | None:
+        found = self.bc.find_invoices_by_external_document_number(number)
+        if len(found) > 1:
+            log.error(
+                "%d invoices in Business Central carry %s; adopting %s",
+                len(found),
+                number,
+                found[0].number,
+                extra={"outcome": "duplicate_found", "invoiceNumber": found[0].number},
+            )
+        return found[0] if found else None
+
+    def _create(self, booking: Booking, number: str, *, looked_up: bool) -> tuple[BcInvoice, bool]:
+        """POST the invoice; after an ambiguous failure look it up before POSTing again."""
+        customer, item = self._links(booking)
+        relinked = False
+        for _ in range(POST_ROUNDS):
+            body = invoice_body(
+                booking,
+                customer_id=customer.id,
+                item_id=item.id,
+                zone=self.time_zone,
+                rule=self.invoice_date,
+                now=self.clock(),
+            )
+            try:
+                return self.bc.create_invoice(body), False
+            except BusinessCentralError as exc:
+                if not exc.transient:
+                    if exc.code == "BadRequest_NotFound" and not relinked:
+                        # A linked customer or item was deleted in Business Central: link afresh.
+                        self._forget_links(booking)
+                        customer, item = self._links(booking)
+                        relinked = True
+                        continue
+                    raise _Permanent(ErrorCode.BC_REJECTED, exc.message[:ERROR_LENGTH]) from None
+                if not exc.may_have_committed:
+                    raise
+                log.warning(
+                    "Invoice POST for booking %s ended without an answer (%s); looking it up",
+                    booking.key,
+                    exc.message,
+                    extra={"bookingKey": booking.key, "outcome": "ambiguous_post"},
+                )
+                found = self._find(number)
+                if found is not None:
+                    return found, True
+        raise InvoicingRetryError(f"the invoice POST for {number} kept failing without an answer")
+
+    def _links(self, booking: Booking) -> tuple[Link, Link]:
+        if not booking.has_customer:
+            raise _Permanent(ErrorCode.NO_CUSTOMER, "the appointment has no customer")
+        if not booking.customer_email or not booking.customer_email.strip():
+            raise _Permanent(ErrorCode.NO_CUSTOMER_EMAIL, "the appointment's customer has no email")
+        try:
+            customer = self.customers.resolve(
+                booking.customer_email, booking.customer_name, booking.customer_phone
+            )
+        except LinkNotFoundError:
+            raise _Permanent(
+                ErrorCode.CUSTOMER_NOT_FOUND,
+                "no Business Central customer has the customer's email and SYNC_CUSTOMERS is off",
+            ) from None
+        except BusinessCentralError as exc:
+            if exc.transient:
+                raise
+            raise _Permanent(ErrorCode.BC_REJECTED, exc.message[:ERROR_LENGTH]) from None
+        _, price = quantity_and_price(booking)
+        try:
+            item = self.items.resolve(booking.service_id, booking.service_name, price)
+        except LinkNotFoundError:
+            raise _Permanent(
+                ErrorCode.SERVICE_NOT_MAPPED,
+                f"no Business Central Service item is linked to or named {booking.service_name!r} "
+                "and SYNC_SERVICES is off",
+            ) from None
+        except BusinessCentralError as exc:
+            if exc.transient:
+                raise
+            raise _Permanent(ErrorCode.BC_REJECTED, exc.message[:ERROR_LENGTH]) from None
+        return customer, item
+
+    def _forget_links(self, booking: Booking) -> None:
+        if booking.customer_email:
+            self.customers.forget(booking.customer_email)
+        self.items.forget(booking.service_id)
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def _record(self, booking: Booking, invoice: BcInvoice, *, adopted: bool) -> InvoiceResult:
+        try:
+            self.store.transition(
+                booking,
+                BookingStatus.INVOICED,
+                allowed_from={BookingStatus.INVOICING},
+                invoice_id=invoice.id,
+                invoice_number=invoice.number,
+                error_code=None,
+                error=None,
+            )
+        except ConcurrentChangeError:
+            current = self.store.get(booking.business_id, booking.key)
+            if current is None or current.invoice_id != invoice.id:
+                raise InvoicingRetryError(
+                    f"invoice {invoice.number} exists but booking {booking.key} changed meanwhile; "
+                    "the next try adopts it"
+                ) from None
+        return InvoiceResult(
+            Outcome.ADOPTED if adopted else Outcome.INVOICED, BookingStatus.INVOICED, invoice.number
+        )
+
+    def _fail(self, booking: Booking, code: ErrorCode, detail: str) -> InvoiceResult:
+        try:
+            self.store.transition(
+                booking, BookingStatus.FAILED, allowed_from=_IN_FLIGHT, error_code=str(code), error=detail
+            )
+        except ConcurrentChangeError:
+            raise InvoicingRetryError(
+                f"booking {booking.key} changed before it could be marked Failed"
+            ) from None
+        return InvoiceResult(Outcome.FAILED, BookingStatus.FAILED, error_code=str(code), detail=detail)
+
+    def _fail_after_last_try(self, message: InvoiceMessage, detail: str) -> None:
+        """Best effort: a booking must not stay Queued/Invoicing once its message goes to poison."""
+        for _ in range(CLAIM_ROUNDS):
+            try:
+                booking = self.store.get(message.business_id, message.booking_key)
+                if booking is None or booking.status not in _IN_FLIGHT:
+                    return
+                self.store.transition(
+                    booking,
+                    BookingStatus.FAILED,
+                    allowed_from=_IN_FLIGHT,
+                    error_code=str(ErrorCode.BC_UNAVAILABLE),
+                    error=f"still failing after the last try: {detail}"[:ERROR_LENGTH],
+                )
+                return
+            except ConcurrentChangeError:
+                continue
+            except Exception as exc:
+                log.error(
+                    "Could not mark booking %s Failed after its last try: %s",
+                    message.booking_key,
+                    describe(exc),
+                    extra={"bookingKey": message.booking_key, "outcome": "record_failed"},
+                )
+                return

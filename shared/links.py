@@ -1,0 +1,435 @@
+"""Links from Bookings customers and services to Business Central customers and items.
+
+A link, once known, is kept in the `BusinessCentralLinks` table, so the next booking of the same
+customer or service costs no Business Central request at all.
+
+Creating a missing customer or item must happen once, even when many workers (threads, processes,
+instances) invoice bookings of the same new customer at the same moment. The rule:
+
+1. a worker claims the creation by inserting a "creating" marker row (an insert fails if the row
+   exists, so exactly one worker wins);
+2. the winner looks Business Central up once more (someone may have created it meanwhile), creates
+   the record if it is still missing, and replaces the marker by the link;
+3. the others wait (bounded) for the link to appear; when the wait runs out they fail transiently
+   and the queue retries them later;
+4. a marker older than `stale_after` belongs to a crashed worker: one worker takes it over with a
+   conditional write on its ETag, looks Business Central up first (the crashed worker may have
+   created the record) and only then creates it.
+
+A creation whose outcome is unknown (connection lost, timeout) keeps its marker, so nobody creates
+a second record until the lookup after `stale_after` has had its chance.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.business_central import BLANK_GUID, BusinessCentralClient, BusinessCentralError
+from shared.telemetry import get_logger
+
+log = get_logger("bookings.links")
+
+LINKS_TABLE = "BusinessCentralLinks"
+CUSTOMER = "customer"
+ITEM = "item"
+LINKED = "linked"
+CREATING = "creating"
+
+DEFAULT_STALE_AFTER = timedelta(minutes=10)
+DEFAULT_WAIT = 45.0
+DEFAULT_POLL = 0.2
+
+# Customer fields copied from CUSTOMER_TEMPLATE (API v2.0 has no templates to apply).
+CUSTOMER_TEMPLATE_FIELDS = (
+    "currencyCode",
+    "paymentTermsId",
+    "shipmentMethodId",
+    "paymentMethodId",
+    "taxLiable",
+    "taxAreaId",
+)
+# Item (id field, code field) pairs copied from ITEM_TEMPLATE: the id wins when set.
+ITEM_TEMPLATE_FIELDS = (
+    ("baseUnitOfMeasureId", "baseUnitOfMeasureCode"),
+    ("taxGroupId", "taxGroupCode"),
+    ("generalProductPostingGroupId", "generalProductPostingGroupCode"),
+    ("itemCategoryId", "itemCategoryCode"),
+)
+ITEM_TEMPLATE_FLAGS = ("priceIncludesTax",)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def mask_email(email: str) -> str:
+    """An email fit for logs: enough to recognise it, not enough to be personal data in bulk."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"
+
+
+def link_row_key(natural_key: str) -> str:
+    """A legal Table RowKey for any text (emails may hold `/`, `#`, `?`; ids may hold anything)."""
+    return base64.b32encode(hashlib.sha256(natural_key.encode("utf-8")).digest()).decode("ascii").rstrip("=")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A Business Central record a Bookings customer or service stands for."""
+
+    id: str
+    number: str
+
+
+class LinkNotFoundError(Exception):
+    """No Business Central record matches and creating one is switched off."""
+
+
+class LinkBusyError(Exception):
+    """Another worker is creating the record and has not finished within the wait: retry later."""
+
+
+class LinkStore:
+    """The links table: one row per customer email or service id, "linked" or "creating"."""
+
+    def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
+        self.table = table
+        self.clock = clock
+
+    def ensure_table(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            self.table.create_table()
+
+    def get(self, kind: str, natural_key: str) -> Any | None:
+        try:
+            return self.table.get_entity(partition_key=kind, row_key=link_row_key(natural_key))
+        except ResourceNotFoundError:
+            return None
+
+    def link_of(self, kind: str, natural_key: str) -> Link | None:
+        entity = self.get(kind, natural_key)
+        return _link(entity)
+
+    def claim(self, kind: str, natural_key: str, owner: str) -> str | None:
+        """Insert a "creating" marker; its ETag if this worker won, None if a row exists."""
+        try:
+            metadata = self.table.create_entity(self._marker(kind, natural_key, owner))
+        except ResourceExistsError:
+            return None
+        return str(metadata.get("etag"))
+
+    def take_over(self, entity: Any, owner: str) -> str | None:
+        """Replace a stale marker by ours if nobody changed it since read; our ETag, or None."""
+        kind, natural_key = entity["PartitionKey"], entity.get("NaturalKey", "")
+        try:
+            metadata = self.table.update_entity(
+                self._marker(kind, natural_key, owner),
+                mode=UpdateMode.REPLACE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        return str(metadata.get("etag"))
+
+    def record(self, kind: str, natural_key: str, link: Link) -> None:
+        """Store the link (replacing a marker): it is a fact about Business Central, last writer wins."""
+        self.table.upsert_entity(
+            {
+                "PartitionKey": kind,
+                "RowKey": link_row_key(natural_key),
+                "NaturalKey": natural_key,
+                "State": LINKED,
+                "BcId": link.id,
+                "BcNumber": link.number,
+                "LinkedAt": self.clock(),
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    def release(self, kind: str, natural_key: str, etag: str) -> None:
+        """Remove our marker (only if it is still ours), so the next try may claim at once."""
+        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
+            self.table.delete_entity(
+                partition_key=kind,
+                row_key=link_row_key(natural_key),
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+
+    def forget(self, kind: str, natural_key: str) -> None:
+        """Drop a link that turned out wrong (the record was deleted in Business Central)."""
+        with contextlib.suppress(ResourceNotFoundError):
+            self.table.delete_entity(partition_key=kind, row_key=link_row_key(natural_key))
+
+    def _marker(self, kind: str, natural_key: str, owner: str) -> dict[str, Any]:
+        return {
+            "PartitionKey": kind,
+            "RowKey": link_row_key(natural_key),
+            "NaturalKey": natural_key,
+            "State": CREATING,
+            "Owner": owner,
+            "ClaimedAt": self.clock(),
+        }
+
+
+def _link(entity: Any | None) -> Link | None:
+    if entity is None or entity.get("State") != LINKED or not entity.get("BcId"):
+        return None
+    return Link(id=str(entity["BcId"]), number=str(entity.get("BcNumber", "")))
+
+
+def _aware(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class _Resolver:
+    """The link-or-create algorithm shared by customers and items."""
+
+    kind = ""
+
+    def __init__(
+        self,
+        store: LinkStore,
+        bc: BusinessCentralClient,
+        *,
+        create: bool,
+        stale_after: timedelta = DEFAULT_STALE_AFTER,
+        wait_seconds: float = DEFAULT_WAIT,
+        poll_seconds: float = DEFAULT_POLL,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.bc = bc
+        self.create_missing = create
+        self.stale_after = stale_after
+        self.wait_seconds = wait_seconds
+        self.poll_seconds = poll_seconds
+        self._sleep = sleep
+        self._monotonic = monotonic
+
+    def _resolve(
+        self,
+        natural_key: str,
+        label: str,
+        lookup: Callable[[], Link | None],
+        create: Callable[[], Link],
+    ) -> Link:
+        cached = self.store.link_of(self.kind, natural_key)
+        if cached is not None:
+            return cached
+        found = lookup()
+        if found is not None:
+            self.store.record(self.kind, natural_key, found)
+            log.info("Linked %s to %s", label, found.number, extra={"outcome": "linked"})
+            return found
+        if not self.create_missing:
+            raise LinkNotFoundError(label)
+        owner = uuid.uuid4().hex
+        deadline = self._monotonic() + self.wait_seconds
+        while True:
+            etag = self.store.claim(self.kind, natural_key, owner)
+            if etag is None:
+                entity = self.store.get(self.kind, natural_key)
+                if entity is None:
+                    continue  # the marker was released just now: claim again
+                link = _link(entity)
+                if link is not None:
+                    return link
+                claimed_at = _aware(entity.get("ClaimedAt"))
+                if claimed_at is None or self.store.clock() - claimed_at > self.stale_after:
+                    etag = self.store.take_over(entity, owner)
+                    if etag is not None:
+                        log.warning(
+                            "Taking over the creation of %s from a worker that stopped",
+                            label,
+                            extra={"outcome": "takeover"},
+                        )
+            if etag is not None:
+                return self._create_as_owner(natural_key, label, etag, lookup, create)
+            if self._monotonic() >= deadline:
+                raise LinkBusyError(
+                    f"another worker is still creating {label} in Business Central; retry later"
+                )
+            self._sleep(self.poll_seconds)
+
+    def _create_as_owner(
+        self,
+        natural_key: str,
+        label: str,
+        etag: str,
+        lookup: Callable[[], Link | None],
+        create: Callable[[], Link],
+    ) -> Link:
+        try:
+            link = lookup()
+            created = link is None
+            if link is None:
+                link = create()
+        except BusinessCentralError as exc:
+            if exc.may_have_committed:
+                # It may exist now: keep the marker; after `stale_after` a lookup settles it.
+                raise
+            self.store.release(self.kind, natural_key, etag)
+            raise
+        except BaseException:
+            self.store.release(self.kind, natural_key, etag)
+            raise
+        self.store.record(self.kind, natural_key, link)
+        if created:
+            log.info(
+                "Created %s in Business Central as %s",
+                label,
+                link.number,
+                extra={"outcome": "created"},
+            )
+        return link
+
+
+class CustomerLinks(_Resolver):
+    """Bookings customer (by email, case-insensitive) -> Business Central customer."""
+
+    kind = CUSTOMER
+
+    def __init__(self, store: LinkStore, bc: BusinessCentralClient, *, template: str | None, **options: Any):
+        super().__init__(store, bc, **options)
+        self.template_number = template
+        self._template: dict[str, Any] | None = None
+        self._template_lock = threading.Lock()
+
+    def resolve(self, email: str, name: str | None, phone: str | None) -> Link:
+        address = email.strip().lower()
+
+        def lookup() -> Link | None:
+            matches = self.bc.find_customers_by_email(address)
+            if len(matches) > 1:
+                log.warning(
+                    "%d Business Central customers share the email of a Bookings customer; using %s",
+                    len(matches),
+                    matches[0].number,
+                    extra={"outcome": "ambiguous_customer"},
+                )
+            return Link(matches[0].id, matches[0].number) if matches else None
+
+        def create() -> Link:
+            created = self.bc.create_customer(self.new_customer_body(email.strip(), name, phone))
+            return Link(created.id, created.number)
+
+        return self._resolve(address, f"customer {mask_email(address)}", lookup, create)
+
+    def forget(self, email: str) -> None:
+        self.store.forget(CUSTOMER, email.strip().lower())
+
+    def new_customer_body(self, email: str, name: str | None, phone: str | None) -> dict[str, Any]:
+        """A Person with the template's payment terms, currency, tax and posting setup."""
+        body: dict[str, Any] = dict(self._template_values())
+        body.update(
+            {
+                "displayName": (" ".join((name or "").split()) or email)[:100],
+                "type": "Person",
+                "email": email,
+            }
+        )
+        if phone and phone.strip():
+            body["phoneNumber"] = phone.strip()[:30]
+        return body
+
+    def _template_values(self) -> dict[str, Any]:
+        if not self.template_number:
+            return {}
+        with self._template_lock:
+            if self._template is None:
+                record = self.bc.find_customer_by_number(self.template_number)
+                if record is None:
+                    raise BusinessCentralError(
+                        f"CUSTOMER_TEMPLATE {self.template_number!r} names no customer in Business Central",
+                        transient=False,
+                    )
+                self._template = {
+                    field: record[field] for field in CUSTOMER_TEMPLATE_FIELDS if _is_set(record.get(field))
+                }
+            return self._template
+
+
+class ItemLinks(_Resolver):
+    """Bookings service (by id, then by name) -> Business Central item of type Service."""
+
+    kind = ITEM
+
+    def __init__(self, store: LinkStore, bc: BusinessCentralClient, *, template: str | None, **options: Any):
+        super().__init__(store, bc, **options)
+        self.template_number = template
+        self._template: dict[str, Any] | None = None
+        self._template_lock = threading.Lock()
+
+    def resolve(self, service_id: str, service_name: str, unit_price: Decimal | None = None) -> Link:
+        name = " ".join(service_name.split())[:100]
+        if not name:
+            raise LinkNotFoundError("the service has no name")
+
+        def lookup() -> Link | None:
+            matches = self.bc.find_service_items_by_name(name)
+            return Link(matches[0].id, matches[0].number) if matches else None
+
+        def create() -> Link:
+            created = self.bc.create_item(self.new_item_body(name, unit_price))
+            return Link(created.id, created.number)
+
+        return self._resolve(service_id or f"name:{name.lower()}", f"service {name!r}", lookup, create)
+
+    def forget(self, service_id: str) -> None:
+        self.store.forget(ITEM, service_id)
+
+    def new_item_body(self, name: str, unit_price: Decimal | None) -> dict[str, Any]:
+        body: dict[str, Any] = dict(self._template_values())
+        body.update({"displayName": name, "type": "Service"})
+        if unit_price is not None and unit_price > 0:
+            body["unitPrice"] = float(unit_price)
+        return body
+
+    def _template_values(self) -> dict[str, Any]:
+        if not self.template_number:
+            return {}
+        with self._template_lock:
+            if self._template is None:
+                record = self.bc.find_item_by_number(self.template_number)
+                if record is None:
+                    raise BusinessCentralError(
+                        f"ITEM_TEMPLATE {self.template_number!r} names no item in Business Central",
+                        transient=False,
+                    )
+                values: dict[str, Any] = {}
+                for id_field, code_field in ITEM_TEMPLATE_FIELDS:
+                    if _is_set(record.get(id_field)):
+                        values[id_field] = record[id_field]
+                    elif _is_set(record.get(code_field)):
+                        values[code_field] = record[code_field]
+                for flag in ITEM_TEMPLATE_FLAGS:
+                    if isinstance(record.get(flag), bool):
+                        values[flag] = record[flag]
+                self._template = values
+            return self._template
+
+
+def _is_set(value: Any) -> bool:
+    """A template field worth copying: booleans always; blank strings and blank GUIDs never."""
+    if isinstance(value, bool):
+        return True
+    return isinstance(value, str) and value.strip() not in ("", BLANK_GUID)

@@ -1,0 +1,85 @@
+"""Recovery pass: re-enqueue bookings stuck in Queued or Invoicing.
+
+A booking can get stuck when its message is lost (poisoned after a worker was killed on its last
+try, deleted by hand, or never sent because the sender died between claim and send). The timer
+calls this pass; it sends a fresh message for every booking that has been Queued or Invoicing for
+longer than `threshold`. Invoicing is idempotent (a booking in Invoicing is looked up in Business
+Central before anything is created), so a duplicate message is harmless: at worst a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from shared.booking_store import BookingStore
+from shared.invoice_queue import InvoiceQueue
+from shared.models import BookingStatus, InvoiceMessage
+from shared.telemetry import get_logger
+
+log = get_logger("bookings.recovery")
+
+DEFAULT_THRESHOLD = timedelta(minutes=30)
+"""Longer than the claim lease (10 min) and than a normal queue backlog."""
+
+# Each @parameter must stand alone between spaces (the SDK substitutes whole words).
+_STUCK_FILTER = "( Status eq @queued or Status eq @invoicing ) and StatusChangedAt lt @cutoff"
+
+
+def recover_stuck_bookings(
+    store: BookingStore,
+    queue: InvoiceQueue,
+    clock: Callable[[], datetime],
+    threshold: timedelta = DEFAULT_THRESHOLD,
+    *,
+    limit: int = 5000,
+) -> int:
+    """Send a fresh message for each booking Queued/Invoicing since before `now - threshold`.
+
+    Returns how many were re-enqueued. A failure to send one is logged and the pass goes on; the
+    next pass tries again.
+    """
+    cutoff = clock() - threshold
+    parameters = {
+        "queued": str(BookingStatus.QUEUED),
+        "invoicing": str(BookingStatus.INVOICING),
+        "cutoff": cutoff,
+    }
+    sent = 0
+    for booking in store.query(_STUCK_FILTER, parameters):
+        if sent >= limit:
+            log.warning("Recovery stopped after %d bookings; the next pass continues", limit)
+            break
+        # The filter runs on the server; a row without StatusChangedAt never matches it, so this
+        # check only guards against a clock that moved backwards.
+        if booking.status_changed_at is not None and booking.status_changed_at >= cutoff:
+            continue
+        message = InvoiceMessage(
+            business_id=booking.business_id,
+            booking_key=booking.key,
+            request_id=booking.request_id or f"recovery-{booking.key}",
+        )
+        try:
+            queue.send(message)
+        except Exception as exc:
+            log.error(
+                "Re-enqueueing stuck booking %s failed: %s",
+                booking.key,
+                type(exc).__name__,
+                extra={"businessId": booking.business_id, "bookingKey": booking.key, "outcome": "error"},
+            )
+            continue
+        sent += 1
+        log.warning(
+            "Re-enqueued booking %s, %s since %s",
+            booking.key,
+            booking.status,
+            booking.status_changed_at.isoformat() if booking.status_changed_at else "unknown",
+            extra={
+                "businessId": booking.business_id,
+                "bookingKey": booking.key,
+                "requestId": message.request_id,
+                "outcome": "recovered",
+            },
+        )
+    return sent
