@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all install run test lint clean
+.PHONY: all install tools checkov run test lint clean
 
 all: test
 
@@ -22,11 +22,29 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# checkov (the IaC scanner for infra/) gets a venv of its own: its ~90 pinned dependencies
+# (packaging<24, boto3, ...) would downgrade the app's. Rebuilt when requirements-tools.txt changes.
+TOOLS_VENV := .venv-tools
+
+$(TOOLS_VENV)/.installed: requirements-tools.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11 ...'"; exit 1; }
+	@echo "==> creating $(TOOLS_VENV) (checkov)"
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --progress-bar off --upgrade pip >/dev/null
+	$(TOOLS_VENV)/bin/python -m pip install --progress-bar off -r requirements-tools.txt
+	@touch $@
+
 install: $(VENV)/.installed node_modules/.installed
+
+tools: $(TOOLS_VENV)/.installed
+
+# The same scan tests/infra/test_checkov.py asserts on, with checkov's own report.
+checkov: tools
+	BC_SKIP_MAPPING=TRUE $(TOOLS_VENV)/bin/checkov --framework bicep --skip-download -d infra --compact
 
 # Starts Azurite on free ports, runs pytest against it, stops Azurite by pid (also when tests fail)
 # and exits with pytest's status.
-test: install
+test: install tools
 	$(PY) -m devhost.azurite -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
@@ -34,7 +52,7 @@ lint: $(VENV)/.installed
 	$(PY) -m ruff format --check .
 
 run: install
-	$(PY) -m devhost.run
+	$(PY) -m devhost.run $(if $(PORT),--port $(PORT)) $(if $(SANDBOX_PORT),--sandbox-port $(SANDBOX_PORT))
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache .devhost
+	rm -rf $(VENV) $(TOOLS_VENV) node_modules .pytest_cache .ruff_cache .devhost

@@ -1,0 +1,376 @@
+// Bookings bulk invoicing for Business Central: everything one deployment needs in one resource group.
+//
+//   az group create -n rg-bookings-invoicing -l westeurope
+//   az deployment group create -g rg-bookings-invoicing -f infra/main.bicep \
+//     -p @infra/main.parameters.example.json -p entraClientSecret=<secret>
+//
+// Modules, one per concern: identity, monitoring (Log Analytics + Application Insights), storage
+// (tables, queues, package container), Key Vault (client secret), roles, the Function App, alerts.
+// No account keys or secrets end up in app settings or outputs: the app runs as its user-assigned
+// identity and reads the client secret through a Key Vault reference.
+
+targetScope = 'resourceGroup'
+
+@description('Short name used in every resource name (letters and digits, 3-12).')
+@minLength(3)
+@maxLength(12)
+param appName string = 'bookinv'
+
+@description('Azure region (one that offers Flex Consumption).')
+param location string = resourceGroup().location
+
+@description('Tags for every resource.')
+param tags object = {}
+
+// ----- Entra ID app registration (docs/operations.md, "App registration") -----
+
+@description('Tenant of the app registration and of Business Central (ENTRA_TENANT_ID).')
+param entraTenantId string = subscription().tenantId
+
+@description('Application (client) id of the app registration (ENTRA_CLIENT_ID).')
+param entraClientId string
+
+@description('Client secret of the app registration, written to Key Vault. Leave empty on later deployments to keep the stored secret (rotate with az keyvault secret set).')
+@secure()
+param entraClientSecret string = ''
+
+@description('When that client secret expires in Entra ID (ISO 8601); becomes the Key Vault secret\'s expiry.')
+param entraClientSecretExpiresOn string = dateTimeAdd(utcNow(), 'P180D')
+
+@description('Authority host (ENTRA_AUTHORITY_HOST); change only for sovereign clouds.')
+param entraAuthorityHost string = 'https://login.microsoftonline.com'
+
+// ----- Microsoft Bookings and Business Central -----
+
+@description('Comma-separated Bookings business ids, the businesses\' SMTP addresses (BOOKINGS_BUSINESS_IDS).')
+param bookingsBusinessIds string
+
+@description('IANA time zone for invoice dates and line descriptions (BOOKINGS_TIME_ZONE).')
+param bookingsTimeZone string = 'UTC'
+
+@description('Microsoft Graph base URL (GRAPH_BASE_URL).')
+param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
+
+@description('Business Central API base URL (BC_BASE_URL).')
+param bcBaseUrl string = 'https://api.businesscentral.dynamics.com/v2.0'
+
+@description('Business Central environment name (BC_ENVIRONMENT).')
+param bcEnvironment string = 'Production'
+
+@description('Business Central company id, a GUID (BC_COMPANY_ID).')
+param bcCompanyId string
+
+// ----- Behaviour -----
+
+@description('NCRONTAB schedule of sync_bookings, six fields, UTC (SYNC_SCHEDULE).')
+param syncSchedule string = '0 */15 * * * *'
+
+@description('Minutes between two sync_bookings runs under syncSchedule; the stalled-sync alert fires after two of them.')
+@minValue(1)
+@maxValue(1440)
+param syncIntervalMinutes int = 15
+
+@description('Days the sync reads back for late edits and cancellations (SYNC_LOOKBACK_DAYS).')
+@minValue(1)
+@maxValue(365)
+param syncLookbackDays int = 30
+
+@description('Create a missing customer from the template customer when invoicing (SYNC_CUSTOMERS).')
+param syncCustomers bool = true
+
+@description('Create a missing Service item from the template item when invoicing (SYNC_SERVICES).')
+param syncServices bool = true
+
+@description('Number of the Business Central customer new customers copy their setup from (CUSTOMER_TEMPLATE).')
+param customerTemplate string = ''
+
+@description('Number of the Business Central item new Service items copy their setup from (ITEM_TEMPLATE).')
+param itemTemplate string = ''
+
+@description('Invoice date: the appointment\'s end date in the business time zone, or the day of invoicing (INVOICE_DATE).')
+@allowed([
+  'appointment'
+  'today'
+])
+param invoiceDate string = 'appointment'
+
+@description('Most bookings one HTTP selection may name (MAX_SELECTION).')
+@minValue(1)
+@maxValue(100000)
+param maxSelection int = 10000
+
+@description('More app settings as [{"name": ..., "value": ...}] (for example OTEL_* switches); names must not repeat the ones set here.')
+param additionalAppSettings array = []
+
+// ----- Scale and hosting -----
+
+@description('Most Function App instances. Business Central runs 5 requests at a time per app and rejects connections beyond 100: more instances only queue longer there.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 10
+
+@description('Memory per instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Zone-redundant Flex Consumption plan (only in regions that offer it).')
+param zoneRedundant bool = false
+
+@description('Storage replication: geo- and zone-redundant by default (invoice states survive a regional outage); Standard_GRS where the region has no zones.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param storageSkuName string = 'Standard_GZRS'
+
+@description('Browser origins allowed to call the API from a web portal. Power Apps custom connectors need none.')
+param corsAllowedOrigins array = []
+
+@description('Days Log Analytics keeps telemetry.')
+@minValue(30)
+@maxValue(730)
+param logRetentionInDays int = 30
+
+// ----- Operations -----
+
+@description('Object id of the operators\' Entra ID group: gets table read, queue and Key Vault secret officer roles for the runbook. Empty: none.')
+param operatorPrincipalId string = ''
+
+@description('Kind of principal operatorPrincipalId is.')
+@allowed([
+  'Group'
+  'User'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'Group'
+
+@description('Resource id of an existing action group the alerts notify. Empty: a new one is created when alertEmailAddress is set.')
+param actionGroupResourceId string = ''
+
+@description('E-mail address of a new action group (when actionGroupResourceId is empty). Both empty: alerts fire without notifying.')
+param alertEmailAddress string = ''
+
+@description('Percentage of failed create_invoice executions that raises the failure-rate alert.')
+@minValue(1)
+@maxValue(100)
+param createInvoiceFailureRatePercent int = 10
+
+// ----- Names -----
+
+var token = toLower(uniqueString(subscription().id, resourceGroup().id, appName))
+var names = {
+  identity: 'id-${appName}-${token}'
+  logAnalytics: 'log-${appName}-${token}'
+  applicationInsights: 'appi-${appName}-${token}'
+  storage: take('st${toLower(appName)}${token}', 24)
+  keyVault: take('kv-${appName}-${token}', 24)
+  plan: 'asp-${appName}-${token}'
+  functionApp: 'func-${appName}-${token}'
+  alerts: '${appName}-${token}'
+}
+var deploymentContainerName = 'app-package-${token}'
+var clientSecretName = 'entra-client-secret'
+
+// The contract's queue and tables (shared/invoice_queue.py, shared/*_TABLE constants).
+var queueNames = [
+  'bookings-to-invoice'
+  'bookings-to-invoice-poison'
+]
+var tableNames = [
+  'Bookings'
+  'SyncState'
+  'InvoiceRequests'
+  'BusinessCentralLinks'
+]
+
+module identity 'modules/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: names.identity
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: names.logAnalytics
+    applicationInsightsName: names.applicationInsights
+    location: location
+    tags: tags
+    retentionInDays: logRetentionInDays
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: names.storage
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    deploymentContainerName: deploymentContainerName
+    queueNames: queueNames
+    tableNames: tableNames
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'keyVault'
+  params: {
+    name: names.keyVault
+    location: location
+    tags: tags
+    clientSecretName: clientSecretName
+    clientSecretValue: entraClientSecret
+    clientSecretExpiresOn: entraClientSecretExpiresOn
+    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.name
+    appPrincipalId: identity.outputs.principalId
+    operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: operatorPrincipalType
+  }
+}
+
+// The contract's settings (README "Configuration"), as app settings: name/value pairs, string values.
+var contractSettings = [
+  {
+    name: 'ENTRA_TENANT_ID'
+    value: entraTenantId
+  }
+  {
+    name: 'ENTRA_CLIENT_ID'
+    value: entraClientId
+  }
+  {
+    name: 'ENTRA_CLIENT_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.clientSecretUri})'
+  }
+  {
+    name: 'ENTRA_AUTHORITY_HOST'
+    value: entraAuthorityHost
+  }
+  {
+    name: 'GRAPH_BASE_URL'
+    value: graphBaseUrl
+  }
+  {
+    name: 'BOOKINGS_BUSINESS_IDS'
+    value: bookingsBusinessIds
+  }
+  {
+    name: 'BOOKINGS_TIME_ZONE'
+    value: bookingsTimeZone
+  }
+  {
+    name: 'BC_BASE_URL'
+    value: bcBaseUrl
+  }
+  {
+    name: 'BC_ENVIRONMENT'
+    value: bcEnvironment
+  }
+  {
+    name: 'BC_COMPANY_ID'
+    value: bcCompanyId
+  }
+  {
+    name: 'SYNC_SCHEDULE'
+    value: syncSchedule
+  }
+  {
+    name: 'SYNC_LOOKBACK_DAYS'
+    value: string(syncLookbackDays)
+  }
+  {
+    name: 'SYNC_CUSTOMERS'
+    value: syncCustomers ? 'true' : 'false'
+  }
+  {
+    name: 'SYNC_SERVICES'
+    value: syncServices ? 'true' : 'false'
+  }
+  {
+    name: 'CUSTOMER_TEMPLATE'
+    value: customerTemplate
+  }
+  {
+    name: 'ITEM_TEMPLATE'
+    value: itemTemplate
+  }
+  {
+    name: 'INVOICE_DATE'
+    value: invoiceDate
+  }
+  {
+    name: 'MAX_SELECTION'
+    value: string(maxSelection)
+  }
+]
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'functionApp'
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    blobServiceUri: storage.outputs.blobEndpoint
+    queueServiceUri: storage.outputs.queueEndpoint
+    tableServiceUri: storage.outputs.tableEndpoint
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    appSettings: concat(contractSettings, additionalAppSettings)
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    zoneRedundant: zoneRedundant
+    corsAllowedOrigins: corsAllowedOrigins
+  }
+  // The host needs its storage, telemetry and Key Vault roles on its very first start.
+  dependsOn: [
+    roles
+  ]
+}
+
+module alerts 'modules/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: tags
+    namePrefix: names.alerts
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    actionGroupResourceId: actionGroupResourceId
+    alertEmailAddress: alertEmailAddress
+    syncIntervalMinutes: syncIntervalMinutes
+    createInvoiceFailureRatePercent: createInvoiceFailureRatePercent
+  }
+}
+
+output functionAppName string = functionApp.outputs.name
+output functionAppUrl string = 'https://${functionApp.outputs.defaultHostName}'
+output storageAccountName string = storage.outputs.name
+output keyVaultName string = keyVault.outputs.name
+output clientSecretName string = clientSecretName
+output applicationInsightsName string = monitoring.outputs.applicationInsightsName
+output logAnalyticsWorkspaceName string = monitoring.outputs.workspaceName
+output identityClientId string = identity.outputs.clientId

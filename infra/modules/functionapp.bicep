@@ -1,0 +1,190 @@
+// The Function App on Flex Consumption (Linux, Python 3.11) and its plan.
+// It runs as the user-assigned identity for everything: the host's own storage
+// (AzureWebJobsStorage__*), the app package, telemetry ingestion and the Key Vault reference that
+// supplies ENTRA_CLIENT_SECRET. Flex Consumption manages the runtime itself, so the settings it
+// rejects (FUNCTIONS_WORKER_RUNTIME, WEBSITE_RUN_FROM_PACKAGE, WEBSITE_TIME_ZONE) are never set here.
+
+@description('Function App name (globally unique host name).')
+param name string
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for every resource.')
+param tags object = {}
+
+@description('Resource id of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client id of that identity (AzureWebJobsStorage__clientId, telemetry authentication).')
+param identityClientId string
+
+@description('Blob container URL the app package is deployed to.')
+param deploymentContainerUrl string
+
+@description('Storage endpoints for the identity-based AzureWebJobsStorage connection.')
+param blobServiceUri string
+param queueServiceUri string
+param tableServiceUri string
+
+@description('Application Insights connection string (not a secret with local auth off: ingestion needs the identity).')
+param applicationInsightsConnectionString string
+
+@description('The app\'s own settings (the contract\'s settings), as name/value pairs with string values.')
+param appSettings array
+
+@description('Most instances the app scales out to. Business Central runs 5 requests at a time per app and turns away connections beyond 100, so more instances do not make invoicing faster.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int
+
+@description('Memory per instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int
+
+@description('Zone-redundant plan (only in regions that offer it for Flex Consumption).')
+param zoneRedundant bool = false
+
+@description('Browser origins allowed to call the HTTP API (a portal). Power Apps custom connectors call server-side and need none.')
+param corsAllowedOrigins array = []
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Zone redundancy is the zoneRedundant parameter; off by default because not every region offers it for Flex Consumption.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_16:The HTTP API authenticates callers with function keys (auth level function), which the Power Platform custom connector sends; App Service Authentication would reject them.
+  // checkov:skip=CKV_AZURE_17:Client certificates would break the custom connector and scripts; callers present a function key over TLS 1.2+.
+  // checkov:skip=CKV_AZURE_62:Power Platform connectors call from Microsoft's shared outbound ranges in many regions; callers are authenticated with function keys instead.
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales instances itself (to zero when idle); there is no fixed minimum count to fail over to.
+  // checkov:skip=CKV_AZURE_213:App Service health check pings running instances, which Flex Consumption scales to zero; GET /api/health serves external probes and an availability test instead.
+  // checkov:skip=CKV_AZURE_222:The HTTP API must be reachable by Power Apps (custom connector), portals and scripts; every route needs a function key.
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    // Key Vault references (ENTRA_CLIENT_SECRET) resolve with the user-assigned identity.
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      remoteDebuggingEnabled: false
+      cors: {
+        allowedOrigins: corsAllowedOrigins
+        supportCredentials: false
+      }
+      // All settings in one place: a deployment replaces them, so nothing set by hand lingers.
+      appSettings: concat(platformSettings, appSettings)
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Platform settings: identity-based storage and telemetry. The app's own settings come after them.
+var platformSettings = [
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: blobServiceUri
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: queueServiceUri
+  }
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: tableServiceUri
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsightsConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  {
+    name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+    value: 'true'
+  }
+]
+
+// No FTP or basic-auth (publishing profile) deployments: publish with an Entra ID sign-in.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output id string = site.id
+output name string = site.name
+output defaultHostName string = site.properties.defaultHostName
+output planId string = plan.id
