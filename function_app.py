@@ -2,7 +2,11 @@
 
 import azure.functions as func
 
-from functions.health import bp as health_bp
+from functions.http_api import bp as http_api_bp
+from functions.invoicing import bp as invoicing_bp
+from functions.sync import bp as sync_bp
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
-app.register_functions(health_bp)
+app.register_functions(http_api_bp)
+app.register_functions(invoicing_bp)
+app.register_functions(sync_bp)

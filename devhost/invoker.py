@@ -104,9 +104,17 @@ class Invoker:
         except RuntimeError:
             self._finished()
             raise
-        future.add_done_callback(lambda _f: self._finished())
-        if on_done is not None:
-            future.add_done_callback(on_done)
+
+        def done(finished: Future[Any]) -> None:
+            # Complete the trigger (e.g. delete the message) before the invocation stops counting
+            # as in flight, so a shutdown waiting for idle never cuts the completion off.
+            try:
+                if on_done is not None:
+                    on_done(finished)
+            finally:
+                self._finished()
+
+        future.add_done_callback(done)
         return future
 
     def _finished(self) -> None:

@@ -154,9 +154,7 @@ def check_ports(args: argparse.Namespace, with_sandbox: bool) -> None:
 
 def start_sandbox(children: Children, args: argparse.Namespace) -> dict[str, str]:
     settings_file = SANDBOX_STATE / "settings.json"
-    say(
-        f"==> starting the sandbox (Entra ID, Graph Bookings, Business Central) on port {args.sandbox_port}"
-    )
+    say(f"==> starting the sandbox (Entra ID, Graph Bookings, Business Central) on port {args.sandbox_port}")
     children.start(
         "sandbox",
         [

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.models import Booking, BookingStatus, PriceType, is_booking_key
 
 BOOKINGS_TABLE = "Bookings"
+MAX_BATCH = 100  # operations per table transaction (one partition)
 
 
 def utc_now() -> datetime:
@@ -45,6 +46,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "Price": float(booking.price),
         "PriceType": str(booking.price_type),
         "Status": str(booking.status),
+        "InvoiceAttempts": int(booking.invoice_attempts),
     }
     optional = {
         "CustomerName": booking.customer_name,
@@ -95,6 +97,7 @@ def entity_to_booking(entity: Any) -> Booking:
         error_code=entity.get("ErrorCode"),
         error=entity.get("Error"),
         request_id=entity.get("RequestId"),
+        invoice_attempts=int(entity.get("InvoiceAttempts") or 0),
         updated_at=_aware(entity.get("UpdatedAt")),
         status_changed_at=_aware(entity.get("StatusChangedAt")),
         etag=metadata.get("etag"),
@@ -185,3 +188,57 @@ class BookingStore:
             raise ValueError(f"booking {booking.key} is {booking.status}, not one of {sorted(allowed_from)}")
         changed = replace(booking, status=to, status_changed_at=self.clock(), **changes)
         return self.save(changed)
+
+    # -- batch transitions (HTTP API selection) ----------------------------------------------
+
+    def transition_batch(
+        self,
+        bookings: Sequence[Booking],
+        to: BookingStatus,
+        *,
+        allowed_from: Collection[BookingStatus],
+        **changes: Any,
+    ) -> list[Booking]:
+        """Move up to 100 bookings of one business to `to` in one table transaction.
+
+        Each write is conditional on that booking's ETag and the transaction is atomic: if any
+        booking changed since it was read, nothing is written and `ConcurrentChangeError` is
+        raised (the caller falls back to `transition` one by one). One round trip instead of 100
+        is what lets a selection of 10,000 bookings be claimed in seconds.
+        """
+        if not bookings:
+            return []
+        if len(bookings) > MAX_BATCH:
+            raise ValueError(f"a transaction holds at most {MAX_BATCH} bookings")
+        if len({b.business_id for b in bookings}) != 1 or len({b.key for b in bookings}) != len(bookings):
+            raise ValueError("a transaction holds distinct bookings of one business")
+        for booking in bookings:
+            if booking.etag is None:
+                raise ValueError("transition_batch() needs bookings read from the store (with ETags)")
+            if booking.status not in allowed_from:
+                raise ValueError(
+                    f"booking {booking.key} is {booking.status}, not one of {sorted(allowed_from)}"
+                )
+        now = self.clock()
+        changed = [replace(b, status=to, status_changed_at=now, updated_at=now, **changes) for b in bookings]
+        operations: list[Any] = [
+            (
+                "update",
+                booking_to_entity(new),
+                {
+                    "mode": UpdateMode.REPLACE,
+                    "etag": old.etag,
+                    "match_condition": MatchConditions.IfNotModified,
+                },
+            )
+            for old, new in zip(bookings, changed, strict=True)
+        ]
+        try:
+            results = self.table.submit_transaction(operations)
+        except TableTransactionError as exc:
+            if exc.status_code in (404, 412):
+                raise ConcurrentChangeError(
+                    f"a booking of the batch changed meanwhile ({exc.error_code})"
+                ) from None
+            raise
+        return [replace(new, etag=result.get("etag")) for new, result in zip(changed, results, strict=True)]

@@ -7,21 +7,37 @@ to the function, never as a stack trace from deep inside a client.
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from functools import cached_property
 
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.booking_store import BOOKINGS_TABLE, BookingStore
+from shared.booking_queries import BookingQueries, ContinuationTokens, derive_token_key
+from shared.booking_store import BOOKINGS_TABLE, BookingStore, utc_now
+from shared.booking_upserts import BookingUpserter
+from shared.business_central import BusinessCentralClient
+from shared.graph_bookings import GraphBookingsClient
 from shared.invoice_queue import InvoiceQueue
+from shared.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequestStore, RequestStatusReader
+from shared.invoicing import InvoiceBooking
+from shared.links import LINKS_TABLE, CustomerLinks, ItemLinks, LinkStore
+from shared.selection import SelectionService
 from shared.settings import Settings, SettingsError, load_settings
 from shared.storage import queue_service_client, table_service_client
+from shared.sync import BookingSync
+from shared.sync_state import SYNC_STATE_TABLE, SyncStateStore
+from shared.telemetry import get_logger
+from shared.token_provider import TokenProvider
 
-log = logging.getLogger("bookings.bootstrap")
+log = get_logger("bookings.bootstrap")
+
+# Threads the HTTP API fans out on (each storage client pools 10 connections per host).
+API_FANOUT = 10
 
 
 class Container:
@@ -29,6 +45,13 @@ class Container:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # The app's one idea of "now": what counts as completed, status-change stamps, recovery
+        # ages. Tests may swap it before first use; clients built here call `now()`, so a swap
+        # reaches them too.
+        self.clock: Callable[[], datetime] = utc_now
+
+    def now(self) -> datetime:
+        return self.clock()
 
     @cached_property
     def tables(self) -> TableServiceClient:
@@ -40,7 +63,7 @@ class Container:
 
     @cached_property
     def booking_store(self) -> BookingStore:
-        store = BookingStore(self.tables.get_table_client(BOOKINGS_TABLE))
+        store = BookingStore(self.tables.get_table_client(BOOKINGS_TABLE), clock=self.now)
         store.ensure_table()
         return store
 
@@ -50,14 +73,151 @@ class Container:
         queue.ensure_queues()
         return queue
 
+    @cached_property
+    def token_provider(self) -> TokenProvider:
+        return TokenProvider(self.settings)
+
+    @cached_property
+    def business_central(self) -> BusinessCentralClient:
+        settings = self.settings
+        return BusinessCentralClient(
+            base_url=settings.bc_base_url,
+            tenant_id=settings.tenant_id,
+            environment=settings.bc_environment,
+            company_id=settings.bc_company_id,
+            token=self.token_provider.business_central_token,
+        )
+
+    @cached_property
+    def link_store(self) -> LinkStore:
+        store = LinkStore(self.tables.get_table_client(LINKS_TABLE), clock=self.now)
+        store.ensure_table()
+        return store
+
+    @cached_property
+    def customer_links(self) -> CustomerLinks:
+        return CustomerLinks(
+            self.link_store,
+            self.business_central,
+            template=self.settings.customer_template,
+            create=self.settings.sync_customers,
+        )
+
+    @cached_property
+    def item_links(self) -> ItemLinks:
+        return ItemLinks(
+            self.link_store,
+            self.business_central,
+            template=self.settings.item_template,
+            create=self.settings.sync_services,
+        )
+
+    @cached_property
+    def invoice_booking(self) -> InvoiceBooking:
+        return InvoiceBooking(
+            self.booking_store,
+            self.business_central,
+            self.customer_links,
+            self.item_links,
+            time_zone=self.settings.time_zone,
+            invoice_date=self.settings.invoice_date,
+            clock=self.now,
+        )
+
+    # -- sync (timer sync_bookings) ------------------------------------------------------------
+
+    @cached_property
+    def graph_bookings(self) -> GraphBookingsClient:
+        return GraphBookingsClient(
+            self.settings.graph_base_url, self.token_provider.graph_token, clock=self.now
+        )
+
+    @cached_property
+    def sync_state(self) -> SyncStateStore:
+        store = SyncStateStore(self.tables.get_table_client(SYNC_STATE_TABLE), clock=self.now)
+        store.ensure_table()
+        return store
+
+    @cached_property
+    def booking_sync(self) -> BookingSync:
+        upserter = BookingUpserter(self.booking_store.table, clock=self.now)
+        return BookingSync(
+            self.graph_bookings,
+            upserter,
+            self.sync_state,
+            self.settings.bookings_business_ids,
+            self.settings.sync_lookback_days,
+            clock=self.now,
+        )
+
+    # -- HTTP API (list, select, request status) ------------------------------------------------
+
+    @property
+    def api_executor(self) -> ThreadPoolExecutor:
+        """Bounded fan-out for claims, sends and point reads; sized to the storage clients' pools.
+
+        One pool per process, shared by every container (tests build many), so threads never pile up.
+        """
+        global _api_executor
+        with _lock:
+            if _api_executor is None:
+                _api_executor = ThreadPoolExecutor(max_workers=API_FANOUT, thread_name_prefix="bookings-api")
+            return _api_executor
+
+    @cached_property
+    def continuation_tokens(self) -> ContinuationTokens:
+        storage = self.settings.storage
+        material = (
+            storage.connection_string.reveal()
+            if storage.connection_string is not None
+            else f"{storage.table_service_uri}\n{self.settings.client_id}"
+        )
+        return ContinuationTokens(derive_token_key(material))
+
+    @cached_property
+    def booking_queries(self) -> BookingQueries:
+        return BookingQueries(
+            self.booking_store,
+            self.settings.bookings_business_ids,
+            self.continuation_tokens,
+            executor=self.api_executor,
+        )
+
+    @cached_property
+    def invoice_requests(self) -> InvoiceRequestStore:
+        store = InvoiceRequestStore(
+            self.tables.get_table_client(INVOICE_REQUESTS_TABLE), executor=self.api_executor, clock=self.now
+        )
+        store.ensure_table()
+        return store
+
+    @cached_property
+    def selection(self) -> SelectionService:
+        return SelectionService(
+            self.booking_store,
+            self.booking_queries,
+            self.invoice_queue,
+            self.invoice_requests,
+            max_selection=self.settings.max_selection,
+            executor=self.api_executor,
+        )
+
+    @cached_property
+    def request_status(self) -> RequestStatusReader:
+        return RequestStatusReader(self.invoice_requests, self.booking_store, executor=self.api_executor)
+
     def probe_storage(self) -> None:
-        """One cheap call to each service the app depends on."""
-        next(iter(self.tables.list_tables(results_per_page=1)), None)
-        next(iter(self.queues.list_queues(results_per_page=1)), None)
+        """One cheap call to each storage service, failing fast: a health answer must not hang."""
+        fail_fast = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 10}
+        tables = table_service_client(self.settings.storage, **fail_fast)
+        queues = queue_service_client(self.settings.storage, **fail_fast)
+        next(iter(tables.list_tables(results_per_page=1)), None)
+        next(iter(queues.list_queues(results_per_page=1)), None)
 
 
 _lock = threading.Lock()
 _container: Container | None = None
+_api_executor: ThreadPoolExecutor | None = None
 _reported_error: str | None = None
 
 

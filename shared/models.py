@@ -140,6 +140,9 @@ class Booking:
     error_code: str | None = None
     error: str | None = None
     request_id: str | None = None
+    # How many times a worker claimed it (Queued -> Invoicing). Never reset: once a claim happened,
+    # an invoice may exist in Business Central, so later tries look it up before creating one.
+    invoice_attempts: int = 0
     updated_at: datetime | None = None
     status_changed_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

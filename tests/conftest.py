@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from devhost.azurite import start_azurite
 from devhost.config import HostConfig
 from devhost.functions import load_app
 from devhost.host import DevHost
+from sandbox import ManualClock, SandboxHandle, start_sandbox
 from shared import bootstrap
 
 
@@ -45,6 +47,8 @@ def product_settings(storage_connection_string: str, **overrides: str) -> dict[s
         "ENTRA_CLIENT_SECRET": "placeholder-secret-for-tests",
         "BOOKINGS_BUSINESS_IDS": "lunch@contoso.com",
         "BC_COMPANY_ID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+        # The host resolves %SYNC_SCHEDULE% at start; once a year keeps the timer quiet in tests.
+        "SYNC_SCHEDULE": "0 0 0 1 1 *",
     }
     settings.update(overrides)
     return settings
@@ -88,3 +92,31 @@ _APP_SETTING_NAMES = {
     "SYNC_SERVICES", "CUSTOMER_TEMPLATE", "ITEM_TEMPLATE", "INVOICE_DATE", "MAX_SELECTION",
     "DEVHOST_FUNCTION_KEY", "DEVHOST_MASTER_KEY",
 }  # fmt: skip
+
+
+SANDBOX_NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+"""The sandbox clock of `fresh_sandbox`: its seed data and token times never depend on today."""
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxHandle]:
+    """One sandbox (Entra ID, Graph, Business Central) for the session: its TLS setup is costly."""
+    handle = start_sandbox(
+        port=0, state_dir=tmp_path_factory.mktemp("shared-sandbox"), seed=1, clock=ManualClock(SANDBOX_NOW)
+    )
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def fresh_sandbox(shared_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> SandboxHandle:
+    """The session's sandbox with data reseeded, faults and counters reset; its CA trusted."""
+    clock = shared_sandbox.clock
+    assert isinstance(clock, ManualClock)
+    clock.set(SANDBOX_NOW)
+    shared_sandbox.app.reset(counters=True, faults=True, data=True, config=True)
+    for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+        monkeypatch.setenv(name, shared_sandbox.settings[name])
+    return shared_sandbox
