@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all install tools checkov run test lint clean
+.PHONY: all install tools checkov run test lint bench clean
 
 all: test
 
@@ -50,6 +50,10 @@ test: install tools
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# Runs the benchmarks (sync, selection, invoicing) and writes bench/RESULTS.md from their figures.
+bench: install
+	$(PY) -m devhost.azurite -- $(PY) -m bench.results
 
 run: install
 	$(PY) -m devhost.run $(if $(PORT),--port $(PORT)) $(if $(SANDBOX_PORT),--sandbox-port $(SANDBOX_PORT))

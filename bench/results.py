@@ -1,0 +1,144 @@
+"""`make bench`: run every benchmark and write `bench/RESULTS.md` from what they measured.
+
+Each benchmark prints its figures as one JSON line last; this script runs them one after another
+(in one Azurite it starts), reads those lines and writes one table: each figure beside its floor
+or ceiling and the ratio, with the machine's facts and the date. No number is typed in here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "RESULTS.md"
+BENCHMARKS = ("bench_sync", "bench_selection", "bench_invoicing")
+
+
+@dataclass(frozen=True)
+class Row:
+    area: str
+    figure: str
+    value: float
+    unit: str
+    bound: float | None
+    bound_kind: str  # "floor" (the best a raw baseline does), "ceiling" (the limit), "target"
+    note: str = ""
+
+    @property
+    def ratio(self) -> str:
+        if not self.bound:
+            return "-"
+        return f"{self.value / self.bound:.2f}"
+
+
+def run_benchmark(module: str) -> dict[str, Any]:
+    """Run one benchmark, echo its output, and return its last JSON line."""
+    print(f"==> {module}", flush=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    sys.stdout.write(completed.stdout)
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stderr[-4000:])
+        raise SystemExit(f"{module} failed with status {completed.returncode}")
+    for line in reversed(completed.stdout.splitlines()):
+        if line.startswith("{"):
+            return dict(json.loads(line))
+    raise SystemExit(f"{module} printed no JSON line")
+
+
+def rows_from(sync: dict[str, Any], selection: dict[str, Any], invoicing: dict[str, Any]) -> list[Row]:
+    rows = [
+        Row("sync", f"first sync of {sync['appointments']:,} appointments", sync["appointmentsPerSecond"],
+            "appointments/s", sync["floorEntitiesPerSecond"], "floor",
+            f"{sync['graphRequests']} Graph requests, {sync['tableTransactions']} table transactions; "
+            "floor = the same entities written with raw batched table calls"),
+        Row("sync", "re-sync, nothing changed", sync["resyncAppointmentsPerSecond"], "appointments/s",
+            sync["floorEntitiesPerSecond"], "floor",
+            f"{sync['resyncTableTransactions']} table transactions"),
+        Row("sync", f"peak memory, {sync['peakMemoryAppointments']:,} appointments", sync["peakMemoryMiB"],
+            "MiB", sync["smallPeakMemoryMiB"], "floor",
+            f"floor = peak with {sync['smallPeakMemoryAppointments']:,} appointments (flat: ratio near 1)"),
+        Row("selection", f"select all {selection['bookings']:,} in one request", selection["selectPerSecond"],
+            "bookings/s", selection["floorPerSecond"], "floor",
+            f"floor = the same number of raw queue sends with {selection['fanout']} threads"),
+        Row("selection", f"list first page, {selection['tableBookings']:,} bookings in the table",
+            selection["listFirstPageSeconds"] * 1000, "ms", None, "-",
+            f"{selection['listFirstPageItems']} Unbilled items returned"),
+        Row("selection", f"request status of {selection['bookings']:,} bookings", selection["statusSeconds"],
+            "s", None, "-"),
+    ]  # fmt: skip
+    for run in invoicing["runs"]:
+        share = f"{run['throttle']:.0%} 429s"
+        rows.append(
+            Row(
+                "invoicing",
+                f"{run['invoiced']:,} invoices, BC at {invoicing['latency'] * 1000:.0f} ms, {share}",
+                run["invoicesPerSecond"],
+                "invoices/s",
+                run["ceilingPerSecond"],
+                "ceiling",
+                f"ceiling = 5 concurrent / latency; max in flight {run['bcMaxRunning']}",
+            )
+        )
+        rows.append(
+            Row(
+                "invoicing",
+                f"Business Central requests per invoice, {share}",
+                run["bcRequestsPerInvoice"],
+                "requests",
+                1.0,
+                "target",
+                f"{run['bc429']} answers were 429",
+            )
+        )
+    return rows
+
+
+def render(rows: list[Row], started: datetime) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` on {started:%Y-%m-%d %H:%M} UTC. Every number comes from that run.",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} "
+        f"{platform.machine()}. Azurite, the sandbox and the app share this machine.",
+        "",
+        "| Area | Figure | Value | Unit | Floor / ceiling | Kind | Ratio | Notes |",
+        "|---|---|---:|---|---:|---|---:|---|",
+    ]
+    for row in rows:
+        bound = "-" if row.bound is None else f"{row.bound:,.2f}"
+        lines.append(
+            f"| {row.area} | {row.figure} | {row.value:,.2f} | {row.unit} | {bound} | {row.bound_kind} | "
+            f"{row.ratio} | {row.note} |"
+        )
+    lines += [
+        "",
+        "Ratio = value / bound. Against a floor (a raw baseline doing only the storage work) 1.0 is the "
+        "best possible; against a ceiling (Business Central's 5 concurrent requests at the given latency) "
+        "1.0 is the limit; for requests per invoice the target is 1.0.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    started = datetime.now(UTC)
+    figures = {module: run_benchmark(module) for module in BENCHMARKS}
+    rows = rows_from(figures["bench_sync"], figures["bench_selection"], figures["bench_invoicing"])
+    RESULTS.write_text(render(rows, started), encoding="utf-8")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
