@@ -314,8 +314,9 @@ class BusinessCentralClient:
         )
         return [_customer(row) for row in rows]
 
-    def find_customer_by_number(self, number: str) -> dict[str, Any] | None:
-        rows = self._collection("customers", {"$filter": f"number eq {odata_string(number)}", "$top": "1"})
+    def find_by_number(self, collection: str, number: str) -> dict[str, Any] | None:
+        """One record of `customers` or `items` by its number (templates are read this way)."""
+        rows = self._collection(collection, {"$filter": f"number eq {odata_string(number)}", "$top": "1"})
         return rows[0] if rows else None
 
     def create_customer(self, body: dict[str, Any]) -> BcCustomer:
@@ -335,10 +336,6 @@ class BusinessCentralClient:
             },
         )
         return [_item(row) for row in rows]
-
-    def find_item_by_number(self, number: str) -> dict[str, Any] | None:
-        rows = self._collection("items", {"$filter": f"number eq {odata_string(number)}", "$top": "1"})
-        return rows[0] if rows else None
 
     def create_item(self, body: dict[str, Any]) -> BcItem:
         return _item(self._request("POST", "items", body=body, timeout=CREATE_TIMEOUT))

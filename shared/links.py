@@ -204,12 +204,16 @@ class _Resolver:
 
     kind = ""
 
+    template_setting = ""  # the setting naming the template record (for error messages)
+    template_collection = ""  # its Business Central collection ("customers" | "items")
+
     def __init__(
         self,
         store: LinkStore,
         bc: BusinessCentralClient,
         *,
         create: bool,
+        template: str | None = None,
         stale_after: timedelta = DEFAULT_STALE_AFTER,
         wait_seconds: float = DEFAULT_WAIT,
         poll_seconds: float = DEFAULT_POLL,
@@ -219,11 +223,33 @@ class _Resolver:
         self.store = store
         self.bc = bc
         self.create_missing = create
+        self.template_number = template
+        self._template: dict[str, Any] | None = None
+        self._template_lock = threading.Lock()
         self.stale_after = stale_after
         self.wait_seconds = wait_seconds
         self.poll_seconds = poll_seconds
         self._sleep = sleep
         self._monotonic = monotonic
+
+    def _template_values(self) -> dict[str, Any]:
+        """The fields new records copy from the template record, read once per process."""
+        if not self.template_number:
+            return {}
+        with self._template_lock:
+            if self._template is None:
+                record = self.bc.find_by_number(self.template_collection, self.template_number)
+                if record is None:
+                    raise BusinessCentralError(
+                        f"{self.template_setting} {self.template_number!r} names no "
+                        f"{self.template_collection[:-1]} in Business Central",
+                        transient=False,
+                    )
+                self._template = self._copied_from_template(record)
+            return self._template
+
+    def _copied_from_template(self, record: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
 
     def _resolve(
         self,
@@ -307,12 +333,8 @@ class CustomerLinks(_Resolver):
     """Bookings customer (by email, case-insensitive) -> Business Central customer."""
 
     kind = CUSTOMER
-
-    def __init__(self, store: LinkStore, bc: BusinessCentralClient, *, template: str | None, **options: Any):
-        super().__init__(store, bc, **options)
-        self.template_number = template
-        self._template: dict[str, Any] | None = None
-        self._template_lock = threading.Lock()
+    template_setting = "CUSTOMER_TEMPLATE"
+    template_collection = "customers"
 
     def resolve(self, email: str, name: str | None, phone: str | None) -> Link:
         address = email.strip().lower()
@@ -351,33 +373,16 @@ class CustomerLinks(_Resolver):
             body["phoneNumber"] = phone.strip()[:30]
         return body
 
-    def _template_values(self) -> dict[str, Any]:
-        if not self.template_number:
-            return {}
-        with self._template_lock:
-            if self._template is None:
-                record = self.bc.find_customer_by_number(self.template_number)
-                if record is None:
-                    raise BusinessCentralError(
-                        f"CUSTOMER_TEMPLATE {self.template_number!r} names no customer in Business Central",
-                        transient=False,
-                    )
-                self._template = {
-                    field: record[field] for field in CUSTOMER_TEMPLATE_FIELDS if _is_set(record.get(field))
-                }
-            return self._template
+    def _copied_from_template(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {field: record[field] for field in CUSTOMER_TEMPLATE_FIELDS if _is_set(record.get(field))}
 
 
 class ItemLinks(_Resolver):
     """Bookings service (by id, then by name) -> Business Central item of type Service."""
 
     kind = ITEM
-
-    def __init__(self, store: LinkStore, bc: BusinessCentralClient, *, template: str | None, **options: Any):
-        super().__init__(store, bc, **options)
-        self.template_number = template
-        self._template: dict[str, Any] | None = None
-        self._template_lock = threading.Lock()
+    template_setting = "ITEM_TEMPLATE"
+    template_collection = "items"
 
     def resolve(self, service_id: str, service_name: str, unit_price: Decimal | None = None) -> Link:
         name = " ".join(service_name.split())[:100]
@@ -404,28 +409,17 @@ class ItemLinks(_Resolver):
             body["unitPrice"] = float(unit_price)
         return body
 
-    def _template_values(self) -> dict[str, Any]:
-        if not self.template_number:
-            return {}
-        with self._template_lock:
-            if self._template is None:
-                record = self.bc.find_item_by_number(self.template_number)
-                if record is None:
-                    raise BusinessCentralError(
-                        f"ITEM_TEMPLATE {self.template_number!r} names no item in Business Central",
-                        transient=False,
-                    )
-                values: dict[str, Any] = {}
-                for id_field, code_field in ITEM_TEMPLATE_FIELDS:
-                    if _is_set(record.get(id_field)):
-                        values[id_field] = record[id_field]
-                    elif _is_set(record.get(code_field)):
-                        values[code_field] = record[code_field]
-                for flag in ITEM_TEMPLATE_FLAGS:
-                    if isinstance(record.get(flag), bool):
-                        values[flag] = record[flag]
-                self._template = values
-            return self._template
+    def _copied_from_template(self, record: dict[str, Any]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for id_field, code_field in ITEM_TEMPLATE_FIELDS:
+            if _is_set(record.get(id_field)):
+                values[id_field] = record[id_field]
+            elif _is_set(record.get(code_field)):
+                values[code_field] = record[code_field]
+        for flag in ITEM_TEMPLATE_FLAGS:
+            if isinstance(record.get(flag), bool):
+                values[flag] = record[flag]
+        return values
 
 
 def _is_set(value: Any) -> bool:
