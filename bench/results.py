@@ -123,9 +123,10 @@ def render(rows: list[Row], started: datetime) -> str:
         )
     lines += [
         "",
-        "Ratio = value / bound. Against a floor (a raw baseline doing only the storage work) 1.0 is the "
-        "best possible; against a ceiling (Business Central's 5 concurrent requests at the given latency) "
-        "1.0 is the limit; for requests per invoice the target is 1.0.",
+        "Ratio = value / bound. Against a floor (a raw baseline doing only the storage work) a ratio "
+        "near 1.0 means the app adds little to it (a re-sync that writes nothing can beat it); against "
+        "a ceiling (Business Central's 5 concurrent requests at the given latency) 1.0 is the limit; "
+        "for requests per invoice the target is 1.0.",
         "",
     ]
     return "\n".join(lines)
