@@ -12,6 +12,7 @@ left running.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -48,7 +49,12 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    """Print for the user; never fail (stdout may be a pipe whose reader is gone after Ctrl-C)."""
+    try:
+        print(text, flush=True)
+    except (BrokenPipeError, OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(text + "\n")
 
 
 class Children:
@@ -94,19 +100,25 @@ class Children:
         def pump() -> None:
             assert process.stdout is not None
             for line in process.stdout:
-                sys.stdout.write(line)
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stdout.write(line)
 
         threading.Thread(target=pump, daemon=True).start()
 
     def stop(self) -> None:
+        """Stop every child, newest first; one that will not stop is killed, and the rest still stop."""
         for name, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT if name == "devhost" else signal.SIGTERM)
-                try:
-                    process.wait(timeout=70 if name == "devhost" else 10)
-                except subprocess.TimeoutExpired:
+            try:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGINT if name == "devhost" else signal.SIGTERM)
+                    try:
+                        process.wait(timeout=70 if name == "devhost" else 10)
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        process.wait(timeout=10)
+            finally:
+                if process.poll() is None:
                     process.kill()
-                    process.wait(timeout=10)
             say(f"stopped {name} (pid {process.pid})")
         if self.azurite is not None:
             self.azurite.stop()
@@ -220,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # the terminal went away: stop as for Ctrl-C
     try:
         check_ports(args, with_sandbox=not real_tenant)
         env = dict(os.environ)
@@ -284,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"make run: {exc}")
         return 1
     finally:
+        # A second Ctrl-C must not cut the cleanup short and leave children running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         children.stop()
 
 

@@ -1,0 +1,94 @@
+"""`make run` (python -m devhost.run): the whole stack starts, answers, and stops with nothing left."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import requests
+
+from tests.helpers import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped) counts as gone.
+    status = Path(f"/proc/{pid}/stat")
+    return not (status.exists() and status.read_text().split()[2] == "Z")
+
+
+def test_make_run_starts_syncs_and_ctrl_c_stops_everything(tmp_path) -> None:
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("AzureWebJobsStorage", "AZURITE_CONNECTION_STRING")
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devhost.run",
+            "--port",
+            "0",
+            "--sandbox-port",
+            "0",
+            "--settings",
+            "absent.json",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        lines.extend(process.stdout)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        wait_for(lambda: any("Stop:  Ctrl-C" in line for line in lines), timeout=180, what="the next steps")
+        output = "".join(lines)
+        listed = re.search(r"curl -s '(http://127\.0\.0\.1:\d+)/api/bookings\?top=5'", output)
+        assert listed, output
+        base = listed.group(1)
+        assert "Invoice three:" in output  # the sync ran: there were keys to offer
+        bookings = requests.get(f"{base}/api/bookings", params={"top": 5}, timeout=30).json()["value"]
+        assert len(bookings) == 5 and all(b["status"] == "Unbilled" for b in bookings)
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 0
+        reader.join(10)
+    stopped = [(name, int(pid)) for name, pid in re.findall(r"stopped (\w+) \(pid (\d+)\)", "".join(lines))]
+    assert sorted(name for name, _ in stopped) == ["Azurite", "devhost", "sandbox"]
+    for name, pid in stopped:
+        assert not alive(pid), f"{name} (pid {pid}) is still running"
+
+
+def test_a_port_in_use_is_named_with_how_to_choose_another() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "devhost.run", "--port", str(port), "--settings", "absent.json"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"port {port} (for devhost) is already in use" in result.stdout
+    assert f"make run PORT={port + 1}" in result.stdout
