@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,7 +17,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from devhost.config import HostConfig
 from devhost.functions import load_app
 from devhost.host import DevHost
-from tests.helpers import wait_for
+from tests.devhost_process import DevhostProcesses, HostProcess
 
 TESTAPP = Path(__file__).parent / "testapp"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -113,40 +110,12 @@ def start_host(world: AppWorld, tmp_path: Path) -> Iterator[Callable[..., DevHos
         host.stop()
 
 
-@dataclass
-class HostProcess:
-    process: subprocess.Popen[str]
-    url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
 @pytest.fixture
 def spawn_devhost(tmp_path: Path) -> Iterator[Callable[..., HostProcess]]:
-    """Run `python -m devhost` as a real process (for signals and local.settings.json)."""
-    processes: list[HostProcess] = []
+    """Run `python -m devhost` on the test app as a real process (for signals, local.settings.json)."""
+    with DevhostProcesses(tmp_path) as processes:
 
-    def spawn(env: dict[str, str], *extra_args: str) -> HostProcess:
-        log_path = tmp_path / f"devhost-{len(processes)}.log"
-        full_env = {**os.environ, **env, "PYTHONPATH": str(PROJECT_ROOT)}
-        args = [sys.executable, "-m", "devhost", "--port", "0", "--app", "devhost_testapp"]
-        args += ["--app-dir", str(TESTAPP), "--state-dir", str(tmp_path / "state"), *extra_args]
-        with log_path.open("w") as log_file:
-            process = subprocess.Popen(
-                args, stdout=subprocess.PIPE, stderr=log_file, text=True, env=full_env, cwd=PROJECT_ROOT
-            )
-        line = wait_for(lambda: process.stdout.readline() or process.poll() is not None, timeout=60)
-        if not isinstance(line, str) or not line.startswith("devhost ready "):
-            process.kill()
-            raise AssertionError(f"devhost did not start: {log_path.read_text()}")
-        handle = HostProcess(process, line.split()[-1], log_path)
-        processes.append(handle)
-        return handle
+        def spawn(env: dict[str, str], *extra_args: str) -> HostProcess:
+            return processes.spawn(env, "--app", "devhost_testapp", "--app-dir", str(TESTAPP), *extra_args)
 
-    yield spawn
-    for handle in processes:
-        if handle.process.poll() is None:
-            handle.process.kill()
-            handle.process.wait(10)
+        yield spawn

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -29,7 +26,8 @@ from shared.invoice_queue import InvoiceQueue
 from shared.links import LINKS_TABLE
 from shared.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key
 from shared.recovery import recover_stuck_bookings
-from tests.conftest import PRODUCT_ROOT, product_settings
+from tests.conftest import product_settings
+from tests.devhost_process import DevhostProcesses, HostProcess
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -341,48 +339,21 @@ def test_commit_then_drop_on_three_posts_gives_one_invoice_each(world: World) ->
 # -- crashes, recovery, competing hosts -----------------------------------------------------------
 
 
-@dataclass
-class HostProcess:
-    process: subprocess.Popen[str]
-    url: str
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-
 @pytest.fixture
 def spawn_host(tmp_path: Path) -> Iterator[Callable[..., HostProcess]]:
     """`python -m devhost` running the real app as its own process (so it can be killed)."""
-    started: list[HostProcess] = []
+    with DevhostProcesses(tmp_path) as processes:
 
-    def spawn(settings: dict[str, str], *args: str) -> HostProcess:
-        log_path = tmp_path / f"devhost-{len(started)}.log"
-        env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("AzureWebJobsStorage", "ENTRA_", "BC_"))
-        }
-        env.update(settings)
-        env["PYTHONPATH"] = str(PRODUCT_ROOT)
-        command = [sys.executable, "-m", "devhost", "--port", "0", "--settings", str(tmp_path / "none.json")]
-        command += ["--state-dir", str(tmp_path / f"state-{len(started)}"), *args]
-        with log_path.open("w") as log_file:
-            process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=log_file, text=True, env=env, cwd=PRODUCT_ROOT
+        def spawn(settings: dict[str, str], *args: str) -> HostProcess:
+            return processes.spawn(
+                settings,
+                "--settings",
+                str(tmp_path / "none.json"),
+                *args,
+                drop_env_prefixes=("AzureWebJobsStorage", "ENTRA_", "BC_"),
             )
-        assert process.stdout is not None
-        line = wait_for(lambda: process.stdout.readline() or process.poll() is not None, timeout=60)
-        if not isinstance(line, str) or not line.startswith("devhost ready "):
-            process.kill()
-            raise AssertionError(f"devhost did not start: {log_path.read_text()}")
-        handle = HostProcess(process, line.split()[-1], log_path)
-        started.append(handle)
-        return handle
 
-    yield spawn
-    for handle in started:
-        if handle.process.poll() is None:
-            handle.process.send_signal(signal.SIGKILL)
-            handle.process.wait(10)
+        yield spawn
 
 
 def test_a_worker_killed_mid_invoice_is_taken_over_without_a_second_invoice(
