@@ -6,7 +6,6 @@ clicks or a redelivered message can never both win. Filters are always parameter
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
@@ -18,6 +17,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.models import Booking, BookingStatus, PriceType, is_booking_key
+from shared.storage import create_table_if_missing
 
 BOOKINGS_TABLE = "Bookings"
 MAX_BATCH = 100  # operations per table transaction (one partition)
@@ -112,8 +112,7 @@ class BookingStore:
         self.clock = clock
 
     def ensure_table(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            self.table.create_table()
+        create_table_if_missing(self.table)
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ in batch transactions of 100.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -18,11 +17,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.booking_store import BookingStore
 from shared.models import Booking, BookingStatus, iso_utc
+from shared.storage import create_table_if_missing
 
 INVOICE_REQUESTS_TABLE = "InvoiceRequests"
 HEADER_ROW = "!request"
@@ -73,8 +73,7 @@ class InvoiceRequestStore:
         self.clock = clock
 
     def ensure_table(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            self.table.create_table()
+        create_table_if_missing(self.table)
 
     def start(self, request_id: str, selection: dict[str, Any], traceparent: str | None) -> RequestHeader:
         """Create the header before anything is claimed, so a crash mid-request leaves a trace."""

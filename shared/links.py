@@ -39,6 +39,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.business_central import BLANK_GUID, BusinessCentralClient, BusinessCentralError
+from shared.storage import create_table_if_missing
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.links")
@@ -111,8 +112,7 @@ class LinkStore:
         self.clock = clock
 
     def ensure_table(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            self.table.create_table()
+        create_table_if_missing(self.table)
 
     def get(self, kind: str, natural_key: str) -> Any | None:
         try:

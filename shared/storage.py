@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
-from azure.data.tables import TableServiceClient
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from shared.settings import StorageSettings
@@ -33,3 +35,9 @@ def queue_service_client(storage: StorageSettings, **options: Any) -> QueueServi
     return QueueServiceClient(
         account_url=str(storage.queue_service_uri), credential=_credential(storage), **options
     )
+
+
+def create_table_if_missing(table: TableClient) -> None:
+    """Create the table on first use; one that exists already is fine (another worker made it)."""
+    with contextlib.suppress(ResourceExistsError):
+        table.create_table()

@@ -8,7 +8,6 @@ the watermark backwards.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.booking_store import utc_now
+from shared.storage import create_table_if_missing
 
 SYNC_STATE_TABLE = "SyncState"
 ROW = "calendarView"
@@ -51,8 +51,7 @@ class SyncStateStore:
         self.clock = clock
 
     def ensure_table(self) -> None:
-        with contextlib.suppress(ResourceExistsError):
-            self.table.create_table()
+        create_table_if_missing(self.table)
 
     def _entity(self, business_id: str) -> Any | None:
         try:
