@@ -51,5 +51,8 @@ def create_invoice(msg: func.QueueMessage, context: func.Context) -> None:
         ),
     ):
         bootstrap.container().invoice_booking(
-            message, dequeue_count=dequeue_count, last_attempt=dequeue_count >= MAX_DEQUEUE_COUNT
+            message,
+            dequeue_count=dequeue_count,
+            last_attempt=dequeue_count >= MAX_DEQUEUE_COUNT,
+            delivery_id=getattr(msg, "id", None) or None,
         )

@@ -58,6 +58,7 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "ErrorCode": booking.error_code,
         "Error": booking.error,
         "RequestId": booking.request_id,
+        "ClaimedBy": booking.claimed_by,
         "UpdatedAt": booking.updated_at,
         "StatusChangedAt": booking.status_changed_at,
     }
@@ -98,6 +99,7 @@ def entity_to_booking(entity: Any) -> Booking:
         error=entity.get("Error"),
         request_id=entity.get("RequestId"),
         invoice_attempts=int(entity.get("InvoiceAttempts") or 0),
+        claimed_by=entity.get("ClaimedBy"),
         updated_at=_aware(entity.get("UpdatedAt")),
         status_changed_at=_aware(entity.get("StatusChangedAt")),
         etag=metadata.get("etag"),

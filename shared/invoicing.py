@@ -8,9 +8,10 @@ write (ETag):
   (a worker died after the POST, or its answer was lost). Such a booking is first looked up by
   `externalDocumentNumber` `BKG-<key>` and the invoice found is adopted. The normal path skips the
   lookup: one Business Central request per invoice.
-- **Live claims**: a booking claimed moments ago by another message's worker is left alone. A
-  redelivery of the same message (dequeue count > 1) means its previous try is over, so it takes
-  the claim over at once; a fresh duplicate message only after `claim_lease`.
+- **Live claims**: the claim records which queue message holds it. A redelivery of that same
+  message means its previous try is over, so it takes the claim over at once; any other message
+  (a duplicate, a recovery re-enqueue, a manual run) leaves a claim younger than `claim_lease`
+  alone, so two workers never POST the same invoice at once.
 - **Record**: Invoicing -> Invoiced with id and number. If that write fails, the next try finds the
   invoice through the lookup above.
 - **Errors**: transient ones (throttling, outages, a busy customer creation) are raised so the
@@ -116,8 +117,14 @@ class InvoiceBooking:
         self.claim_lease = claim_lease
 
     def __call__(
-        self, message: InvoiceMessage, *, dequeue_count: int = 1, last_attempt: bool = False
+        self,
+        message: InvoiceMessage,
+        *,
+        dequeue_count: int = 1,
+        last_attempt: bool = False,
+        delivery_id: str | None = None,
     ) -> InvoiceResult:
+        """Invoice one booking. `delivery_id` is the queue message's id (stable across redeliveries)."""
         started = time.perf_counter()
         fields = {
             "businessId": message.business_id,
@@ -126,7 +133,7 @@ class InvoiceBooking:
             "dequeueCount": dequeue_count,
         }
         try:
-            result = self._run(message, dequeue_count)
+            result = self._run(message, delivery_id)
         except Exception as exc:
             detail = describe(exc)
             duration = round((time.perf_counter() - started) * 1000)
@@ -165,7 +172,7 @@ class InvoiceBooking:
 
     # -- state machine -----------------------------------------------------------------------
 
-    def _run(self, message: InvoiceMessage, dequeue_count: int) -> InvoiceResult:
+    def _run(self, message: InvoiceMessage, delivery_id: str | None) -> InvoiceResult:
         for _ in range(CLAIM_ROUNDS):
             booking = self.store.get(message.business_id, message.booking_key)
             if booking is None:
@@ -180,7 +187,7 @@ class InvoiceBooking:
             # Any earlier claim (a crash, a lost response, a re-selection after a failure, a recovery
             # re-enqueue) may have left an invoice in Business Central: look it up before creating.
             lookup_first = booking.status is BookingStatus.INVOICING or booking.invoice_attempts > 0
-            if booking.status is BookingStatus.INVOICING and not self._may_take_over(booking, dequeue_count):
+            if booking.status is BookingStatus.INVOICING and not self._may_take_over(booking, delivery_id):
                 return InvoiceResult(
                     Outcome.SKIPPED, booking.status, detail="claimed by another worker moments ago"
                 )
@@ -192,15 +199,16 @@ class InvoiceBooking:
                     error_code=None,
                     error=None,
                     invoice_attempts=booking.invoice_attempts + 1,
+                    claimed_by=delivery_id,
                 )
             except ConcurrentChangeError:
                 continue
             return self._invoice(booking, lookup_first=lookup_first)
         raise InvoicingRetryError(f"booking {message.booking_key} kept changing while being claimed")
 
-    def _may_take_over(self, booking: Booking, dequeue_count: int) -> bool:
-        """Another message's worker holds this claim unless it is ours from before or has expired."""
-        if dequeue_count > 1:
+    def _may_take_over(self, booking: Booking, delivery_id: str | None) -> bool:
+        """A claim is ours if this very message made it; anyone else's holds until its lease ends."""
+        if delivery_id is not None and booking.claimed_by == delivery_id:
             return True
         changed = booking.status_changed_at
         return changed is None or self.clock() - changed >= self.claim_lease

@@ -143,6 +143,9 @@ class Booking:
     # How many times a worker claimed it (Queued -> Invoicing). Never reset: once a claim happened,
     # an invoice may exist in Business Central, so later tries look it up before creating one.
     invoice_attempts: int = 0
+    # The queue message (its id) whose worker holds the Invoicing claim: a redelivery of that same
+    # message may take the claim over at once; any other message must wait out the claim's lease.
+    claimed_by: str | None = None
     updated_at: datetime | None = None
     status_changed_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)

@@ -140,10 +140,11 @@ def test_invoicing_state_is_looked_up_and_the_invoice_adopted(world: World) -> N
     booking = world.booking()
     world.store.fail_next = 1  # the invoice is created, but recording it fails
     with pytest.raises(InvoicingRetryError):
-        invoicer(world.message(booking))
+        invoicer(world.message(booking), delivery_id="m1")
     assert world.get(booking).status is BookingStatus.INVOICING
     posts = world.bc_requests(INVOICE_POST)
-    result = invoicer(world.message(booking), dequeue_count=2)
+    # The same message comes back: its earlier try is over, so it takes its own claim over at once.
+    result = invoicer(world.message(booking), dequeue_count=2, delivery_id="m1")
     assert result.outcome is Outcome.ADOPTED
     assert world.bc_requests(INVOICE_POST) == posts  # no second POST
     [invoice] = world.invoices(booking)
@@ -161,6 +162,23 @@ def test_a_fresh_claim_of_another_message_is_left_alone_until_its_lease_ends(wor
     assert world.bc_requests() == before and world.get(booking).status is BookingStatus.INVOICING
     later = world.make(clock=lambda: claimed_at + timedelta(minutes=11))
     assert later(world.message(booking)).outcome is Outcome.INVOICED  # looked up, found none, created
+    assert len(world.invoices(booking)) == 1
+
+
+def test_a_retried_duplicate_message_never_takes_over_a_live_claim(world: World) -> None:
+    """Two messages for one booking (a duplicate, a recovery re-enqueue): while the first one's
+    worker holds the claim, the other one - even on a later try - must not POST a second invoice."""
+    booking = world.booking()
+    invoicer = world.make()
+    world.store.fail_next = 1  # message m1 claims and creates the invoice; recording it fails
+    with pytest.raises(InvoicingRetryError):
+        invoicer(world.message(booking), delivery_id="m1")
+    before = world.bc_requests()
+    duplicate = invoicer(world.message(booking), dequeue_count=3, delivery_id="m2")
+    assert duplicate.outcome is Outcome.SKIPPED
+    assert world.bc_requests() == before  # not even a lookup
+    assert world.get(booking).claimed_by == "m1"
+    assert invoicer(world.message(booking), dequeue_count=2, delivery_id="m1").outcome is Outcome.ADOPTED
     assert len(world.invoices(booking)) == 1
 
 
@@ -200,10 +218,10 @@ def test_transient_failure_is_raised_and_the_last_try_marks_failed(world: World,
     world.sandbox.admin.set_faults({"failures": {"bc": [{"status": 503, "fraction": 1.0}]}})
     invoicer = world.make()
     with pytest.raises(Exception):  # noqa: B017 - any error makes the host retry
-        invoicer(world.message(booking), dequeue_count=1)
+        invoicer(world.message(booking), dequeue_count=1, delivery_id="m1")
     assert world.get(booking).status is BookingStatus.INVOICING
     with pytest.raises(Exception):  # noqa: B017
-        invoicer(world.message(booking), dequeue_count=MAX_DEQUEUE_COUNT, last_attempt=True)
+        invoicer(world.message(booking), dequeue_count=MAX_DEQUEUE_COUNT, last_attempt=True, delivery_id="m1")
     stored = world.get(booking)
     assert (stored.status, stored.error_code) == (BookingStatus.FAILED, "BC_UNAVAILABLE")
     assert "503" in (stored.error or "")
