@@ -231,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         stop_requested = True
         raise KeyboardInterrupt
 
+    # Installed explicitly: a process started in the background inherits SIGINT ignored, and then
+    # Python would never raise KeyboardInterrupt for Ctrl-C.
+    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)  # the terminal went away: stop as for Ctrl-C
     try:
