@@ -76,9 +76,12 @@ def test_message_already_over_the_count_goes_to_poison_unrun(start_host, world) 
 
 def test_runs_up_to_batch_size_at_once(start_host, world) -> None:
     queue = world.ensure_queue()
-    host = start_host()
+    # All six wait before the host starts, so its first fetch takes a full batch. (Sent while it
+    # polls, a first fetch of 3 would leave 3 running, above newBatchThreshold 2: no second fetch
+    # until one finishes, as the real host does.)
     for n in range(6):
         queue.send_message(json.dumps({"id": n, "hold": f"b{n}"}))
+    host = start_host()
     started = lambda: sorted(p.name for p in world.out_dir.glob("started-*"))  # noqa: E731
     wait_for(lambda: len(started()) >= 4, what="a full batch to run at once")
     listener = next(q for q in host.queues if q.spec.name == "work")
