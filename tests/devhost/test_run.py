@@ -69,8 +69,14 @@ def test_make_run_starts_syncs_and_ctrl_c_stops_everything(tmp_path) -> None:
         assert len(bookings) == 5 and all(b["status"] == "Unbilled" for b in bookings)
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=120) == 0
+        try:
+            code = process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.terminate()  # its SIGTERM path stops the children too, so nothing outlives the test
+            process.wait(timeout=120)
+            raise
         reader.join(10)
+    assert code == 0
     stopped = [(name, int(pid)) for name, pid in re.findall(r"stopped (\w+) \(pid (\d+)\)", "".join(lines))]
     assert sorted(name for name, _ in stopped) == ["Azurite", "devhost", "sandbox"]
     for name, pid in stopped:
