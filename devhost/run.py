@@ -274,17 +274,21 @@ def main(argv: list[str] | None = None) -> int:
         requests.post(
             f"{base}/admin/functions/sync_bookings", json={"input": ""}, headers=admin_headers, timeout=30
         )
-        listed = wait_until(
+        # The admin run answers 202 at once; the sync is done when nothing is in flight any more.
+        wait_until(
             lambda: (
-                requests.get(f"{base}/api/bookings", params={"top": 3}, headers=key_header, timeout=30)
-                .json()
-                .get("value")
+                requests.get(f"{base}/admin/host/status", headers=admin_headers, timeout=30).json()[
+                    "inFlight"
+                ]
+                == 0
             ),
-            timeout=120,
+            timeout=600,
         )
+        page = requests.get(f"{base}/api/bookings", params={"top": 3}, headers=key_header, timeout=30)
+        listed = page.json().get("value") if page.ok else None
         keys = [booking["key"] for booking in listed or []]
         if not keys:
-            say("(no unbilled bookings yet: the sync may still be running, or there are none)")
+            say("(no unbilled bookings: the first sync found none, or it failed - see the log lines above)")
         print_next_steps(base, keys, env.get("SANDBOX_URL"))
         while not stop_requested:
             exited = children.first_exited()
