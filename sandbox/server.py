@@ -26,6 +26,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from urllib.parse import urlsplit
 from sandbox.admin import ADMIN_PREFIX, STATE_SECTIONS, AdminApi, SandboxAdmin
 from sandbox.bc_model import CompanyStore
 from sandbox.business_central import BusinessCentralService
-from sandbox.clock import Clock, SystemClock
+from sandbox.clock import Clock, ManualClock, SystemClock
 from sandbox.counters import Counters
 from sandbox.entra import AppRegistration, Directory, EntraService
 from sandbox.faults import Faults, Throttled
@@ -433,6 +434,17 @@ class SandboxHandle:
     def connections_opened(self) -> int:
         """TLS connections accepted since start (keep-alive clients reuse one)."""
         return self._server.connections_opened
+
+    def reset_to(self, now: datetime) -> ManualClock:
+        """Back to the seeded data, no faults, fresh counters and default config, the clock at `now`.
+
+        What a test starts from when it reuses one running sandbox; needs the manual clock.
+        """
+        if not isinstance(self.clock, ManualClock):
+            raise TypeError("reset_to() needs a sandbox started with a ManualClock")
+        self.clock.set(now)
+        self.app.reset(counters=True, faults=True, data=True, config=True)
+        return self.clock
 
     def stop(self) -> None:
         if self._stopped:

@@ -113,10 +113,7 @@ def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 @pytest.fixture
 def fresh_sandbox(shared_sandbox: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> SandboxHandle:
     """The session's sandbox with data reseeded, faults and counters reset; its CA trusted."""
-    clock = shared_sandbox.clock
-    assert isinstance(clock, ManualClock)
-    clock.set(SANDBOX_NOW)
-    shared_sandbox.app.reset(counters=True, faults=True, data=True, config=True)
+    shared_sandbox.reset_to(SANDBOX_NOW)
     for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.setenv(name, shared_sandbox.settings[name])
     return shared_sandbox

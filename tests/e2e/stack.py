@@ -38,11 +38,7 @@ _UNIQUE_TEST_TABLE = re.compile(r"^t[0-9a-f]{20}$")  # tests' own tables (confte
 
 def reset_sandbox(sandbox: SandboxHandle) -> ManualClock:
     """Back to seeded data, no faults, fresh counters, default page sizes, the clock at `E2E_NOW`."""
-    clock = sandbox.clock
-    assert isinstance(clock, ManualClock)
-    clock.set(E2E_NOW)
-    sandbox.app.reset(counters=True, faults=True, data=True, config=True)
-    return clock
+    return sandbox.reset_to(E2E_NOW)
 
 
 def clear_product_storage(connection_string: str) -> None:

@@ -36,10 +36,7 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
 @pytest.fixture
 def sandbox(sandbox_server: SandboxHandle, monkeypatch: pytest.MonkeyPatch) -> SandboxHandle:
     """A clean sandbox for one test; `requests` and MSAL trust its CA through the environment."""
-    clock = sandbox_server.clock
-    assert isinstance(clock, ManualClock)
-    clock.set(FIXED_NOW)
-    sandbox_server.app.reset(counters=True, faults=True, data=True, config=True)
+    sandbox_server.reset_to(FIXED_NOW)
     bundle = str(sandbox_server.ca_bundle_path)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", bundle)
     monkeypatch.setenv("SSL_CERT_FILE", bundle)
