@@ -106,6 +106,11 @@ def entity_to_booking(entity: Any) -> Booking:
     )
 
 
+def _require_state(booking: Booking, allowed_from: Collection[BookingStatus]) -> None:
+    if booking.status not in allowed_from:
+        raise ValueError(f"booking {booking.key} is {booking.status}, not one of {sorted(allowed_from)}")
+
+
 class BookingStore:
     """Reads and conditional writes of bookings."""
 
@@ -185,8 +190,7 @@ class BookingStore:
         Raises `ValueError` if its current state does not allow it, `ConcurrentChangeError` if
         someone else changed it since it was read (the caller re-reads and decides again).
         """
-        if booking.status not in allowed_from:
-            raise ValueError(f"booking {booking.key} is {booking.status}, not one of {sorted(allowed_from)}")
+        _require_state(booking, allowed_from)
         changed = replace(booking, status=to, status_changed_at=self.clock(), **changes)
         return self.save(changed)
 
@@ -216,10 +220,7 @@ class BookingStore:
         for booking in bookings:
             if booking.etag is None:
                 raise ValueError("transition_batch() needs bookings read from the store (with ETags)")
-            if booking.status not in allowed_from:
-                raise ValueError(
-                    f"booking {booking.key} is {booking.status}, not one of {sorted(allowed_from)}"
-                )
+            _require_state(booking, allowed_from)
         now = self.clock()
         changed = [replace(b, status=to, status_changed_at=now, updated_at=now, **changes) for b in bookings]
         operations: list[Any] = [

@@ -195,6 +195,11 @@ class _Failed:
     error: BaseException
 
 
+def _claim_changes(request_id: str) -> dict[str, Any]:
+    """What a claim (Unbilled/Failed -> Queued) writes besides the state: the request, no old error."""
+    return {"request_id": request_id, "error_code": None, "error": None}
+
+
 class SelectionService:
     """Claims and queues a selection; see the module docstring for the guarantees."""
 
@@ -355,12 +360,7 @@ class SelectionService:
         def claim_chunk(chunk: list[Booking]) -> list[object]:
             try:
                 claimed = self.store.transition_batch(
-                    chunk,
-                    BookingStatus.QUEUED,
-                    allowed_from=allowed,
-                    request_id=request_id,
-                    error_code=None,
-                    error=None,
+                    chunk, BookingStatus.QUEUED, allowed_from=allowed, **_claim_changes(request_id)
                 )
             except ConcurrentChangeError:
                 return [self._claim(booking, allowed, request_id) for booking in chunk]
@@ -381,12 +381,7 @@ class SelectionService:
                 return _NotClaimed(current.key, current.status)
             try:
                 claimed = self.store.transition(
-                    current,
-                    BookingStatus.QUEUED,
-                    allowed_from=allowed,
-                    request_id=request_id,
-                    error_code=None,
-                    error=None,
+                    current, BookingStatus.QUEUED, allowed_from=allowed, **_claim_changes(request_id)
                 )
             except ConcurrentChangeError:
                 current = self.store.get(booking.business_id, booking.key)
