@@ -38,9 +38,9 @@ from devhost.functions import load_app  # noqa: E402
 from devhost.host import DevHost  # noqa: E402
 from sandbox import SandboxHandle, running_sandbox  # noqa: E402
 from shared import bootstrap  # noqa: E402
-from shared.booking_store import booking_to_entity  # noqa: E402
-from shared.business_central import MAX_IN_FLIGHT  # noqa: E402
-from shared.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402
+from shared.adapters.booking_store import booking_to_entity  # noqa: E402
+from shared.adapters.business_central import MAX_IN_FLIGHT  # noqa: E402
+from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402
 
 PEOPLE = (
     ("Bob Kelly", "Bob.Kelly@TailspinToys.com"),

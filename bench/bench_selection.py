@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_selection.py [--count 10000] [--table 100000]
 
-Starts its own Azurite and runs the real HTTP API (functions.http_api) in an in-process devhost:
+Starts its own Azurite and runs the real HTTP API (functions.http_triggers) in an in-process devhost:
 
 1. `--count` Unbilled bookings, then `POST /api/invoice-requests {"all": true}` once: wall time,
    bookings claimed and messages queued per second;
@@ -48,10 +48,10 @@ from devhost.azurite import start_azurite  # noqa: E402
 from devhost.config import HostConfig  # noqa: E402
 from devhost.host import DevHost  # noqa: E402
 from shared import bootstrap  # noqa: E402
-from shared.booking_store import BOOKINGS_TABLE, booking_to_entity  # noqa: E402
+from shared.adapters.booking_store import BOOKINGS_TABLE, booking_to_entity  # noqa: E402
+from shared.adapters.invoice_queue import InvoiceQueue  # noqa: E402
 from shared.bootstrap import API_FANOUT  # noqa: E402
-from shared.invoice_queue import InvoiceQueue  # noqa: E402
-from shared.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402
+from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402
 
 BUSINESS = "bench@contoso.com"
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
@@ -99,7 +99,7 @@ def seed(connection: str, first: int, count: int, status: BookingStatus) -> floa
 @contextlib.contextmanager
 def api_host(connection: str, state: Path, max_selection: int) -> Iterator[DevHost]:
     """The HTTP API alone in a devhost (no queue function drains the messages being counted)."""
-    from functions.http_api import bp
+    from functions.http_triggers import bp
 
     app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
     app.register_functions(bp)

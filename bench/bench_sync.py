@@ -5,7 +5,7 @@
 
 Starts its own Azurite and sandbox (the sandbox in a child process, so the memory figures are the
 sync's alone), adds `--count` completed appointments to one Bookings business and runs the real
-sync use case (`shared.sync.BookingSync`, built by the composition root) against them:
+sync use case (`shared.services.booking_sync.BookingSync`, built by the composition root) against them:
 
 1. a first run (every booking new): appointments/s, Graph requests, table transactions;
 2. a second run over the same window (nothing changed): the cost of re-reading the lookback;
@@ -41,11 +41,11 @@ from azure.data.tables import TableServiceClient  # noqa: E402
 
 from devhost.azurite import start_azurite  # noqa: E402
 from sandbox import SandboxAdmin  # noqa: E402
-from shared.booking_store import BOOKINGS_TABLE  # noqa: E402
+from shared.adapters.booking_store import BOOKINGS_TABLE  # noqa: E402
+from shared.adapters.sync_state import SYNC_STATE_TABLE  # noqa: E402
 from shared.bootstrap import Container  # noqa: E402
+from shared.services.booking_sync import BusinessSyncResult  # noqa: E402
 from shared.settings import load_settings  # noqa: E402
-from shared.sync import BusinessSyncResult  # noqa: E402
-from shared.sync_state import SYNC_STATE_TABLE  # noqa: E402
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 BIG = "FabrikamFitness@contoso.onmicrosoft.com"

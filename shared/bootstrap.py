@@ -17,22 +17,22 @@ from functools import cached_property
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.booking_queries import BookingQueries, ContinuationTokens, derive_token_key
-from shared.booking_store import BOOKINGS_TABLE, BookingStore, utc_now
-from shared.booking_upserts import BookingUpserter
-from shared.business_central import BusinessCentralClient
-from shared.graph_bookings import GraphBookingsClient
-from shared.invoice_queue import InvoiceQueue
-from shared.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequestStore, RequestStatusReader
-from shared.invoicing import InvoiceBooking
-from shared.links import LINKS_TABLE, CustomerLinks, ItemLinks, LinkStore
-from shared.selection import SelectionService
+from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore, utc_now
+from shared.adapters.booking_upserts import BookingUpserter
+from shared.adapters.business_central import BusinessCentralClient
+from shared.adapters.graph_bookings import GraphBookingsClient
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequestStore, RequestStatusReader
+from shared.adapters.storage import queue_service_client, table_service_client
+from shared.adapters.sync_state import SYNC_STATE_TABLE, SyncStateStore
+from shared.adapters.token_provider import TokenProvider
+from shared.services.booking_queries import BookingQueries, ContinuationTokens, derive_token_key
+from shared.services.booking_sync import BookingSync
+from shared.services.invoice_booking import InvoiceBooking
+from shared.services.links import LINKS_TABLE, CustomerLinks, ItemLinks, LinkStore
+from shared.services.selection import SelectionService
 from shared.settings import Settings, SettingsError, load_settings
-from shared.storage import queue_service_client, table_service_client
-from shared.sync import BookingSync
-from shared.sync_state import SYNC_STATE_TABLE, SyncStateStore
 from shared.telemetry import get_logger
-from shared.token_provider import TokenProvider
 
 log = get_logger("bookings.bootstrap")
 

@@ -1,6 +1,6 @@
 """Helpers for the HTTP API tests: seeding bookings, a host running only the API, reading the queue.
 
-The API host runs the real `functions.http_api` blueprint in a FunctionApp of its own, so no queue
+The API host runs the real `functions.http_triggers` blueprint in a FunctionApp of its own, so no queue
 function consumes the messages a test wants to count (the invoicing tests run `create_invoice`).
 """
 
@@ -26,9 +26,9 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from devhost.config import HostConfig
 from devhost.host import DevHost
 from shared import bootstrap
-from shared.booking_store import BOOKINGS_TABLE, BookingStore, booking_to_entity
-from shared.invoice_queue import INVOICE_QUEUE
-from shared.models import Booking, BookingStatus, PriceType, booking_key
+from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore, booking_to_entity
+from shared.adapters.invoice_queue import INVOICE_QUEUE
+from shared.domain.models import Booking, BookingStatus, PriceType, booking_key
 from tests.conftest import _APP_SETTING_NAMES, PRODUCT_ROOT, product_settings
 
 BASE_START = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
@@ -124,7 +124,7 @@ def api_app() -> func.FunctionApp:
     """A FunctionApp with only the HTTP API blueprint (discovery is cached per app object)."""
     global _API_APP
     if _API_APP is None:
-        from functions.http_api import bp
+        from functions.http_triggers import bp
 
         _API_APP = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
         _API_APP.register_functions(bp)

@@ -24,9 +24,9 @@ from azure.storage.queue import QueueServiceClient
 from devhost.host import DevHost
 from sandbox import ManualClock, SandboxAdmin, SandboxHandle
 from shared import bootstrap
-from shared.booking_store import BOOKINGS_TABLE, BookingStore
-from shared.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
-from shared.models import Booking
+from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore
+from shared.adapters.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
+from shared.domain.models import Booking
 from tests.conftest import SANDBOX_NOW, product_settings
 from tests.helpers import wait_for
 

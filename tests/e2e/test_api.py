@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.models import BookingStatus
+from shared.domain.models import BookingStatus
 from tests.e2e.stack import Stack
 from tests.helpers import wait_for
 

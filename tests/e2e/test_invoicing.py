@@ -21,11 +21,11 @@ from azure.storage.queue import QueueServiceClient
 
 from devhost.host import DevHost
 from sandbox import SandboxHandle
-from shared.booking_store import BOOKINGS_TABLE, BookingStore
-from shared.invoice_queue import InvoiceQueue
-from shared.links import LINKS_TABLE
-from shared.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key
-from shared.recovery import recover_stuck_bookings
+from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key
+from shared.services.links import LINKS_TABLE
+from shared.services.recovery import recover_stuck_bookings
 from tests.conftest import product_settings
 from tests.devhost_process import DevhostProcesses, HostProcess
 from tests.helpers import wait_for

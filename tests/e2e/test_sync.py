@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.graph_bookings import parse_graph_datetime
-from shared.models import Booking, BookingStatus, booking_key
-from shared.sync_state import ROW, SYNC_STATE_TABLE
+from shared.adapters.graph_bookings import parse_graph_datetime
+from shared.adapters.sync_state import ROW, SYNC_STATE_TABLE
+from shared.domain.models import Booking, BookingStatus, booking_key
 from tests.e2e.stack import E2E_NOW, Stack
 
 pytestmark = pytest.mark.e2e

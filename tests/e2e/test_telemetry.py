@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from devhost.logs import StructuredFormatter
-from shared.models import BookingStatus
+from shared.domain.models import BookingStatus
 from tests.e2e.stack import Stack
 from tests.helpers import wait_for
 

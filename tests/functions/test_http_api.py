@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from devhost.azurite import start_azurite
-from shared.models import BookingStatus, booking_key
+from shared.domain.models import BookingStatus, booking_key
 from tests.api_support import ApiWorld, api_world, booking_store, drain, invoice_queue, make_booking, seed
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

@@ -21,7 +21,7 @@ from openapi_spec_validator import validate
 import function_app
 from devhost.azurite import start_azurite
 from devhost.functions import discover_functions
-from shared.openapi import build_document, render
+from shared.api.openapi import build_document, render
 from tests.api_support import ApiWorld, api_world, make_booking, seed
 from tests.conftest import PRODUCT_ROOT, product_settings
 
@@ -50,7 +50,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str) -> I
 def test_connector_definition_is_the_generated_document() -> None:
     assert CONNECTOR.read_text(encoding="utf-8") == render(build_document()), (
         "infra/connector/apiDefinition.swagger.json is stale: regenerate it with "
-        "`python -m shared.openapi > infra/connector/apiDefinition.swagger.json`"
+        "`python -m shared.api.openapi > infra/connector/apiDefinition.swagger.json`"
     )
 
 
@@ -125,7 +125,11 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
 
 def test_regenerating_prints_the_connector_file() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "shared.openapi"], capture_output=True, text=True, cwd=PRODUCT_ROOT, timeout=60
+        [sys.executable, "-m", "shared.api.openapi"],
+        capture_output=True,
+        text=True,
+        cwd=PRODUCT_ROOT,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == json.loads(CONNECTOR.read_text(encoding="utf-8"))

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.invoicing import Outcome
 from shared.ncrontab import parse_ncrontab
+from shared.services.invoice_booking import Outcome
 from tests.infra.templates import (
     INFRA,
     ROOT,

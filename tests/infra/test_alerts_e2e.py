@@ -19,8 +19,8 @@ from azure.storage.queue import QueueServiceClient
 from devhost.host import DevHost
 from sandbox import SandboxHandle
 from shared import bootstrap
-from shared.invoice_queue import INVOICE_QUEUE, InvoiceQueue
-from shared.models import BookingStatus, InvoiceMessage, booking_key
+from shared.adapters.invoice_queue import INVOICE_QUEUE, InvoiceQueue
+from shared.domain.models import BookingStatus, InvoiceMessage, booking_key
 from tests.e2e.stack import LogCapture, Stack, clear_product_storage, reset_sandbox, stack_settings
 from tests.helpers import wait_for
 from tests.infra.templates import function_args, load

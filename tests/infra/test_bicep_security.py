@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from shared.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
+from shared.adapters.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
 from tests.infra.templates import (
     INFRA,
     Template,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from shared.openapi import build_document
+from shared.api.openapi import build_document
 from tests.infra.templates import INFRA
 
 CONNECTOR = INFRA / "connector"

@@ -8,8 +8,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.api_input import InvalidInput
-from shared.booking_queries import (
+from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore
+from shared.api.input import InvalidInput
+from shared.domain.models import BookingStatus
+from shared.services.booking_queries import (
     BookingFilter,
     BookingQueries,
     ContinuationTokens,
@@ -17,8 +19,6 @@ from shared.booking_queries import (
     derive_token_key,
     parse_list_query,
 )
-from shared.booking_store import BOOKINGS_TABLE, BookingStore
-from shared.models import BookingStatus
 from tests.api_support import make_booking, new_business, seed
 
 ZONE = ZoneInfo("Europe/Amsterdam")

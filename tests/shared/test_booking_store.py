@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.booking_store import BookingStore, ConcurrentChangeError
-from shared.models import Booking, BookingStatus, PriceType, booking_key
+from shared.adapters.booking_store import BookingStore, ConcurrentChangeError
+from shared.domain.models import Booking, BookingStatus, PriceType, booking_key
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

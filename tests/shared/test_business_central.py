@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from sandbox import SandboxHandle
-from shared.business_central import BusinessCentralClient, BusinessCentralError, odata_string
-from shared.http_retry import RetryPolicy
+from shared.adapters.business_central import BusinessCentralClient, BusinessCentralError, odata_string
+from shared.adapters.http_retry import RetryPolicy
+from shared.adapters.token_provider import TokenProvider
 from shared.settings import load_settings
-from shared.token_provider import TokenProvider
 from tests.conftest import product_settings
 
 

@@ -11,17 +11,17 @@ import pytest
 import requests
 
 from sandbox import SandboxHandle
-from shared.graph_bookings import (
+from shared.adapters.graph_bookings import (
     AppointmentParseError,
     GraphBookingsClient,
     GraphError,
     parse_appointment,
     parse_graph_datetime,
 )
-from shared.http_retry import RetryPolicy
-from shared.models import PriceType
+from shared.adapters.http_retry import RetryPolicy
+from shared.adapters.token_provider import TokenProvider
+from shared.domain.models import PriceType
 from shared.settings import load_settings
-from shared.token_provider import TokenProvider
 from tests.conftest import product_settings
 from tests.e2e.stack import E2E_NOW
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import requests
 
-from shared.http_retry import RetriesExhaustedError, RetryPolicy, retry_after_seconds, send_with_retries
+from shared.adapters.http_retry import (
+    RetriesExhaustedError,
+    RetryPolicy,
+    retry_after_seconds,
+    send_with_retries,
+)
 
 
 def response(status: int, retry_after: str | None = None) -> requests.Response:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from shared.invoice_lines import (
+from shared.domain.invoice_lines import (
     DESCRIPTION_LENGTH,
     hours,
     invoice_body,
@@ -17,7 +17,7 @@ from shared.invoice_lines import (
     item_description,
     quantity_and_price,
 )
-from shared.models import Booking, PriceType, booking_key
+from shared.domain.models import Booking, PriceType, booking_key
 from shared.settings import InvoiceDateRule
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")

@@ -16,15 +16,22 @@ from azure.data.tables import TableServiceClient
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueServiceClient
 
-from functions.invoicing import MAX_DEQUEUE_COUNT, create_invoice
+from functions.queue_triggers import MAX_DEQUEUE_COUNT, create_invoice
 from sandbox import SandboxHandle
-from shared.booking_store import BookingStore, ConcurrentChangeError
-from shared.business_central import BusinessCentralClient
-from shared.invoice_queue import InvoiceQueue
-from shared.invoicing import InvoiceBooking, InvoicingRetryError, Outcome
-from shared.links import CustomerLinks, ItemLinks, LinkStore
-from shared.models import Booking, BookingStatus, InvalidMessageError, InvoiceMessage, PriceType, booking_key
-from shared.recovery import recover_stuck_bookings
+from shared.adapters.booking_store import BookingStore, ConcurrentChangeError
+from shared.adapters.business_central import BusinessCentralClient
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.domain.models import (
+    Booking,
+    BookingStatus,
+    InvalidMessageError,
+    InvoiceMessage,
+    PriceType,
+    booking_key,
+)
+from shared.services.invoice_booking import InvoiceBooking, InvoicingRetryError, Outcome
+from shared.services.links import CustomerLinks, ItemLinks, LinkStore
+from shared.services.recovery import recover_stuck_bookings
 from shared.settings import InvoiceDateRule
 from tests.shared.test_business_central import make_client
 

@@ -12,8 +12,8 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from sandbox import SandboxHandle
-from shared.business_central import BusinessCentralClient, BusinessCentralError
-from shared.links import (
+from shared.adapters.business_central import BusinessCentralClient, BusinessCentralError
+from shared.services.links import (
     CREATING,
     CUSTOMER,
     CustomerLinks,

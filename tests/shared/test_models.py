@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from shared.models import (
+from shared.domain.models import (
     InvalidMessageError,
     InvoiceMessage,
     booking_key,

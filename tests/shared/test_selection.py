@@ -12,13 +12,13 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.api_input import InvalidInput
-from shared.booking_queries import BookingQueries, ContinuationTokens, derive_token_key
-from shared.booking_store import BOOKINGS_TABLE, BookingStore, ConcurrentChangeError
-from shared.invoice_queue import InvoiceQueue
-from shared.invoice_requests import InvoiceRequestStore, RequestStatusReader
-from shared.models import BookingStatus, ErrorCode, InvoiceMessage
-from shared.selection import QueueUnavailableError, Selection, SelectionService, parse_selection
+from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore, ConcurrentChangeError
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.invoice_requests import InvoiceRequestStore, RequestStatusReader
+from shared.api.input import InvalidInput
+from shared.domain.models import BookingStatus, ErrorCode, InvoiceMessage
+from shared.services.booking_queries import BookingQueries, ContinuationTokens, derive_token_key
+from shared.services.selection import QueueUnavailableError, Selection, SelectionService, parse_selection
 from tests.api_support import drain, make_booking, new_business, seed
 
 ZONE = ZoneInfo("UTC")

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
-from shared.booking_store import BookingStore
-from shared.booking_upserts import (
+from shared.adapters.booking_store import BookingStore
+from shared.adapters.booking_upserts import (
     BookingUpserter,
     Outcome,
     Stored,
@@ -22,10 +22,10 @@ from shared.booking_upserts import (
     descriptive_properties,
     fingerprint,
 )
-from shared.graph_bookings import AppointmentPage, GraphError
-from shared.models import Appointment, BookingStatus, Customer, PriceType, booking_key, is_booking_key
-from shared.sync import BookingSync, plan_window, prefetch
-from shared.sync_state import SyncStateStore
+from shared.adapters.graph_bookings import AppointmentPage, GraphError
+from shared.adapters.sync_state import SyncStateStore
+from shared.domain.models import Appointment, BookingStatus, Customer, PriceType, booking_key, is_booking_key
+from shared.services.booking_sync import BookingSync, plan_window, prefetch
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 A = "lunch@contoso.com"

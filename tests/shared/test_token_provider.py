@@ -10,8 +10,8 @@ import msal
 import pytest
 
 from sandbox import SandboxHandle
+from shared.adapters.token_provider import BUSINESS_CENTRAL_SCOPE, GRAPH_SCOPE, TokenError, TokenProvider
 from shared.settings import Settings, load_settings
-from shared.token_provider import BUSINESS_CENTRAL_SCOPE, GRAPH_SCOPE, TokenError, TokenProvider
 from tests.conftest import product_settings
 
 TOKEN_ROUTE = "POST /{tenant}/oauth2/v2.0/token"

@@ -36,8 +36,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.booking_store import booking_to_entity, utc_now
-from shared.models import LOCKED_STATES, Appointment, Booking, BookingStatus, iso_utc
+from shared.adapters.booking_store import booking_to_entity, utc_now
+from shared.domain.models import LOCKED_STATES, Appointment, Booking, BookingStatus, iso_utc
 from shared.telemetry import get_logger
 
 # In flight or done: the sync never writes these. A Failed booking is at rest and may be selected

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from azure.data.tables import TableClient
 
-from shared.invoice_queue import InvoiceQueue
-from shared.models import BookingStatus
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.domain.models import BookingStatus
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.backlog")

@@ -27,9 +27,9 @@ from zoneinfo import ZoneInfo
 
 from azure.data.tables import TableClient
 
-from shared.api_input import InvalidInput, parse_business_id, parse_email, parse_moment, parse_status
-from shared.booking_store import BookingStore, entity_to_booking
-from shared.models import Booking, BookingStatus, is_booking_key, iso_utc
+from shared.adapters.booking_store import BookingStore, entity_to_booking
+from shared.api.input import InvalidInput, parse_business_id, parse_email, parse_moment, parse_status
+from shared.domain.models import Booking, BookingStatus, is_booking_key, iso_utc
 
 DEFAULT_TOP = 100
 MAX_TOP = 1000

@@ -15,7 +15,7 @@ from datetime import datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.models import BookingStatus
+from shared.domain.models import BookingStatus
 
 # A selection of 100,000 keys (MAX_SELECTION's ceiling) is ~3 MB of JSON; nothing legitimate is larger.
 MAX_BODY_BYTES = 4 * 1024 * 1024

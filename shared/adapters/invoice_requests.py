@@ -20,9 +20,9 @@ from typing import Any
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.booking_store import BookingStore
-from shared.models import Booking, BookingStatus, iso_utc
-from shared.storage import create_table_if_missing
+from shared.adapters.booking_store import BookingStore
+from shared.adapters.storage import create_table_if_missing
+from shared.domain.models import Booking, BookingStatus, iso_utc
 
 INVOICE_REQUESTS_TABLE = "InvoiceRequests"
 HEADER_ROW = "!request"

@@ -27,9 +27,9 @@ from urllib.parse import quote, urlencode
 import requests
 from requests.adapters import HTTPAdapter
 
-from shared.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.adapters.token_provider import TokenError
 from shared.telemetry import get_logger
-from shared.token_provider import TokenError
 
 log = get_logger("bookings.business_central")
 

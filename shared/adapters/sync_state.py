@@ -17,8 +17,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.booking_store import utc_now
-from shared.storage import create_table_if_missing
+from shared.adapters.booking_store import utc_now
+from shared.adapters.storage import create_table_if_missing
 
 SYNC_STATE_TABLE = "SyncState"
 ROW = "calendarView"

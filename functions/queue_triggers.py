@@ -15,11 +15,11 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import bootstrap
-from shared.invoice_queue import INVOICE_QUEUE
-from shared.models import InvalidMessageError, InvoiceMessage
+from shared.adapters.invoice_queue import INVOICE_QUEUE
+from shared.domain.models import InvalidMessageError, InvoiceMessage
 from shared.telemetry import continue_trace, get_logger, log_fields
 
-log = get_logger("bookings.functions.invoicing")
+log = get_logger("bookings.functions.queue_triggers")
 
 MAX_DEQUEUE_COUNT = 5
 """host.json `extensions.queues.maxDequeueCount`: the try with this count is the last one."""

@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.models import Booking, PriceType, external_document_number
+from shared.domain.models import Booking, PriceType, external_document_number
 from shared.settings import InvoiceDateRule
 
 DESCRIPTION_LENGTH = 100

@@ -27,12 +27,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from shared.api_input import FieldError, InvalidInput, reject_unknown
-from shared.booking_queries import BookingFilter, BookingQueries, parse_filter_fields
-from shared.booking_store import MAX_BATCH, BookingStore, ConcurrentChangeError
-from shared.invoice_queue import InvoiceQueue
-from shared.invoice_requests import InvoiceRequestStore, RequestItem
-from shared.models import (
+from shared.adapters.booking_store import MAX_BATCH, BookingStore, ConcurrentChangeError
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.invoice_requests import InvoiceRequestStore, RequestItem
+from shared.api.input import FieldError, InvalidInput, reject_unknown
+from shared.domain.models import (
     KEY_LENGTH,
     SELECTABLE_STATES,
     Booking,
@@ -40,6 +39,7 @@ from shared.models import (
     InvoiceMessage,
     is_booking_key,
 )
+from shared.services.booking_queries import BookingFilter, BookingQueries, parse_filter_fields
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.selection")

@@ -17,12 +17,12 @@ import azure.functions as func
 
 from functions.responses import json_response, problem
 from shared import bootstrap
-from shared.api_input import InvalidInput, parse_json_object
-from shared.booking_queries import parse_list_query
+from shared.api.input import InvalidInput, parse_json_object
+from shared.api.openapi import build_document
 from shared.bootstrap import Container
-from shared.health import check_health
-from shared.openapi import build_document
-from shared.selection import QueueUnavailableError, parse_selection
+from shared.services.booking_queries import parse_list_query
+from shared.services.health import check_health
+from shared.services.selection import QueueUnavailableError, parse_selection
 from shared.settings import SettingsError
 from shared.telemetry import TraceParent, current_traceparent, get_logger, log_fields
 

@@ -16,7 +16,7 @@ from azure.storage.queue import (
     TextBase64EncodePolicy,
 )
 
-from shared.models import InvoiceMessage
+from shared.domain.models import InvoiceMessage
 
 INVOICE_QUEUE = "bookings-to-invoice"
 POISON_QUEUE = f"{INVOICE_QUEUE}-poison"

@@ -38,8 +38,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.business_central import BLANK_GUID, BusinessCentralClient, BusinessCentralError
-from shared.storage import create_table_if_missing
+from shared.adapters.business_central import BLANK_GUID, BusinessCentralClient, BusinessCentralError
+from shared.adapters.storage import create_table_if_missing
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.links")

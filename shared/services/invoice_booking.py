@@ -29,11 +29,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from shared.booking_store import BookingStore, ConcurrentChangeError
-from shared.business_central import BcInvoice, BusinessCentralClient, BusinessCentralError
-from shared.invoice_lines import invoice_body, quantity_and_price
-from shared.links import CustomerLinks, ItemLinks, Link, LinkNotFoundError
-from shared.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
+from shared.adapters.booking_store import BookingStore, ConcurrentChangeError
+from shared.adapters.business_central import BcInvoice, BusinessCentralClient, BusinessCentralError
+from shared.domain.invoice_lines import invoice_body, quantity_and_price
+from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
+from shared.services.links import CustomerLinks, ItemLinks, Link, LinkNotFoundError
 from shared.settings import InvoiceDateRule
 from shared.telemetry import get_logger
 

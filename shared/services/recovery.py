@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from shared.booking_store import BookingStore
-from shared.invoice_queue import InvoiceQueue
-from shared.models import BookingStatus, InvoiceMessage
+from shared.adapters.booking_store import BookingStore
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.domain.models import BookingStatus, InvoiceMessage
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.recovery")

@@ -16,8 +16,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.models import Booking, BookingStatus, PriceType, is_booking_key
-from shared.storage import create_table_if_missing
+from shared.adapters.storage import create_table_if_missing
+from shared.domain.models import Booking, BookingStatus, PriceType, is_booking_key
 
 BOOKINGS_TABLE = "Bookings"
 MAX_BATCH = 100  # operations per table transaction (one partition)

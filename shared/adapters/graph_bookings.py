@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import requests
 from requests.adapters import HTTPAdapter
 
-from shared.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
-from shared.models import Appointment, Customer, PriceType, iso_utc
+from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.domain.models import Appointment, Customer, PriceType, iso_utc
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.graph_bookings")

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from shared.booking_store import utc_now
-from shared.booking_upserts import BookingUpserter, Outcome, Stored
-from shared.graph_bookings import GraphBookingsClient
-from shared.models import Appointment, BookingStatus, booking_key, iso_utc
-from shared.sync_state import SyncStateStore
+from shared.adapters.booking_store import utc_now
+from shared.adapters.booking_upserts import BookingUpserter, Outcome, Stored
+from shared.adapters.graph_bookings import GraphBookingsClient
+from shared.adapters.sync_state import SyncStateStore
+from shared.domain.models import Appointment, BookingStatus, booking_key, iso_utc
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.sync")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import azure.functions as func
 
 from shared import bootstrap
-from shared.backlog import report_backlog
-from shared.recovery import recover_stuck_bookings
-from shared.sync import SyncFailedError
+from shared.services.backlog import report_backlog
+from shared.services.booking_sync import SyncFailedError
+from shared.services.recovery import recover_stuck_bookings
 from shared.telemetry import get_logger
 
 bp = func.Blueprint()
-log = get_logger("bookings.functions.sync")
+log = get_logger("bookings.functions.timer_triggers")
 
 
 @bp.function_name("sync_bookings")

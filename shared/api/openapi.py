@@ -4,7 +4,7 @@ Power Platform custom connectors import Swagger 2.0 (not OpenAPI 3), so that is 
 custom connector's definition in `infra/connector/apiDefinition.swagger.json` is this document with
 the default host; regenerate it after changing the API with
 
-    python -m shared.openapi > infra/connector/apiDefinition.swagger.json
+    python -m shared.api.openapi > infra/connector/apiDefinition.swagger.json
 
 (a test fails while the file and this module disagree). `--host` writes one for a given app.
 """
@@ -16,8 +16,8 @@ import json
 import sys
 from typing import Any
 
-from shared.booking_queries import DEFAULT_TOP, MAX_TOP
-from shared.models import BookingStatus, ErrorCode, PriceType
+from shared.domain.models import BookingStatus, ErrorCode, PriceType
+from shared.services.booking_queries import DEFAULT_TOP, MAX_TOP
 
 API_VERSION = "1.0.0"
 DEFAULT_HOST = "your-function-app.azurewebsites.net"
