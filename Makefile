@@ -50,6 +50,7 @@ test: install tools
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 # Runs the benchmarks (sync, selection, invoicing) and writes bench/RESULTS.md from their figures.
 bench: install

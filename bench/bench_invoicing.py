@@ -38,7 +38,6 @@ from devhost.functions import load_app  # noqa: E402
 from devhost.host import DevHost  # noqa: E402
 from sandbox import SandboxHandle, running_sandbox  # noqa: E402
 from shared import bootstrap  # noqa: E402
-from shared.adapters.booking_store import booking_to_entity  # noqa: E402
 from shared.adapters.business_central import MAX_IN_FLIGHT  # noqa: E402
 from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402
 
@@ -118,10 +117,10 @@ def run(
     bootstrap.reset_container()
     container = bootstrap.container()
     warm_links()
-    table = container.booking_store.table
     batch = bookings(business_id, count)
-    for offset in range(0, count, 100):
-        table.submit_transaction([("create", booking_to_entity(b)) for b in batch[offset : offset + 100]])
+    store = container.booking_store
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(store.create, batch))
     queue = container.invoice_queue
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda b: queue.send(InvoiceMessage(business_id, b.key, "bench")), batch))
@@ -146,13 +145,7 @@ def run(
     try:
         while done + failed < count:
             time.sleep(0.25)
-            rows = table.query_entities(
-                "PartitionKey eq @pk",
-                parameters={"pk": business_id},
-                select=["Status"],
-                results_per_page=1000,
-            )
-            statuses = [row["Status"] for row in rows]
+            statuses = [str(booking.status) for booking in store.of_business(business_id)]
             done = statuses.count(str(BookingStatus.INVOICED))
             failed = statuses.count(str(BookingStatus.FAILED))
             if time.perf_counter() - started > 600:

@@ -48,7 +48,7 @@ from devhost.azurite import start_azurite  # noqa: E402
 from devhost.config import HostConfig  # noqa: E402
 from devhost.host import DevHost  # noqa: E402
 from shared import bootstrap  # noqa: E402
-from shared.adapters.booking_store import BOOKINGS_TABLE, booking_to_entity  # noqa: E402
+from shared.adapters.booking_entities import BOOKINGS_TABLE, booking_to_entity  # noqa: E402
 from shared.adapters.invoice_queue import InvoiceQueue  # noqa: E402
 from shared.bootstrap import API_FANOUT  # noqa: E402
 from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402

@@ -41,7 +41,7 @@ from azure.data.tables import TableServiceClient  # noqa: E402
 
 from devhost.azurite import start_azurite  # noqa: E402
 from sandbox import SandboxAdmin  # noqa: E402
-from shared.adapters.booking_store import BOOKINGS_TABLE  # noqa: E402
+from shared.adapters.booking_entities import BOOKINGS_TABLE  # noqa: E402
 from shared.adapters.sync_state import SYNC_STATE_TABLE  # noqa: E402
 from shared.bootstrap import Container  # noqa: E402
 from shared.services.booking_sync import BusinessSyncResult  # noqa: E402

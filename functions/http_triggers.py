@@ -18,11 +18,13 @@ import azure.functions as func
 from functions.responses import json_response, problem
 from shared import bootstrap
 from shared.api.input import InvalidInput, parse_json_object
+from shared.api.list_query import parse_list_query, read_page
 from shared.api.openapi import build_document
+from shared.api.selection_input import parse_selection
 from shared.bootstrap import Container
-from shared.services.booking_queries import parse_list_query
+from shared.domain.errors import SelectionTooLargeError
 from shared.services.health import check_health
-from shared.services.selection import QueueUnavailableError, parse_selection
+from shared.services.selection import QueueUnavailableError
 from shared.settings import SettingsError
 from shared.telemetry import TraceParent, current_traceparent, get_logger, log_fields
 
@@ -35,7 +37,15 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$")
 def _answer(function: str, handler: Callable[[Container], func.HttpResponse]) -> func.HttpResponse:
     """Run a handler with the app's container and turn every failure into a problem document."""
     try:
-        return handler(bootstrap.container())
+        try:
+            return handler(bootstrap.container())
+        except SelectionTooLargeError as exc:
+            raise InvalidInput.field(
+                "filter",
+                f"matches more than {exc.limit:,} Unbilled bookings, the most one request "
+                "may select (setting MAX_SELECTION). Narrow it with businessId, customerEmail or "
+                "from/to, and send several requests.",
+            ) from None
     except InvalidInput as exc:
         fields = [error.field for error in exc.errors]
         # Field names only: the detail may quote what the caller sent (emails, keys).
@@ -93,10 +103,8 @@ def _answer(function: str, handler: Callable[[Container], func.HttpResponse]) ->
 def list_bookings(req: func.HttpRequest) -> func.HttpResponse:
     def handle(c: Container) -> func.HttpResponse:
         query = parse_list_query(dict(req.params), c.settings.bookings_business_ids, c.settings.time_zone)
-        page = c.booking_queries.page(query.filter, query.top, query.continuation_token)
-        return json_response(
-            {"value": [b.to_json() for b in page.items], "continuationToken": page.continuation_token}
-        )
+        items, token = read_page(c.booking_queries, c.continuation_tokens, query)
+        return json_response({"value": [b.to_json() for b in items], "continuationToken": token})
 
     return _answer("list_bookings", handle)
 

@@ -17,20 +17,25 @@ from functools import cached_property
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore, utc_now
-from shared.adapters.booking_upserts import BookingUpserter
+from shared.adapters.booking_entities import BOOKINGS_TABLE
+from shared.adapters.booking_store import BookingStore
 from shared.adapters.business_central import BusinessCentralClient
 from shared.adapters.graph_bookings import GraphBookingsClient
 from shared.adapters.invoice_queue import InvoiceQueue
-from shared.adapters.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequestStore, RequestStatusReader
+from shared.adapters.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequestStore
+from shared.adapters.link_store import LINKS_TABLE, LinkStore
 from shared.adapters.storage import queue_service_client, table_service_client
 from shared.adapters.sync_state import SYNC_STATE_TABLE, SyncStateStore
 from shared.adapters.token_provider import TokenProvider
-from shared.services.booking_queries import BookingQueries, ContinuationTokens, derive_token_key
+from shared.api.continuation import ContinuationTokens, derive_token_key
+from shared.domain.moments import utc_now
+from shared.services.booking_queries import BookingQueries
 from shared.services.booking_sync import BookingSync
 from shared.services.invoice_booking import InvoiceBooking
-from shared.services.links import LINKS_TABLE, CustomerLinks, ItemLinks, LinkStore
+from shared.services.links import CustomerLinks, ItemLinks
+from shared.services.request_status import RequestStatusReader
 from shared.services.selection import SelectionService
+from shared.services.timer_run import SyncTimerRun
 from shared.settings import Settings, SettingsError, load_settings
 from shared.telemetry import get_logger
 
@@ -140,15 +145,18 @@ class Container:
 
     @cached_property
     def booking_sync(self) -> BookingSync:
-        upserter = BookingUpserter(self.booking_store.table, clock=self.now)
         return BookingSync(
             self.graph_bookings,
-            upserter,
+            self.booking_store.sync_writer(),
             self.sync_state,
             self.settings.bookings_business_ids,
             self.settings.sync_lookback_days,
             clock=self.now,
         )
+
+    @cached_property
+    def sync_timer_run(self) -> SyncTimerRun:
+        return SyncTimerRun(self.booking_sync, self.booking_store, self.invoice_queue, self.now)
 
     # -- HTTP API (list, select, request status) ------------------------------------------------
 
@@ -177,10 +185,7 @@ class Container:
     @cached_property
     def booking_queries(self) -> BookingQueries:
         return BookingQueries(
-            self.booking_store,
-            self.settings.bookings_business_ids,
-            self.continuation_tokens,
-            executor=self.api_executor,
+            self.booking_store, self.settings.bookings_business_ids, executor=self.api_executor
         )
 
     @cached_property
@@ -200,6 +205,7 @@ class Container:
             self.invoice_requests,
             max_selection=self.settings.max_selection,
             executor=self.api_executor,
+            clock=self.now,
         )
 
     @cached_property

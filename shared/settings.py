@@ -13,11 +13,12 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum, StrEnum
+from enum import Enum
 from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from shared.domain.invoice_lines import InvoiceDateRule
 from shared.ncrontab import NcrontabError, parse_ncrontab
 
 
@@ -54,13 +55,6 @@ class Secret:
 
     def __bool__(self) -> bool:
         return bool(self._value)
-
-
-class InvoiceDateRule(StrEnum):
-    """Which date a new invoice carries."""
-
-    APPOINTMENT = "appointment"
-    TODAY = "today"
 
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"

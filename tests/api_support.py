@@ -26,7 +26,8 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from devhost.config import HostConfig
 from devhost.host import DevHost
 from shared import bootstrap
-from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore, booking_to_entity
+from shared.adapters.booking_entities import BOOKINGS_TABLE, booking_to_entity
+from shared.adapters.booking_store import BookingStore
 from shared.adapters.invoice_queue import INVOICE_QUEUE
 from shared.domain.models import Booking, BookingStatus, PriceType, booking_key
 from tests.conftest import _APP_SETTING_NAMES, PRODUCT_ROOT, product_settings

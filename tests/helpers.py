@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import replace
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -19,3 +20,9 @@ def wait_for(condition: Callable[[], T], timeout: float = 30.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition!r}")
         time.sleep(interval)
+
+
+def force_state(store: Any, booking: Any, status: Any, **changes: Any) -> Any:
+    """Test set-up: save a booking in `status` directly (conditional on its ETag), bypassing the
+    lifecycle's rules, as another worker or an older version might have left it."""
+    return store.save(replace(booking, status=status, status_changed_at=store.clock(), **changes))

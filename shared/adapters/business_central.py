@@ -20,7 +20,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -29,6 +28,8 @@ from requests.adapters import HTTPAdapter
 
 from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
 from shared.adapters.token_provider import TokenError
+from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem
+from shared.domain.errors import BusinessCentralError
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.business_central")
@@ -36,7 +37,6 @@ log = get_logger("bookings.business_central")
 MAX_IN_FLIGHT = 5
 """Business Central's per-user concurrency limit; more requests would only queue on its side."""
 
-BLANK_GUID = "00000000-0000-0000-0000-000000000000"
 EXTERNAL_DOCUMENT_NUMBER_LENGTH = 35
 CREATE_TIMEOUT = (10.0, 60.0)
 """Connect/read timeouts for creating a customer or item: short, so a creation's worst case (with
@@ -52,55 +52,6 @@ _AMBIGUOUS_STATUSES = frozenset({408, 500, 502, 503, 504})
 def odata_string(value: str) -> str:
     """An OData string literal: quoted, with every `'` doubled. The one place literals are built."""
     return "'" + value.replace("'", "''") + "'"
-
-
-class BusinessCentralError(Exception):
-    """A request to Business Central failed.
-
-    `transient`: worth retrying later (throttling, outage, auth); otherwise Business Central
-    refused the request itself and would refuse it again. `may_have_committed`: a POST whose
-    outcome is unknown (connection lost, timeout, 5xx): look the record up before sending it again.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        transient: bool,
-        may_have_committed: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-        self.transient = transient
-        self.may_have_committed = may_have_committed
-
-
-@dataclass(frozen=True)
-class BcCustomer:
-    id: str
-    number: str
-    display_name: str
-    email: str
-
-
-@dataclass(frozen=True)
-class BcItem:
-    id: str
-    number: str
-    display_name: str
-    type: str
-
-
-@dataclass(frozen=True)
-class BcInvoice:
-    id: str
-    number: str
-    external_document_number: str
-    status: str
 
 
 def _customer(data: dict[str, Any]) -> BcCustomer:

@@ -16,7 +16,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -26,7 +25,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
-from shared.domain.models import Appointment, Customer, PriceType, iso_utc
+from shared.domain.models import Appointment, AppointmentPage, Customer, PriceType, iso_utc
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.graph_bookings")
@@ -54,20 +53,6 @@ class GraphError(Exception):
 
 class AppointmentParseError(ValueError):
     """An appointment whose shape we cannot read (it is reported and skipped, never guessed)."""
-
-
-@dataclass(frozen=True)
-class AppointmentPage:
-    """One page of `calendarView`: the appointments we could read, and the ids we could not."""
-
-    appointments: tuple[Appointment, ...]
-    invalid: tuple[tuple[str | None, str], ...]  # (appointment id if any, reason)
-    fetched_at: datetime
-
-    @property
-    def appointment_ids(self) -> tuple[str, ...]:
-        """Every id Graph returned on this page, readable or not (they all exist in Bookings)."""
-        return tuple(a.id for a in self.appointments) + tuple(i for i, _ in self.invalid if i)
 
 
 # -- parsing -----------------------------------------------------------------------------------------

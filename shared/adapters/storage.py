@@ -11,6 +11,9 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.settings import StorageSettings
 
+TRANSACTION_LIMIT = 100
+"""Entity group transactions: at most 100 operations, all in one partition, each entity once."""
+
 
 def _credential(storage: StorageSettings) -> Any:
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential

@@ -17,8 +17,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.adapters.booking_store import utc_now
 from shared.adapters.storage import create_table_if_missing
+from shared.domain.moments import aware, utc_now
 
 SYNC_STATE_TABLE = "SyncState"
 ROW = "calendarView"
@@ -37,25 +37,19 @@ class SyncStatus:
     last_counts: dict[str, int]
 
 
-def _aware(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 class SyncStateStore:
     """Reads and advances the per-business watermark."""
 
     def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
-        self.table = table
+        self._table = table
         self.clock = clock
 
     def ensure_table(self) -> None:
-        create_table_if_missing(self.table)
+        create_table_if_missing(self._table)
 
     def _entity(self, business_id: str) -> Any | None:
         try:
-            return self.table.get_entity(partition_key=business_id, row_key=ROW)
+            return self._table.get_entity(partition_key=business_id, row_key=ROW)
         except ResourceNotFoundError:
             return None
 
@@ -63,8 +57,8 @@ class SyncStateStore:
         entity = self._entity(business_id) or {}
         return SyncStatus(
             business_id=business_id,
-            fully_read_to=_aware(entity.get("FullyReadTo")),
-            last_run_at=_aware(entity.get("LastRunAt")),
+            fully_read_to=aware(entity.get("FullyReadTo")),
+            last_run_at=aware(entity.get("LastRunAt")),
             last_outcome=entity.get("LastOutcome"),
             last_error=entity.get("LastError"),
             last_counts={
@@ -98,7 +92,7 @@ class SyncStateStore:
     def _merge(self, business_id: str, fields: dict[str, Any], fully_read_to: datetime | None) -> datetime:
         for _ in range(_MAX_ATTEMPTS):
             entity = self._entity(business_id)
-            current = _aware(entity.get("FullyReadTo")) if entity is not None else None
+            current = aware(entity.get("FullyReadTo")) if entity is not None else None
             watermark = current
             if fully_read_to is not None and (current is None or fully_read_to > current):
                 watermark = fully_read_to
@@ -107,9 +101,9 @@ class SyncStateStore:
                 document["FullyReadTo"] = watermark
             try:
                 if entity is None:
-                    self.table.create_entity(document)
+                    self._table.create_entity(document)
                 else:
-                    self.table.update_entity(
+                    self._table.update_entity(
                         document,
                         mode=UpdateMode.MERGE,
                         etag=entity.metadata["etag"],

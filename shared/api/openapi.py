@@ -16,8 +16,8 @@ import json
 import sys
 from typing import Any
 
+from shared.api.list_query import DEFAULT_TOP, MAX_TOP
 from shared.domain.models import BookingStatus, ErrorCode, PriceType
-from shared.services.booking_queries import DEFAULT_TOP, MAX_TOP
 
 API_VERSION = "1.0.0"
 DEFAULT_HOST = "your-function-app.azurewebsites.net"

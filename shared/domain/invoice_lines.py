@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.domain.models import Booking, PriceType, external_document_number
-from shared.settings import InvoiceDateRule
 
 DESCRIPTION_LENGTH = 100
 """salesInvoiceLine.description is Text[100] in Business Central."""
@@ -23,6 +23,13 @@ COMMENT_PREFIX = "Bookings appointment with "
 _UNIT_PRICE_TYPES = frozenset({PriceType.FIXED_PRICE, PriceType.STARTING_AT})
 # Price types that carry no usable price: Business Central applies the item's own price.
 _NO_PRICE_TYPES = frozenset({PriceType.CALL_US, PriceType.PRICE_VARIES, PriceType.NOT_SET})
+
+
+class InvoiceDateRule(StrEnum):
+    """Which date a new invoice carries (setting `INVOICE_DATE`)."""
+
+    APPOINTMENT = "appointment"
+    TODAY = "today"
 
 
 def local_time(moment: datetime, zone: ZoneInfo) -> datetime:

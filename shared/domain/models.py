@@ -7,9 +7,11 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from shared.domain.moments import iso_utc
 
 KEY_LENGTH = 26
 KEY_PATTERN = re.compile(r"^[A-Z2-7]{26}$")
@@ -42,14 +44,6 @@ class BookingStatus(StrEnum):
     CANCELLED = "Cancelled"
 
 
-# States a user may select for invoicing (by key); `{"all": true}` selects Unbilled only.
-SELECTABLE_STATES = frozenset({BookingStatus.UNBILLED, BookingStatus.FAILED})
-# States whose invoicing fields the sync must never touch.
-LOCKED_STATES = frozenset(
-    {BookingStatus.QUEUED, BookingStatus.INVOICING, BookingStatus.INVOICED, BookingStatus.FAILED}
-)
-
-
 class ErrorCode(StrEnum):
     NO_CUSTOMER = "NO_CUSTOMER"
     NO_CUSTOMER_EMAIL = "NO_CUSTOMER_EMAIL"
@@ -76,13 +70,6 @@ class PriceType(StrEnum):
             return cls(str(value))
         except ValueError:
             return cls.UNKNOWN_FUTURE_VALUE
-
-
-def iso_utc(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`, the API's time format."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -114,6 +101,20 @@ class Appointment:
     @property
     def key(self) -> str:
         return booking_key(self.business_id, self.id)
+
+
+@dataclass(frozen=True)
+class AppointmentPage:
+    """One page of `calendarView`: the appointments we could read, and the ids we could not."""
+
+    appointments: tuple[Appointment, ...]
+    invalid: tuple[tuple[str | None, str], ...]  # (appointment id if any, reason)
+    fetched_at: datetime
+
+    @property
+    def appointment_ids(self) -> tuple[str, ...]:
+        """Every id Graph returned on this page, readable or not (they all exist in Bookings)."""
+        return tuple(a.id for a in self.appointments) + tuple(i for i, _ in self.invalid if i)
 
 
 @dataclass
@@ -149,6 +150,8 @@ class Booking:
     updated_at: datetime | None = None
     status_changed_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
+    # Stored properties this version does not know (written by a newer one): kept on every write.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         """The contract's Booking JSON."""

@@ -9,10 +9,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from azure.data.tables import TableClient
-
-from shared.adapters.invoice_queue import InvoiceQueue
 from shared.domain.models import BookingStatus
+from shared.services.ports import BookingRepository, InvoiceQueuePort
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.backlog")
@@ -27,27 +25,20 @@ class Backlog:
     poison_depth: int
 
 
-def _count(table: TableClient, status: BookingStatus) -> int:
-    entities = table.query_entities(
-        "Status eq @status", parameters={"status": str(status)}, select=["RowKey"], results_per_page=1000
-    )
-    return sum(1 for _ in entities)
-
-
-def measure_backlog(table: TableClient, queue: InvoiceQueue) -> Backlog:
+def measure_backlog(store: BookingRepository, queue: InvoiceQueuePort) -> Backlog:
     """Counts of the states that still need someone (Invoiced and Cancelled are at rest)."""
     return Backlog(
-        unbilled=_count(table, BookingStatus.UNBILLED),
-        queued=_count(table, BookingStatus.QUEUED),
-        invoicing=_count(table, BookingStatus.INVOICING),
-        failed=_count(table, BookingStatus.FAILED),
+        unbilled=store.count_by_status(BookingStatus.UNBILLED),
+        queued=store.count_by_status(BookingStatus.QUEUED),
+        invoicing=store.count_by_status(BookingStatus.INVOICING),
+        failed=store.count_by_status(BookingStatus.FAILED),
         poison_depth=queue.poison_depth(),
     )
 
 
-def report_backlog(table: TableClient, queue: InvoiceQueue) -> Backlog:
+def report_backlog(store: BookingRepository, queue: InvoiceQueuePort) -> Backlog:
     """Measure and log the backlog in one line with structured fields."""
-    backlog = measure_backlog(table, queue)
+    backlog = measure_backlog(store, queue)
     log.log(
         logging.WARNING if backlog.poison_depth else logging.INFO,
         "Backlog: %d unbilled, %d queued, %d invoicing, %d failed; %d message(s) in the poison queue",

@@ -25,55 +25,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from shared.adapters.booking_store import utc_now
-from shared.adapters.booking_upserts import BookingUpserter, Outcome, Stored
-from shared.adapters.graph_bookings import GraphBookingsClient
-from shared.adapters.sync_state import SyncStateStore
-from shared.domain.models import Appointment, BookingStatus, booking_key, iso_utc
+from shared.domain import lifecycle
+from shared.domain.models import Appointment, Booking, booking_key
+from shared.domain.moments import iso_utc, utc_now
+from shared.domain.sync_decisions import SyncOutcome
+from shared.domain.sync_window import DEFAULT_OVERLAP, SyncWindow, plan_window
+from shared.services.ports import GraphBookings, SyncStateRepository, SyncWriter
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.sync")
 
-# How far before the last fully-read point a catch-up window starts (clock skew between us and
-# Graph, appointments saved late). Only matters after the last success is older than the lookback.
-DEFAULT_OVERLAP = timedelta(hours=1)
 MAX_PARALLEL_BUSINESSES = 4
 PREFETCH_PAGES = 2
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class SyncWindow:
-    """The [start, end) range read from `calendarView` in one run."""
-
-    start: datetime
-    end: datetime
-    first_run: bool = False
-    catching_up: bool = False
-
-
-def plan_window(
-    now: datetime,
-    fully_read_to: datetime | None,
-    lookback_days: int,
-    overlap: timedelta = DEFAULT_OVERLAP,
-) -> SyncWindow:
-    """The window of a run: the lookback, stretched back to the watermark if that is older.
-
-    - first run (no watermark): [now - lookback, now)
-    - normal run: [now - lookback, now): the lookback is re-read for late edits and cancellations
-    - after an outage longer than the lookback: [watermark - overlap, now), so nothing is skipped
-    """
-    if now.tzinfo is None:
-        raise ValueError("now must be an aware datetime")
-    lookback_start = now - timedelta(days=lookback_days)
-    if fully_read_to is None:
-        return SyncWindow(lookback_start, now, first_run=True)
-    resume_from = fully_read_to - overlap
-    if resume_from < lookback_start:
-        return SyncWindow(resume_from, now, catching_up=True)
-    return SyncWindow(lookback_start, now)
 
 
 @dataclass
@@ -86,7 +51,7 @@ class BusinessSyncResult:
     completed: int = 0
     not_completed: int = 0
     invalid: int = 0
-    outcomes: Counter[Outcome] = field(default_factory=Counter)
+    outcomes: Counter[SyncOutcome] = field(default_factory=Counter)
     duration_ms: int = 0
     outcome: str = "succeeded"
     error: str | None = None
@@ -98,14 +63,14 @@ class BusinessSyncResult:
     def counts(self) -> dict[str, int]:
         return {
             "read": self.read,
-            "new": self.outcomes[Outcome.CREATED],
-            "updated": self.outcomes[Outcome.UPDATED] + self.outcomes[Outcome.REVIVED],
-            "cancelled": self.outcomes[Outcome.CANCELLED],
-            "unchanged": self.outcomes[Outcome.UNCHANGED],
-            "locked": self.outcomes[Outcome.LOCKED],
-            "revived": self.outcomes[Outcome.REVIVED],
-            "stale": self.outcomes[Outcome.STALE],
-            "conflicts": self.outcomes[Outcome.CONFLICT],
+            "new": self.outcomes[SyncOutcome.CREATED],
+            "updated": self.outcomes[SyncOutcome.UPDATED] + self.outcomes[SyncOutcome.REVIVED],
+            "cancelled": self.outcomes[SyncOutcome.CANCELLED],
+            "unchanged": self.outcomes[SyncOutcome.UNCHANGED],
+            "locked": self.outcomes[SyncOutcome.LOCKED],
+            "revived": self.outcomes[SyncOutcome.REVIVED],
+            "stale": self.outcomes[SyncOutcome.STALE],
+            "conflicts": self.outcomes[SyncOutcome.CONFLICT],
             "notCompleted": self.not_completed,
             "invalid": self.invalid,
         }
@@ -133,9 +98,9 @@ class BookingSync:
 
     def __init__(
         self,
-        graph: GraphBookingsClient,
-        upserter: BookingUpserter,
-        state: SyncStateStore,
+        graph: GraphBookings,
+        upserter: SyncWriter,
+        state: SyncStateRepository,
         business_ids: Sequence[str],
         lookback_days: int,
         *,
@@ -172,23 +137,7 @@ class BookingSync:
             result.outcome = "failed"
             result.error = _describe(exc)
             result.duration_ms = int((time.monotonic() - started) * 1000)
-            log.error(
-                "Sync of %s failed after %d ms, read %d (watermark unchanged): %s",
-                business_id,
-                result.duration_ms,
-                result.read,
-                result.error,
-                extra={
-                    "businessId": business_id,
-                    "read": result.read,
-                    "new": result.outcomes[Outcome.CREATED],
-                    "updated": result.outcomes[Outcome.UPDATED] + result.outcomes[Outcome.REVIVED],
-                    "cancelled": result.outcomes[Outcome.CANCELLED],
-                    "durationMs": result.duration_ms,
-                    "outcome": "failed",
-                    "errorCode": type(exc).__name__,
-                },
-            )
+            _log_failure(result, type(exc).__name__)
             try:
                 self.state.record_failure(business_id, result.error)
             except Exception as state_exc:
@@ -200,37 +149,7 @@ class BookingSync:
                 )
             return result
         result.duration_ms = int((time.monotonic() - started) * 1000)
-        counts = result.counts()
-        log.info(
-            "Sync of %s: read %d, new %d, updated %d, cancelled %d, unchanged %d, "
-            "left alone %d (invoicing), in %d ms",
-            business_id,
-            counts["read"],
-            counts["new"],
-            counts["updated"],
-            counts["cancelled"],
-            counts["unchanged"],
-            counts["locked"],
-            result.duration_ms,
-            extra={
-                "businessId": business_id,
-                "read": counts["read"],
-                "new": counts["new"],
-                "updated": counts["updated"],
-                "cancelled": counts["cancelled"],
-                "unchanged": counts["unchanged"],
-                "locked": counts["locked"],
-                "revived": counts["revived"],
-                "stale": counts["stale"],
-                "conflicts": counts["conflicts"],
-                "notCompleted": counts["notCompleted"],
-                "invalid": counts["invalid"],
-                "durationMs": result.duration_ms,
-                "outcome": "succeeded",
-                "windowStart": iso_utc(result.window.start) if result.window else None,
-                "windowEnd": iso_utc(result.window.end) if result.window else None,
-            },
-        )
+        _log_success(result)
         return result
 
     # -- one business ----------------------------------------------------------------------------
@@ -267,16 +186,16 @@ class BookingSync:
 
         result.outcomes.update(self.upserter.upsert(business_id, completed(), snapshot))
         # The window was read to its last page and stored: what is missing is gone or has moved.
-        missing = [stored for stored in snapshot.values() if stored.status == BookingStatus.UNBILLED]
+        missing = [stored for stored in snapshot.values() if lifecycle.sync_may_cancel(stored.status)]
         if missing:
             result.outcomes.update(self._settle_missing(business_id, missing, read_started))
         self.state.record_success(business_id, window.end, result.counts())
 
     def _settle_missing(
-        self, business_id: str, missing: Iterable[Stored], read_started: datetime
-    ) -> Counter[Outcome]:
+        self, business_id: str, missing: Iterable[Booking], read_started: datetime
+    ) -> Counter[SyncOutcome]:
         """Cancel what Bookings no longer has; refresh what merely moved out of the window."""
-        gone: list[Stored] = []
+        gone: list[Booking] = []
         moved: list[tuple[Appointment, datetime]] = []
         for stored in missing:
             appointment_id = stored.appointment_id
@@ -286,13 +205,58 @@ class BookingSync:
                 gone.append(stored)
             else:
                 moved.append((appointment, fetched_at))
-        outcomes: Counter[Outcome] = Counter()
+        outcomes: Counter[SyncOutcome] = Counter()
         if moved:
             snapshot = {stored.key: stored for stored in missing}
             outcomes.update(self.upserter.upsert(business_id, moved, snapshot))
         if gone:
             outcomes.update(self.upserter.cancel_missing(business_id, gone, read_started))
         return outcomes
+
+
+def _log_failure(result: BusinessSyncResult, error_code: str) -> None:
+    counts = result.counts()
+    log.error(
+        "Sync of %s failed after %d ms, read %d (watermark unchanged): %s",
+        result.business_id,
+        result.duration_ms,
+        result.read,
+        result.error,
+        extra={
+            "businessId": result.business_id,
+            "read": counts["read"],
+            "new": counts["new"],
+            "updated": counts["updated"],
+            "cancelled": counts["cancelled"],
+            "durationMs": result.duration_ms,
+            "outcome": "failed",
+            "errorCode": error_code,
+        },
+    )
+
+
+def _log_success(result: BusinessSyncResult) -> None:
+    counts = result.counts()
+    log.info(
+        "Sync of %s: read %d, new %d, updated %d, cancelled %d, unchanged %d, "
+        "left alone %d (invoicing), in %d ms",
+        result.business_id,
+        counts["read"],
+        counts["new"],
+        counts["updated"],
+        counts["cancelled"],
+        counts["unchanged"],
+        counts["locked"],
+        result.duration_ms,
+        extra={
+            "businessId": result.business_id,
+            **counts,
+            "durationMs": result.duration_ms,
+            "outcome": "succeeded",
+            "windowStart": iso_utc(result.window.start) if result.window else None,
+            "windowEnd": iso_utc(result.window.end) if result.window else None,
+        },
+    )
 
 
 def _describe(exc: BaseException) -> str:

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from shared.settings import Settings, SettingsError
+S = TypeVar("S")
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,12 @@ class HealthReport:
 
 
 def check_health(
-    load_settings: Callable[[], Settings], probe_storage: Callable[[Settings], None]
+    load_settings: Callable[[], S], probe_storage: Callable[[S], None]
 ) -> HealthReport:
     """Run the checks in order; storage is only probed when the settings are usable."""
     try:
         settings = load_settings()
-    except SettingsError as exc:
+    except ValueError as exc:  # a settings problem (SettingsError) names the setting, never a secret
         return HealthReport(
             (
                 HealthCheck("settings", False, str(exc)),

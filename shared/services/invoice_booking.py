@@ -25,16 +25,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from shared.adapters.booking_store import BookingStore, ConcurrentChangeError
-from shared.adapters.business_central import BcInvoice, BusinessCentralClient, BusinessCentralError
-from shared.domain.invoice_lines import invoice_body, quantity_and_price
+from shared.domain import lifecycle
+from shared.domain.bc_records import BcInvoice, Link
+from shared.domain.errors import BusinessCentralError, ConcurrentChangeError, LinkNotFoundError
+from shared.domain.invoice_lines import InvoiceDateRule, invoice_body, quantity_and_price
 from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
-from shared.services.links import CustomerLinks, ItemLinks, Link, LinkNotFoundError
-from shared.settings import InvoiceDateRule
+from shared.domain.moments import utc_now
+from shared.services.links import CustomerLinks, ItemLinks
+from shared.services.ports import BookingRepository, BusinessCentral
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.invoicing")
@@ -50,14 +52,8 @@ CLAIM_ROUNDS = 5
 
 ERROR_LENGTH = 1000
 
-_IN_FLIGHT = frozenset({BookingStatus.QUEUED, BookingStatus.INVOICING})
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Outcome(StrEnum):
+class InvoiceOutcome(StrEnum):
     INVOICED = "invoiced"
     ADOPTED = "adopted"
     FAILED = "failed"
@@ -66,7 +62,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class InvoiceResult:
-    outcome: Outcome
+    outcome: InvoiceOutcome
     status: BookingStatus | None
     invoice_number: str | None = None
     error_code: str | None = None
@@ -97,8 +93,8 @@ class InvoiceBooking:
 
     def __init__(
         self,
-        store: BookingStore,
-        bc: BusinessCentralClient,
+        store: BookingRepository,
+        bc: BusinessCentral,
         customers: CustomerLinks,
         items: ItemLinks,
         *,
@@ -155,7 +151,7 @@ class InvoiceBooking:
             raise
         duration = round((time.perf_counter() - started) * 1000)
         log.log(
-            logging.WARNING if result.outcome is Outcome.FAILED else logging.INFO,
+            logging.WARNING if result.outcome is InvoiceOutcome.FAILED else logging.INFO,
             "Booking %s: %s%s",
             message.booking_key,
             result.outcome,
@@ -176,10 +172,10 @@ class InvoiceBooking:
         for _ in range(CLAIM_ROUNDS):
             booking = self.store.get(message.business_id, message.booking_key)
             if booking is None:
-                return InvoiceResult(Outcome.SKIPPED, None, detail="no such booking")
-            if booking.status not in _IN_FLIGHT:
+                return InvoiceResult(InvoiceOutcome.SKIPPED, None, detail="no such booking")
+            if not lifecycle.may_start_invoicing(booking.status):
                 return InvoiceResult(
-                    Outcome.SKIPPED,
+                    InvoiceOutcome.SKIPPED,
                     booking.status,
                     booking.invoice_number,
                     detail=f"already {booking.status}",
@@ -189,18 +185,10 @@ class InvoiceBooking:
             lookup_first = booking.status is BookingStatus.INVOICING or booking.invoice_attempts > 0
             if booking.status is BookingStatus.INVOICING and not self._may_take_over(booking, delivery_id):
                 return InvoiceResult(
-                    Outcome.SKIPPED, booking.status, detail="claimed by another worker moments ago"
+                    InvoiceOutcome.SKIPPED, booking.status, detail="claimed by another worker moments ago"
                 )
             try:
-                booking = self.store.transition(
-                    booking,
-                    BookingStatus.INVOICING,
-                    allowed_from=_IN_FLIGHT,
-                    error_code=None,
-                    error=None,
-                    invoice_attempts=booking.invoice_attempts + 1,
-                    claimed_by=delivery_id,
-                )
+                booking = self.store.save(lifecycle.start_invoicing(booking, delivery_id, self.clock()))
             except ConcurrentChangeError:
                 continue
             return self._invoice(booking, lookup_first=lookup_first)
@@ -310,21 +298,13 @@ class InvoiceBooking:
     def _forget_links(self, booking: Booking) -> None:
         if booking.customer_email:
             self.customers.forget(booking.customer_email)
-        self.items.forget(booking.service_id)
+        self.items.forget(booking.service_id, booking.service_name)
 
     # -- recording ---------------------------------------------------------------------------
 
     def _record(self, booking: Booking, invoice: BcInvoice, *, adopted: bool) -> InvoiceResult:
         try:
-            self.store.transition(
-                booking,
-                BookingStatus.INVOICED,
-                allowed_from={BookingStatus.INVOICING},
-                invoice_id=invoice.id,
-                invoice_number=invoice.number,
-                error_code=None,
-                error=None,
-            )
+            self.store.save(lifecycle.record_invoice(booking, invoice.id, invoice.number, self.clock()))
         except ConcurrentChangeError:
             current = self.store.get(booking.business_id, booking.key)
             if current is None or current.invoice_id != invoice.id:
@@ -333,34 +313,29 @@ class InvoiceBooking:
                     "the next try adopts it"
                 ) from None
         return InvoiceResult(
-            Outcome.ADOPTED if adopted else Outcome.INVOICED, BookingStatus.INVOICED, invoice.number
+            InvoiceOutcome.ADOPTED if adopted else InvoiceOutcome.INVOICED,
+            BookingStatus.INVOICED,
+            invoice.number,
         )
 
     def _fail(self, booking: Booking, code: ErrorCode, detail: str) -> InvoiceResult:
         try:
-            self.store.transition(
-                booking, BookingStatus.FAILED, allowed_from=_IN_FLIGHT, error_code=str(code), error=detail
-            )
+            self.store.save(lifecycle.fail(booking, str(code), detail, self.clock()))
         except ConcurrentChangeError:
             raise InvoicingRetryError(
                 f"booking {booking.key} changed before it could be marked Failed"
             ) from None
-        return InvoiceResult(Outcome.FAILED, BookingStatus.FAILED, error_code=str(code), detail=detail)
+        return InvoiceResult(InvoiceOutcome.FAILED, BookingStatus.FAILED, error_code=str(code), detail=detail)
 
     def _fail_after_last_try(self, message: InvoiceMessage, detail: str) -> None:
         """Best effort: a booking must not stay Queued/Invoicing once its message goes to poison."""
         for _ in range(CLAIM_ROUNDS):
             try:
                 booking = self.store.get(message.business_id, message.booking_key)
-                if booking is None or booking.status not in _IN_FLIGHT:
+                if booking is None or not lifecycle.allows("fail", booking.status):
                     return
-                self.store.transition(
-                    booking,
-                    BookingStatus.FAILED,
-                    allowed_from=_IN_FLIGHT,
-                    error_code=str(ErrorCode.BC_UNAVAILABLE),
-                    error=f"still failing after the last try: {detail}"[:ERROR_LENGTH],
-                )
+                error = f"still failing after the last try: {detail}"[:ERROR_LENGTH]
+                self.store.save(lifecycle.fail(booking, str(ErrorCode.BC_UNAVAILABLE), error, self.clock()))
                 return
             except ConcurrentChangeError:
                 continue

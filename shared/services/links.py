@@ -22,33 +22,23 @@ a second record until the lookup after `stale_after` has had its chance.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
-
-from shared.adapters.business_central import BLANK_GUID, BusinessCentralClient, BusinessCentralError
-from shared.adapters.storage import create_table_if_missing
+from shared.domain.bc_records import BLANK_GUID, Link
+from shared.domain.errors import BusinessCentralError, LinkBusyError, LinkNotFoundError
+from shared.services.ports import BusinessCentral, LinkRepository
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.links")
 
-LINKS_TABLE = "BusinessCentralLinks"
 CUSTOMER = "customer"
 ITEM = "item"
-LINKED = "linked"
-CREATING = "creating"
 
 DEFAULT_STALE_AFTER = timedelta(minutes=10)
 DEFAULT_WAIT = 45.0
@@ -73,130 +63,10 @@ ITEM_TEMPLATE_FIELDS = (
 ITEM_TEMPLATE_FLAGS = ("priceIncludesTax",)
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def mask_email(email: str) -> str:
     """An email fit for logs: enough to recognise it, not enough to be personal data in bulk."""
     local, _, domain = email.partition("@")
     return f"{local[:1]}***@{domain}" if domain else "***"
-
-
-def link_row_key(natural_key: str) -> str:
-    """A legal Table RowKey for any text (emails may hold `/`, `#`, `?`; ids may hold anything)."""
-    return base64.b32encode(hashlib.sha256(natural_key.encode("utf-8")).digest()).decode("ascii").rstrip("=")
-
-
-@dataclass(frozen=True)
-class Link:
-    """A Business Central record a Bookings customer or service stands for."""
-
-    id: str
-    number: str
-
-
-class LinkNotFoundError(Exception):
-    """No Business Central record matches and creating one is switched off."""
-
-
-class LinkBusyError(Exception):
-    """Another worker is creating the record and has not finished within the wait: retry later."""
-
-
-class LinkStore:
-    """The links table: one row per customer email or service id, "linked" or "creating"."""
-
-    def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
-        self.table = table
-        self.clock = clock
-
-    def ensure_table(self) -> None:
-        create_table_if_missing(self.table)
-
-    def get(self, kind: str, natural_key: str) -> Any | None:
-        try:
-            return self.table.get_entity(partition_key=kind, row_key=link_row_key(natural_key))
-        except ResourceNotFoundError:
-            return None
-
-    def link_of(self, kind: str, natural_key: str) -> Link | None:
-        entity = self.get(kind, natural_key)
-        return _link(entity)
-
-    def claim(self, kind: str, natural_key: str, owner: str) -> str | None:
-        """Insert a "creating" marker; its ETag if this worker won, None if a row exists."""
-        try:
-            metadata = self.table.create_entity(self._marker(kind, natural_key, owner))
-        except ResourceExistsError:
-            return None
-        return str(metadata.get("etag"))
-
-    def take_over(self, entity: Any, owner: str) -> str | None:
-        """Replace a stale marker by ours if nobody changed it since read; our ETag, or None."""
-        kind, natural_key = entity["PartitionKey"], entity.get("NaturalKey", "")
-        try:
-            metadata = self.table.update_entity(
-                self._marker(kind, natural_key, owner),
-                mode=UpdateMode.REPLACE,
-                etag=entity.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            return None
-        return str(metadata.get("etag"))
-
-    def record(self, kind: str, natural_key: str, link: Link) -> None:
-        """Store the link (replacing a marker): it is a fact about Business Central, last writer wins."""
-        self.table.upsert_entity(
-            {
-                "PartitionKey": kind,
-                "RowKey": link_row_key(natural_key),
-                "NaturalKey": natural_key,
-                "State": LINKED,
-                "BcId": link.id,
-                "BcNumber": link.number,
-                "LinkedAt": self.clock(),
-            },
-            mode=UpdateMode.REPLACE,
-        )
-
-    def release(self, kind: str, natural_key: str, etag: str) -> None:
-        """Remove our marker (only if it is still ours), so the next try may claim at once."""
-        with contextlib.suppress(ResourceModifiedError, ResourceNotFoundError):
-            self.table.delete_entity(
-                partition_key=kind,
-                row_key=link_row_key(natural_key),
-                etag=etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-
-    def forget(self, kind: str, natural_key: str) -> None:
-        """Drop a link that turned out wrong (the record was deleted in Business Central)."""
-        with contextlib.suppress(ResourceNotFoundError):
-            self.table.delete_entity(partition_key=kind, row_key=link_row_key(natural_key))
-
-    def _marker(self, kind: str, natural_key: str, owner: str) -> dict[str, Any]:
-        return {
-            "PartitionKey": kind,
-            "RowKey": link_row_key(natural_key),
-            "NaturalKey": natural_key,
-            "State": CREATING,
-            "Owner": owner,
-            "ClaimedAt": self.clock(),
-        }
-
-
-def _link(entity: Any | None) -> Link | None:
-    if entity is None or entity.get("State") != LINKED or not entity.get("BcId"):
-        return None
-    return Link(id=str(entity["BcId"]), number=str(entity.get("BcNumber", "")))
-
-
-def _aware(value: Any) -> datetime | None:
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class _Resolver:
@@ -209,8 +79,8 @@ class _Resolver:
 
     def __init__(
         self,
-        store: LinkStore,
-        bc: BusinessCentralClient,
+        store: LinkRepository,
+        bc: BusinessCentral,
         *,
         create: bool,
         template: str | None = None,
@@ -273,15 +143,14 @@ class _Resolver:
         while True:
             etag = self.store.claim(self.kind, natural_key, owner)
             if etag is None:
-                entity = self.store.get(self.kind, natural_key)
-                if entity is None:
+                row = self.store.get(self.kind, natural_key)
+                if row is None:
                     continue  # the marker was released just now: claim again
-                link = _link(entity)
-                if link is not None:
-                    return link
-                claimed_at = _aware(entity.get("ClaimedAt"))
+                if row.link is not None:
+                    return row.link
+                claimed_at = row.claimed_at
                 if claimed_at is None or self.store.clock() - claimed_at > self.stale_after:
-                    etag = self.store.take_over(entity, owner)
+                    etag = self.store.take_over(row, owner)
                     if etag is not None:
                         log.warning(
                             "Taking over the creation of %s from a worker that stopped",
@@ -397,10 +266,16 @@ class ItemLinks(_Resolver):
             created = self.bc.create_item(self.new_item_body(name, unit_price))
             return Link(created.id, created.number)
 
-        return self._resolve(service_id or f"name:{name.lower()}", f"service {name!r}", lookup, create)
+        return self._resolve(self.link_key(service_id, name), f"service {name!r}", lookup, create)
 
-    def forget(self, service_id: str) -> None:
-        self.store.forget(ITEM, service_id)
+    @staticmethod
+    def link_key(service_id: str, service_name: str) -> str:
+        """What an item link is stored under: the service id, or its name when it has none."""
+        name = " ".join(service_name.split())[:100]
+        return service_id or f"name:{name.lower()}"
+
+    def forget(self, service_id: str, service_name: str) -> None:
+        self.store.forget(ITEM, self.link_key(service_id, service_name))
 
     def new_item_body(self, name: str, unit_price: Decimal | None) -> dict[str, Any]:
         body: dict[str, Any] = dict(self._template_values())

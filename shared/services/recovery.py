@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from shared.adapters.booking_store import BookingStore
-from shared.adapters.invoice_queue import InvoiceQueue
-from shared.domain.models import BookingStatus, InvoiceMessage
+from shared.domain import lifecycle
+from shared.domain.models import InvoiceMessage
+from shared.services.ports import BookingRepository, InvoiceQueuePort
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.recovery")
@@ -22,13 +22,10 @@ log = get_logger("bookings.recovery")
 DEFAULT_THRESHOLD = timedelta(minutes=30)
 """Longer than the claim lease (10 min) and than a normal queue backlog."""
 
-# Each @parameter must stand alone between spaces (the SDK substitutes whole words).
-_STUCK_FILTER = "( Status eq @queued or Status eq @invoicing ) and StatusChangedAt lt @cutoff"
-
 
 def recover_stuck_bookings(
-    store: BookingStore,
-    queue: InvoiceQueue,
+    store: BookingRepository,
+    queue: InvoiceQueuePort,
     clock: Callable[[], datetime],
     threshold: timedelta = DEFAULT_THRESHOLD,
     *,
@@ -40,13 +37,8 @@ def recover_stuck_bookings(
     next pass tries again.
     """
     cutoff = clock() - threshold
-    parameters = {
-        "queued": str(BookingStatus.QUEUED),
-        "invoicing": str(BookingStatus.INVOICING),
-        "cutoff": cutoff,
-    }
     sent = 0
-    for booking in store.query(_STUCK_FILTER, parameters):
+    for booking in store.stuck_since(lifecycle.IN_FLIGHT, cutoff):
         if sent >= limit:
             log.warning("Recovery stopped after %d bookings; the next pass continues", limit)
             break

@@ -24,7 +24,8 @@ from azure.storage.queue import QueueServiceClient
 from devhost.host import DevHost
 from sandbox import ManualClock, SandboxAdmin, SandboxHandle
 from shared import bootstrap
-from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore
+from shared.adapters.booking_entities import BOOKINGS_TABLE
+from shared.adapters.booking_store import BookingStore
 from shared.adapters.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
 from shared.domain.models import Booking
 from tests.conftest import SANDBOX_NOW, product_settings
@@ -172,9 +173,8 @@ class Stack:
     # -- reading ---------------------------------------------------------------------------------
 
     def bookings(self, business_id: str | None = None) -> list[Booking]:
-        if business_id is None:
-            return list(self.store.query("PartitionKey ne @none", {"none": ""}))
-        return list(self.store.query("PartitionKey eq @business", {"business": business_id}))
+        businesses = [business_id] if business_id else self.business_ids
+        return [booking for business in businesses for booking in self.store.of_business(business)]
 
     def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Call the product's HTTP API (`/api/...`)."""

@@ -19,6 +19,7 @@ from shared.adapters.graph_bookings import parse_graph_datetime
 from shared.adapters.sync_state import ROW, SYNC_STATE_TABLE
 from shared.domain.models import Booking, BookingStatus, booking_key
 from tests.e2e.stack import E2E_NOW, Stack
+from tests.helpers import force_state
 
 pytestmark = pytest.mark.e2e
 
@@ -52,14 +53,22 @@ def sync_state(stack: Stack, business_id: str) -> dict[str, Any] | None:
 def claim(stack: Stack, booking: Booking, to: BookingStatus) -> Booking:
     """Move a booking along the invoicing states as the API and the invoicer would."""
     store = stack.store
-    booking = store.transition(booking, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED})
+    booking = force_state(
+        store,
+        booking,
+        BookingStatus.QUEUED,
+    )
     if to == BookingStatus.QUEUED:
         return booking
-    booking = store.transition(booking, BookingStatus.INVOICING, allowed_from={BookingStatus.QUEUED})
-    return store.transition(
+    booking = force_state(
+        store,
+        booking,
+        BookingStatus.INVOICING,
+    )
+    return force_state(
+        store,
         booking,
         BookingStatus.INVOICED,
-        allowed_from={BookingStatus.INVOICING},
         invoice_id="0b7e5f7a-0000-4000-8000-000000000001",
         invoice_number="S-INV-100001",
     )
@@ -122,10 +131,14 @@ def test_next_run_refreshes_edits_cancels_and_never_touches_invoicing(stack: Sta
 
     invoiced = claim(stack, invoiced, BookingStatus.INVOICED)
     queued = claim(stack, queued, BookingStatus.QUEUED)
-    failed = stack.store.transition(
-        stack.store.transition(failed, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED}),
+    failed = force_state(
+        stack.store,
+        force_state(
+            stack.store,
+            failed,
+            BookingStatus.QUEUED,
+        ),
         BookingStatus.FAILED,
-        allowed_from={BookingStatus.QUEUED},
         error_code="BC_REJECTED",
         error="Business Central refused it",
     )

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.ncrontab import parse_ncrontab
-from shared.services.invoice_booking import Outcome
+from shared.services.invoice_booking import InvoiceOutcome
 from tests.infra.templates import (
     INFRA,
     ROOT,
@@ -80,7 +80,7 @@ def test_poison_alert_matches_the_message_the_host_logs(alerts: Template) -> Non
 def test_failed_booking_alert_splits_by_the_error_code_the_invoicing_code_logs(alerts: Template) -> None:
     rule = _rules(alerts)["failedBookingsAlert"]
     query = _query(alerts, rule)
-    assert f'tostring(customDimensions.outcome) == "{Outcome.FAILED}"' in query
+    assert f'tostring(customDimensions.outcome) == "{InvoiceOutcome.FAILED}"' in query
     (criterion,) = rule.get("properties/criteria/allOf")
     assert [d["name"] for d in criterion["dimensions"]] == ["errorCode"]
     assert re.search(r"\|\s*(extend|project)[^|]*\berrorCode\s*=", query), "the dimension must be a column"

@@ -2,32 +2,50 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore
+from shared.adapters.booking_entities import BOOKINGS_TABLE
+from shared.adapters.booking_store import BookingStore
+from shared.api.continuation import ContinuationTokens, derive_token_key
 from shared.api.input import InvalidInput
-from shared.domain.models import BookingStatus
-from shared.services.booking_queries import (
-    BookingFilter,
-    BookingQueries,
-    ContinuationTokens,
-    ListPosition,
-    derive_token_key,
-    parse_list_query,
-)
+from shared.api.list_query import ListQuery, parse_list_query, read_page
+from shared.domain.filters import BookingFilter
+from shared.domain.filters import PagePosition as ListPosition
+from shared.domain.models import Booking, BookingStatus
+from shared.services.booking_queries import BookingQueries
 from tests.api_support import make_booking, new_business, seed
 
 ZONE = ZoneInfo("Europe/Amsterdam")
 TOKENS = ContinuationTokens(derive_token_key("test key material"))
 
 
-def queries_for(connection: str, businesses: list[str], **options: int) -> BookingQueries:
+@dataclass
+class TokenPage:
+    items: list[Booking]
+    continuation_token: str | None
+
+
+class TokenPaging:
+    """Pages as the API serves them: the queries use case behind signed continuation tokens."""
+
+    def __init__(self, queries: BookingQueries) -> None:
+        self.queries = queries
+
+    def page(self, flt: BookingFilter, top: int, token: str | None = None) -> TokenPage:
+        return TokenPage(*read_page(self.queries, TOKENS, ListQuery(flt, top, token)))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.queries, name)
+
+
+def queries_for(connection: str, businesses: list[str], **options: int) -> TokenPaging:
     table = TableServiceClient.from_connection_string(connection).get_table_client(BOOKINGS_TABLE)
-    return BookingQueries(BookingStore(table), businesses, TOKENS, **options)
+    return TokenPaging(BookingQueries(BookingStore(table), businesses, **options))
 
 
 def test_list_query_defaults_and_parsing() -> None:

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.adapters.booking_store import BookingStore, ConcurrentChangeError
+from shared.adapters.booking_store import BookingStore
+from shared.domain import lifecycle
+from shared.domain.errors import ConcurrentChangeError
 from shared.domain.models import Booking, BookingStatus, PriceType, booking_key
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -52,28 +54,16 @@ def test_create_get_find_round_trip(store: BookingStore) -> None:
         store.create(make_booking())
 
 
-def test_transition_is_conditional(store: BookingStore) -> None:
+def test_lifecycle_transitions_saved_conditionally(store: BookingStore) -> None:
     booking = store.create(make_booking())
-    queued = store.transition(
-        booking, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED}, request_id="r1"
-    )
+    queued = store.save(lifecycle.claim(booking, "r1", NOW))
     assert queued.status is BookingStatus.QUEUED and queued.request_id == "r1"
     # A second writer holding the old ETag loses.
     with pytest.raises(ConcurrentChangeError):
-        store.transition(
-            booking, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED}, request_id="r2"
-        )
-    with pytest.raises(ValueError, match="is Queued"):
-        store.transition(queued, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED})
-    failed = store.transition(
-        queued,
-        BookingStatus.FAILED,
-        allowed_from={BookingStatus.QUEUED},
-        error_code="BC_REJECTED",
-        error="no",
-    )
-    requeued = store.transition(
-        failed, BookingStatus.QUEUED, allowed_from={BookingStatus.FAILED}, error_code=None, error=None
-    )
+        store.save(lifecycle.claim(booking, "r2", NOW))
+    with pytest.raises(lifecycle.IllegalTransition, match="is Queued"):
+        lifecycle.claim(queued, "r3", NOW)
+    failed = store.save(lifecycle.fail(queued, "BC_REJECTED", "no", NOW))
+    requeued = store.save(lifecycle.claim(failed, "r4", NOW))
     stored = store.get(requeued.business_id, requeued.key)
     assert stored.status is BookingStatus.QUEUED and stored.error_code is None and stored.error is None

@@ -18,9 +18,11 @@ from azure.storage.queue import QueueServiceClient
 
 from functions.queue_triggers import MAX_DEQUEUE_COUNT, create_invoice
 from sandbox import SandboxHandle
-from shared.adapters.booking_store import BookingStore, ConcurrentChangeError
+from shared.adapters.booking_store import BookingStore
 from shared.adapters.business_central import BusinessCentralClient
 from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.link_store import LinkStore
+from shared.domain.errors import ConcurrentChangeError
 from shared.domain.models import (
     Booking,
     BookingStatus,
@@ -29,10 +31,11 @@ from shared.domain.models import (
     PriceType,
     booking_key,
 )
-from shared.services.invoice_booking import InvoiceBooking, InvoicingRetryError, Outcome
-from shared.services.links import CustomerLinks, ItemLinks, LinkStore
+from shared.services.invoice_booking import InvoiceBooking, InvoiceOutcome, InvoicingRetryError
+from shared.services.links import CustomerLinks, ItemLinks
 from shared.services.recovery import recover_stuck_bookings
 from shared.settings import InvoiceDateRule
+from tests.helpers import force_state
 from tests.shared.test_business_central import make_client
 
 START = datetime(2026, 2, 10, 9, 0, tzinfo=UTC)
@@ -44,11 +47,11 @@ class FlakyStore(BookingStore):
 
     fail_next = 0
 
-    def transition(self, booking: Booking, to: BookingStatus, **kwargs: Any) -> Booking:
-        if to is BookingStatus.INVOICED and self.fail_next:
+    def save(self, booking: Booking) -> Booking:
+        if booking.status is BookingStatus.INVOICED and self.fail_next:
             self.fail_next -= 1
             raise ConcurrentChangeError("injected: the write after the invoice was lost")
-        return super().transition(booking, to, **kwargs)
+        return super().save(booking)
 
 
 @dataclass
@@ -130,10 +133,10 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
 def test_normal_path_costs_one_request_once_links_are_known(world: World) -> None:
     invoicer = world.make()
     first, second = world.booking("a1"), world.booking("a2")
-    assert invoicer(world.message(first)).outcome is Outcome.INVOICED
+    assert invoicer(world.message(first)).outcome is InvoiceOutcome.INVOICED
     before = world.bc_requests()
     result = invoicer(world.message(second))
-    assert result.outcome is Outcome.INVOICED
+    assert result.outcome is InvoiceOutcome.INVOICED
     assert world.bc_requests() - before == 1  # the POST only: no lookup, links from the table
     stored = world.get(second)
     [invoice] = world.invoices(second)
@@ -152,7 +155,7 @@ def test_invoicing_state_is_looked_up_and_the_invoice_adopted(world: World) -> N
     posts = world.bc_requests(INVOICE_POST)
     # The same message comes back: its earlier try is over, so it takes its own claim over at once.
     result = invoicer(world.message(booking), dequeue_count=2, delivery_id="m1")
-    assert result.outcome is Outcome.ADOPTED
+    assert result.outcome is InvoiceOutcome.ADOPTED
     assert world.bc_requests(INVOICE_POST) == posts  # no second POST
     [invoice] = world.invoices(booking)
     assert world.get(booking).invoice_number == invoice["number"]
@@ -164,11 +167,11 @@ def test_a_fresh_claim_of_another_message_is_left_alone_until_its_lease_ends(wor
     assert claimed_at is not None
     before = world.bc_requests()
     assert world.make(clock=lambda: claimed_at + timedelta(minutes=1))(world.message(booking)).outcome is (
-        Outcome.SKIPPED
+        InvoiceOutcome.SKIPPED
     )
     assert world.bc_requests() == before and world.get(booking).status is BookingStatus.INVOICING
     later = world.make(clock=lambda: claimed_at + timedelta(minutes=11))
-    assert later(world.message(booking)).outcome is Outcome.INVOICED  # looked up, found none, created
+    assert later(world.message(booking)).outcome is InvoiceOutcome.INVOICED  # looked up, found none, created
     assert len(world.invoices(booking)) == 1
 
 
@@ -182,10 +185,12 @@ def test_a_retried_duplicate_message_never_takes_over_a_live_claim(world: World)
         invoicer(world.message(booking), delivery_id="m1")
     before = world.bc_requests()
     duplicate = invoicer(world.message(booking), dequeue_count=3, delivery_id="m2")
-    assert duplicate.outcome is Outcome.SKIPPED
+    assert duplicate.outcome is InvoiceOutcome.SKIPPED
     assert world.bc_requests() == before  # not even a lookup
     assert world.get(booking).claimed_by == "m1"
-    assert invoicer(world.message(booking), dequeue_count=2, delivery_id="m1").outcome is Outcome.ADOPTED
+    assert (
+        invoicer(world.message(booking), dequeue_count=2, delivery_id="m1").outcome is InvoiceOutcome.ADOPTED
+    )
     assert len(world.invoices(booking)) == 1
 
 
@@ -193,7 +198,7 @@ def test_a_retried_duplicate_message_never_takes_over_a_live_claim(world: World)
 def test_settled_bookings_are_a_no_op(world: World, status: BookingStatus) -> None:
     booking = world.booking(status=status)
     before = world.bc_requests()
-    assert world.make()(world.message(booking), dequeue_count=3).outcome is Outcome.SKIPPED
+    assert world.make()(world.message(booking), dequeue_count=3).outcome is InvoiceOutcome.SKIPPED
     assert world.bc_requests() == before and world.get(booking).status is status
 
 
@@ -213,7 +218,7 @@ def test_permanent_problems_fail_the_booking_with_a_reason(
     booking = world.booking(**changes)
     result = world.make(create=create)(world.message(booking))
     stored = world.get(booking)
-    assert result.outcome is Outcome.FAILED
+    assert result.outcome is InvoiceOutcome.FAILED
     assert (stored.status, stored.error_code) == (BookingStatus.FAILED, code)
     assert stored.error
     assert world.invoices(booking) == []
@@ -246,29 +251,26 @@ def test_reselected_after_failure_looks_up_before_posting(world: World) -> None:
     with pytest.raises(InvoicingRetryError):
         invoicer(world.message(booking))
     # The last try gave up (BC seemed down) and the user selected the booking again.
-    failed = world.store.transition(
-        world.get(booking), BookingStatus.FAILED, allowed_from={BookingStatus.INVOICING},
-        error_code="BC_UNAVAILABLE", error="gave up",
+    failed = force_state(world.store,
+        world.get(booking), BookingStatus.FAILED, error_code="BC_UNAVAILABLE", error="gave up",
     )  # fmt: skip
     # Re-selection clears the error fields; the attempt count still says an invoice may exist.
-    world.store.transition(
-        failed, BookingStatus.QUEUED, allowed_from={BookingStatus.FAILED}, error_code=None, error=None
-    )
-    assert invoicer(world.message(booking)).outcome is Outcome.ADOPTED
+    force_state(world.store, failed, BookingStatus.QUEUED, error_code=None, error=None)
+    assert invoicer(world.message(booking)).outcome is InvoiceOutcome.ADOPTED
     assert len(world.invoices(booking)) == 1
 
 
 def test_a_deleted_linked_customer_is_linked_afresh(world: World) -> None:
     invoicer = world.make()
     first = world.booking("a1", customer_email="fresh@example.org", customer_name="Fresh Person")
-    assert invoicer(world.message(first)).outcome is Outcome.INVOICED
+    assert invoicer(world.message(first)).outcome is InvoiceOutcome.INVOICED
     # Someone merges or deletes customers in BC: the cached link now points nowhere.
     customer_id = world.invoices(first)[0]["customerId"]
     invoice_id = world.get(first).invoice_id
     assert world.bc._request("DELETE", f"salesInvoices({invoice_id})") == {}
     assert world.bc._request("DELETE", f"customers({customer_id})") == {}
     second = world.booking("a2", customer_email="fresh@example.org", customer_name="Fresh Person")
-    assert invoicer(world.message(second)).outcome is Outcome.INVOICED
+    assert invoicer(world.message(second)).outcome is InvoiceOutcome.INVOICED
     assert world.invoices(second)[0]["customerId"] != customer_id
 
 
@@ -290,7 +292,7 @@ def test_recovery_reenqueues_only_bookings_stuck_beyond_the_threshold(
     assert {m.request_id for m in sent} == {"req-1"}
     # The fresh message for the Invoicing booking takes over (its claim is older than the lease).
     later = world.make(clock=lambda: now + timedelta(minutes=31))
-    assert later(world.message(stuck_invoicing)).outcome is Outcome.INVOICED
+    assert later(world.message(stuck_invoicing)).outcome is InvoiceOutcome.INVOICED
 
 
 def test_max_dequeue_count_matches_host_json() -> None:

@@ -13,16 +13,9 @@ from azure.data.tables import TableServiceClient
 
 from sandbox import SandboxHandle
 from shared.adapters.business_central import BusinessCentralClient, BusinessCentralError
-from shared.services.links import (
-    CREATING,
-    CUSTOMER,
-    CustomerLinks,
-    ItemLinks,
-    LinkBusyError,
-    LinkNotFoundError,
-    LinkStore,
-    link_row_key,
-)
+from shared.adapters.link_store import LinkStore
+from shared.domain.errors import LinkBusyError, LinkNotFoundError
+from shared.services.links import CUSTOMER, CustomerLinks, ItemLinks
 from tests.shared.test_business_central import make_client
 
 NEW_EMAIL = "new.person@example.org"
@@ -39,6 +32,11 @@ def store(storage_connection_string: str, unique_name: str) -> LinkStore:
     links = LinkStore(service.get_table_client(unique_name))
     links.ensure_table()
     return links
+
+
+def store_table(store: LinkStore) -> Any:
+    """The table under a store, for a second store with another clock (a worker that crashed)."""
+    return store._table
 
 
 def bc_requests(sandbox: SandboxHandle) -> int:
@@ -108,20 +106,16 @@ def test_a_creation_that_reached_bc_before_a_crash_is_linked_not_repeated(
     old = datetime.now(UTC) - timedelta(hours=1)
     # A worker crashed after creating the customer but before recording the link.
     crashed = bc.create_customer({"displayName": "Crashed Creation", "type": "Person", "email": NEW_EMAIL})
-    store.table.create_entity(
-        {"PartitionKey": CUSTOMER, "RowKey": link_row_key(NEW_EMAIL), "NaturalKey": NEW_EMAIL,
-         "State": CREATING, "Owner": "dead", "ClaimedAt": old}
-    )  # fmt: skip
+    crashed_worker = LinkStore(store_table(store), clock=lambda: old)
+    assert crashed_worker.claim(CUSTOMER, NEW_EMAIL, "dead") is not None
     links = CustomerLinks(store, bc, template=None, create=True)
     assert links.resolve(NEW_EMAIL, "Crashed Creation", None).id == crashed.id
     assert len(customers_with_email(fresh_sandbox, NEW_EMAIL)) == 1
 
 
 def test_a_stale_marker_without_a_record_leads_to_one_creation(store: LinkStore, bc, fresh_sandbox) -> None:
-    store.table.create_entity(
-        {"PartitionKey": CUSTOMER, "RowKey": link_row_key(NEW_EMAIL), "NaturalKey": NEW_EMAIL,
-         "State": CREATING, "Owner": "dead", "ClaimedAt": datetime.now(UTC) - timedelta(hours=1)}
-    )  # fmt: skip
+    crashed_worker = LinkStore(store_table(store), clock=lambda: datetime.now(UTC) - timedelta(hours=1))
+    assert crashed_worker.claim(CUSTOMER, NEW_EMAIL, "dead") is not None
     link = CustomerLinks(store, bc, template=None, create=True).resolve(NEW_EMAIL, "Late Person", None)
     [created] = customers_with_email(fresh_sandbox, NEW_EMAIL)
     assert created["id"] == link.id

@@ -12,13 +12,18 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
-from shared.adapters.booking_store import BOOKINGS_TABLE, BookingStore, ConcurrentChangeError
+from shared.adapters.booking_entities import BOOKINGS_TABLE
+from shared.adapters.booking_store import BookingStore
 from shared.adapters.invoice_queue import InvoiceQueue
-from shared.adapters.invoice_requests import InvoiceRequestStore, RequestStatusReader
+from shared.adapters.invoice_requests import InvoiceRequestStore
 from shared.api.input import InvalidInput
+from shared.api.selection_input import parse_selection
+from shared.domain import lifecycle
+from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError
 from shared.domain.models import BookingStatus, ErrorCode, InvoiceMessage
-from shared.services.booking_queries import BookingQueries, ContinuationTokens, derive_token_key
-from shared.services.selection import QueueUnavailableError, Selection, SelectionService, parse_selection
+from shared.services.booking_queries import BookingQueries
+from shared.services.request_status import RequestStatusReader
+from shared.services.selection import QueueUnavailableError, Selection, SelectionService
 from tests.api_support import drain, make_booking, new_business, seed
 
 ZONE = ZoneInfo("UTC")
@@ -112,7 +117,7 @@ def parts(storage_connection_string: str, unique_name: str) -> dict[str, Any]:
 def service(
     parts: dict[str, Any], businesses: list[str], queue: Any = None, **options: Any
 ) -> SelectionService:
-    queries = BookingQueries(parts["store"], businesses, ContinuationTokens(derive_token_key("k")))
+    queries = BookingQueries(parts["store"], businesses)
     return SelectionService(
         parts["store"], queries, queue or parts["queue"], parts["requests"], max_selection=100, **options
     )
@@ -220,48 +225,45 @@ def test_concurrent_identical_selections_claim_each_booking_once(parts: dict[str
 def test_all_beyond_max_selection_is_refused_before_anything_is_claimed(parts: dict[str, Any]) -> None:
     business = new_business()
     bookings = seed(parts["connection"], [make_booking(business, i) for i in range(4)])
-    queries = BookingQueries(parts["store"], [business], ContinuationTokens(derive_token_key("k")))
+    queries = BookingQueries(parts["store"], [business])
     sut = SelectionService(parts["store"], queries, FlakyQueue(set()), parts["requests"], max_selection=3)
-    with pytest.raises(InvalidInput, match="more than 3"):
+    with pytest.raises(SelectionTooLargeError, match="more than 3"):
         sut.submit(parse_selection({"all": True}, max_selection=3, business_ids=[business], zone=ZONE))
     store: BookingStore = parts["store"]
     assert all(store.get(business, b.key).status is BookingStatus.UNBILLED for b in bookings)  # type: ignore[union-attr]
 
 
-def test_transition_batch_is_all_or_nothing(parts: dict[str, Any]) -> None:
+def test_save_batch_is_all_or_nothing(parts: dict[str, Any]) -> None:
     business = new_business()
     seed(parts["connection"], [make_booking(business, i) for i in range(3)])
     store: BookingStore = parts["store"]
-    read = [b for b in store.query("PartitionKey eq @pk", {"pk": business})]
+    now = store.clock()
+    read = list(store.of_business(business))
     store.save(replace(read[1], customer_name="changed by the sync"))
     with pytest.raises(ConcurrentChangeError):
-        store.transition_batch(
-            read, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED}, request_id="r"
-        )
+        store.save_batch([lifecycle.claim(b, "r", now) for b in read])
     assert [store.get(business, b.key).status for b in read] == [BookingStatus.UNBILLED] * 3  # type: ignore[union-attr]
-    fresh = [b for b in store.query("PartitionKey eq @pk", {"pk": business})]
-    moved = store.transition_batch(
-        fresh, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED}, request_id="r"
-    )
+    fresh = list(store.of_business(business))
+    moved = store.save_batch([lifecycle.claim(b, "r", now) for b in fresh])
     assert [store.get(business, b.key) for b in moved] == moved  # new ETags returned
-    with pytest.raises(ValueError):
-        store.transition_batch(moved, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED})
+    with pytest.raises(ConcurrentChangeError):
+        store.save_batch(fresh)  # the ETags read before the claim are stale now
 
 
 class RacingStore(BookingStore):
     """A store where another writer invoices one booking just before each batch claim lands."""
 
     def __init__(self, inner: BookingStore, victims: set[str]) -> None:
-        super().__init__(inner.table)
+        super().__init__(inner._table)
         self.victims = victims
 
-    def transition_batch(self, bookings: Any, to: BookingStatus, **kwargs: Any) -> list[Any]:
+    def save_batch(self, bookings: Any) -> list[Any]:
         for booking in bookings:
             if booking.key in self.victims:
                 current = self.get(booking.business_id, booking.key)
                 assert current is not None
                 self.save(replace(current, status=BookingStatus.INVOICED, invoice_number="S-RACE"))
-        return super().transition_batch(bookings, to, **kwargs)
+        return super().save_batch(bookings)
 
 
 def test_a_batch_that_meets_a_concurrent_change_is_claimed_one_by_one(parts: dict[str, Any]) -> None:
@@ -269,7 +271,7 @@ def test_a_batch_that_meets_a_concurrent_change_is_claimed_one_by_one(parts: dic
     bookings = seed(parts["connection"], [make_booking(business, i) for i in range(150)])
     victims = {bookings[3].key, bookings[120].key}
     store = RacingStore(parts["store"], victims)
-    queries = BookingQueries(store, [business], ContinuationTokens(derive_token_key("k")))
+    queries = BookingQueries(store, [business])
     queue = FlakyQueue(set())
     sut = SelectionService(store, queries, queue, parts["requests"], max_selection=1000)
     result = sut.submit(Selection(keys=tuple(b.key for b in bookings)))

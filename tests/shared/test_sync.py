@@ -13,19 +13,26 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
+from shared.adapters.booking_entities import entity_to_booking
 from shared.adapters.booking_store import BookingStore
-from shared.adapters.booking_upserts import (
-    BookingUpserter,
-    Outcome,
-    Stored,
-    booking_from_appointment,
-    descriptive_properties,
-    fingerprint,
-)
-from shared.adapters.graph_bookings import AppointmentPage, GraphError
+from shared.adapters.booking_upserts import BookingUpserter
+from shared.adapters.graph_bookings import GraphError
 from shared.adapters.sync_state import SyncStateStore
-from shared.domain.models import Appointment, BookingStatus, Customer, PriceType, booking_key, is_booking_key
-from shared.services.booking_sync import BookingSync, plan_window, prefetch
+from shared.domain.models import (
+    Appointment,
+    AppointmentPage,
+    Booking,
+    BookingStatus,
+    Customer,
+    PriceType,
+    booking_key,
+    is_booking_key,
+)
+from shared.domain.sync_decisions import SyncOutcome as Outcome
+from shared.domain.sync_decisions import booking_from_appointment, fingerprint
+from shared.domain.sync_window import plan_window
+from shared.services.booking_sync import BookingSync, prefetch
+from tests.helpers import force_state
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 A = "lunch@contoso.com"
@@ -87,8 +94,8 @@ def test_an_appointment_without_customer_becomes_a_booking_marked_for_no_custome
 
 
 def test_fingerprint_changes_with_any_descriptive_field() -> None:
-    base = fingerprint(descriptive_properties(appointment(A, 1)))
-    assert base == fingerprint(descriptive_properties(appointment(A, 1)))
+    base = fingerprint(booking_from_appointment(appointment(A, 1)))
+    assert base == fingerprint(booking_from_appointment(appointment(A, 1)))
     for changes in (
         {"price": 11.0},
         {"price_type": PriceType.HOURLY},
@@ -98,7 +105,7 @@ def test_fingerprint_changes_with_any_descriptive_field() -> None:
         {"staff_member_ids": ("staff-2",)},
         {"start": NOW - timedelta(days=2)},
     ):
-        assert fingerprint(descriptive_properties(appointment(A, 1, **changes))) != base, changes
+        assert fingerprint(booking_from_appointment(appointment(A, 1, **changes))) != base, changes
 
 
 def test_prefetch_reads_ahead_at_most_depth_and_propagates_errors() -> None:
@@ -169,7 +176,7 @@ def test_new_bookings_are_created_in_transactions_of_at_most_100(table: TableCli
 
     assert outcomes == Counter({Outcome.CREATED: 250})
     assert upserter.transactions == 3 and upserter.entity_writes == 250
-    stored = {b.key: b for b in BookingStore(table).query("PartitionKey eq @b", {"b": A})}
+    stored = {b.key: b for b in BookingStore(table).of_business(A)}
     assert set(stored) == {a.key for a in items}
     assert all(b.status == BookingStatus.UNBILLED and b.status_changed_at == NOW for b in stored.values())
 
@@ -179,10 +186,10 @@ def test_a_stored_booking_fingerprints_like_its_appointment(table: TableClient) 
     item = appointment(A, 1, customer=None, price=12.345)
     BookingUpserter(table, clock=Clock()).upsert(A, evidence([item]), {})
     [entity] = table.query_entities("PartitionKey eq @b", parameters={"b": A})
-    assert Stored.from_entity(entity).fingerprint == fingerprint(descriptive_properties(item))
+    assert fingerprint(entity_to_booking(entity)) == fingerprint(booking_from_appointment(item))
 
 
-def snapshot_of(upserter: BookingUpserter, business: str = A) -> dict[str, Stored]:
+def snapshot_of(upserter: BookingUpserter, business: str = A) -> dict[str, Booking]:
     return upserter.stored_in_window(business, NOW - timedelta(days=60), NOW)
 
 
@@ -191,14 +198,14 @@ def test_unchanged_are_skipped_changed_are_replaced_with_their_etag(table: Table
     upserter = BookingUpserter(table, clock=clock)
     items = [appointment(A, n) for n in range(5)]
     upserter.upsert(A, evidence(items), {})
-    before = {b.key: b for b in BookingStore(table).query("PartitionKey eq @b", {"b": A})}
+    before = {b.key: b for b in BookingStore(table).of_business(A)}
     clock.now = NOW + timedelta(minutes=15)
     items[2] = replace(items[2], price=99.0, customer=None)
 
     outcomes = upserter.upsert(A, evidence(items, clock.now), snapshot_of(upserter))
 
     assert outcomes == Counter({Outcome.UNCHANGED: 4, Outcome.UPDATED: 1})
-    after = {b.key: b for b in BookingStore(table).query("PartitionKey eq @b", {"b": A})}
+    after = {b.key: b for b in BookingStore(table).of_business(A)}
     changed = after[items[2].key]
     assert (changed.price, changed.has_customer, changed.customer_email) == (99.0, False, None)
     assert changed.status_changed_at == NOW and changed.updated_at == clock.now
@@ -218,15 +225,13 @@ def test_bookings_in_invoicing_are_never_rewritten_failed_ones_only_get_fresh_da
     ):
         booking = store.get(A, item.key)
         assert booking is not None
-        locked[item.key] = store.transition(
-            booking, status, allowed_from={BookingStatus.UNBILLED}, invoice_number="S-1"
-        )
+        locked[item.key] = force_state(store, booking, status, invoice_number="S-1")
     failed = store.get(A, items[3].key)
     assert failed is not None
-    failed = store.transition(
+    failed = force_state(
+        store,
         failed,
         BookingStatus.FAILED,
-        allowed_from={BookingStatus.UNBILLED},
         error_code="NO_CUSTOMER",
         error="none",
     )
@@ -251,7 +256,11 @@ def test_a_claim_between_snapshot_and_write_is_never_overwritten(table: TableCli
     store = BookingStore(table, clock=Clock())
     claimed = store.get(A, items[7].key)
     assert claimed is not None
-    claimed = store.transition(claimed, BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED})
+    claimed = force_state(
+        store,
+        claimed,
+        BookingStatus.QUEUED,
+    )
 
     edited = [replace(item, price=20.0) for item in items]
     outcomes = upserter.upsert(A, evidence(edited), snapshot)
@@ -310,7 +319,11 @@ def test_missing_unbilled_bookings_are_cancelled_and_come_back_when_seen_again(t
     store = BookingStore(table)
     invoiced = store.get(A, items[2].key)
     assert invoiced is not None
-    invoiced = store.transition(invoiced, BookingStatus.INVOICED, allowed_from={BookingStatus.UNBILLED})
+    invoiced = force_state(
+        store,
+        invoiced,
+        BookingStatus.INVOICED,
+    )
     clock.now = NOW + timedelta(minutes=15)
     snapshot = snapshot_of(upserter)
     upserter.upsert(A, evidence(items[:1], clock.now), snapshot)  # items 1 and 2 are gone from Graph
@@ -334,8 +347,10 @@ def test_a_claim_before_the_cancellation_wins(table: TableClient) -> None:
     upserter.upsert(A, evidence([item]), {})
     snapshot = snapshot_of(upserter)
     store = BookingStore(table)
-    claimed = store.transition(
-        store.get(A, item.key), BookingStatus.QUEUED, allowed_from={BookingStatus.UNBILLED}
+    claimed = force_state(
+        store,
+        store.get(A, item.key),
+        BookingStatus.QUEUED,
     )  # type: ignore[arg-type]
 
     outcomes = upserter.cancel_missing(A, snapshot.values(), NOW)
@@ -416,7 +431,7 @@ def test_a_failure_midway_writes_what_was_read_but_cancels_nothing_and_keeps_the
 
     assert [r.succeeded for r in report.results] == [False, True]
     assert "serviceNotAvailable" in (report.results[0].error or "")
-    stored = {b.appointment_id: b for b in BookingStore(table).query("PartitionKey eq @b", {"b": A})}
+    stored = {b.appointment_id: b for b in BookingStore(table).of_business(A)}
     assert stored["AAMk0/x+y="].price == 77.0  # written before the failure
     assert all(b.status == BookingStatus.UNBILLED for b in stored.values())  # nothing cancelled
     assert state.get(A).fully_read_to == NOW and state.get(A).last_outcome == "failed"
@@ -431,7 +446,7 @@ def test_only_completed_appointments_are_stored_and_running_ones_are_not_cancell
     running = appointment(A, 2, end=NOW + timedelta(minutes=20))
     graph = ScriptedGraph({A: [done, running]})
     make_sync(table, state_table, graph, clock, A).run()
-    assert [b.appointment_id for b in BookingStore(table).query("PartitionKey eq @b", {"b": A})] == [done.id]
+    assert [b.appointment_id for b in BookingStore(table).of_business(A)] == [done.id]
 
     # The stored booking is extended into the future: it is neither rewritten nor cancelled.
     graph.appointments[A] = [replace(done, end=NOW + timedelta(hours=2)), running]
@@ -467,7 +482,7 @@ def test_pages_are_processed_as_they_arrive(table: TableClient, state_table: Tab
     original = sync.upserter.upsert
 
     def watching(
-        business_id: str, items: Iterable[tuple[Appointment, datetime]], snapshot: dict[str, Stored]
+        business_id: str, items: Iterable[tuple[Appointment, datetime]], snapshot: dict[str, Booking]
     ) -> Any:
         def observed() -> Iterator[tuple[Appointment, datetime]]:
             for count, item in enumerate(items):

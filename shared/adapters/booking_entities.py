@@ -1,0 +1,116 @@
+"""The `Bookings` table's entity shape: the one mapping between a `Booking` and its table row.
+
+PartitionKey = Bookings business id, RowKey = booking key. Empty optional fields are left out, so
+a replace clears them. Properties this version does not know are read into `Booking.extra` and
+written back unchanged, so an older instance never erases what a newer one added.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shared.adapters.storage import TRANSACTION_LIMIT
+from shared.domain.models import Booking, BookingStatus, PriceType
+from shared.domain.moments import aware
+
+BOOKINGS_TABLE = "Bookings"
+MAX_BATCH = TRANSACTION_LIMIT
+
+_EPOCH = aware("0001-01-01T00:00:00+00:00")
+
+_OPTIONAL = {
+    "CustomerName": "customer_name",
+    "CustomerEmail": "customer_email",
+    "CustomerPhone": "customer_phone",
+    "InvoiceId": "invoice_id",
+    "InvoiceNumber": "invoice_number",
+    "ErrorCode": "error_code",
+    "Error": "error",
+    "RequestId": "request_id",
+    "ClaimedBy": "claimed_by",
+    "UpdatedAt": "updated_at",
+    "StatusChangedAt": "status_changed_at",
+}
+_KNOWN = frozenset(
+    {
+        "PartitionKey",
+        "RowKey",
+        "Timestamp",
+        "AppointmentId",
+        "ServiceId",
+        "ServiceName",
+        "HasCustomer",
+        "StaffMemberIds",
+        "Start",
+        "End",
+        "Price",
+        "PriceType",
+        "Status",
+        "InvoiceAttempts",
+        "CustomerEmailLower",
+        *_OPTIONAL,
+    }
+)
+
+
+def booking_to_entity(booking: Booking) -> dict[str, Any]:
+    """The table entity of a booking."""
+    entity: dict[str, Any] = dict(booking.extra)
+    entity.update(
+        {
+            "PartitionKey": booking.business_id,
+            "RowKey": booking.key,
+            "AppointmentId": booking.appointment_id,
+            "ServiceId": booking.service_id,
+            "ServiceName": booking.service_name,
+            "HasCustomer": booking.has_customer,
+            "StaffMemberIds": json.dumps(list(booking.staff_member_ids)),
+            "Start": booking.start,
+            "End": booking.end,
+            "Price": float(booking.price),
+            "PriceType": str(booking.price_type),
+            "Status": str(booking.status),
+            "InvoiceAttempts": int(booking.invoice_attempts),
+        }
+    )
+    if booking.customer_email:
+        entity["CustomerEmailLower"] = booking.customer_email.lower()
+    for name, attribute in _OPTIONAL.items():
+        value = getattr(booking, attribute)
+        if value is not None:
+            entity[name] = value
+    return entity
+
+
+def entity_to_booking(entity: Any) -> Booking:
+    """The booking an entity holds, with its ETag for the next conditional write."""
+    metadata = getattr(entity, "metadata", {}) or {}
+    return Booking(
+        key=entity["RowKey"],
+        business_id=entity["PartitionKey"],
+        appointment_id=entity.get("AppointmentId", ""),
+        service_id=entity.get("ServiceId", ""),
+        service_name=entity.get("ServiceName", ""),
+        customer_name=entity.get("CustomerName"),
+        customer_email=entity.get("CustomerEmail"),
+        customer_phone=entity.get("CustomerPhone"),
+        staff_member_ids=tuple(json.loads(entity.get("StaffMemberIds") or "[]")),
+        start=aware(entity.get("Start")) or _EPOCH,
+        end=aware(entity.get("End")) or _EPOCH,
+        price=float(entity.get("Price") or 0.0),
+        price_type=PriceType.parse(entity.get("PriceType")),
+        status=BookingStatus(entity.get("Status", BookingStatus.UNBILLED)),
+        has_customer=bool(entity.get("HasCustomer", True)),
+        invoice_id=entity.get("InvoiceId"),
+        invoice_number=entity.get("InvoiceNumber"),
+        error_code=entity.get("ErrorCode"),
+        error=entity.get("Error"),
+        request_id=entity.get("RequestId"),
+        invoice_attempts=int(entity.get("InvoiceAttempts") or 0),
+        claimed_by=entity.get("ClaimedBy"),
+        updated_at=aware(entity.get("UpdatedAt")),
+        status_changed_at=aware(entity.get("StatusChangedAt")),
+        etag=metadata.get("etag"),
+        extra={name: value for name, value in entity.items() if name not in _KNOWN},
+    )

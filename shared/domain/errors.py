@@ -1,0 +1,48 @@
+"""Errors the use cases decide on, raised by the adapters (so services need no adapter import)."""
+
+from __future__ import annotations
+
+
+class ConcurrentChangeError(Exception):
+    """The record changed since it was read (ETag mismatch) or vanished: re-read and decide again."""
+
+
+class SelectionTooLargeError(ValueError):
+    """A filter matches more bookings than one request may select (`MAX_SELECTION`)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"the filter matches more than {limit:,} bookings")
+
+
+class BusinessCentralError(Exception):
+    """A request to Business Central failed.
+
+    `transient`: worth retrying later (throttling, outage, auth); otherwise Business Central
+    refused the request itself and would refuse it again. `may_have_committed`: a POST whose
+    outcome is unknown (connection lost, timeout, 5xx): look the record up before sending it again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        transient: bool,
+        may_have_committed: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+        self.transient = transient
+        self.may_have_committed = may_have_committed
+
+
+class LinkNotFoundError(Exception):
+    """No Business Central record matches and creating one is switched off."""
+
+
+class LinkBusyError(Exception):
+    """Another worker is creating the record and has not finished within the wait: retry later."""

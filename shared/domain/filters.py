@@ -1,0 +1,46 @@
+"""Which bookings a list or an `{"all": true}` selection means, and where a page of them resumes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from shared.domain.lifecycle import FILTER_SELECTABLE
+from shared.domain.models import BookingStatus
+from shared.domain.moments import iso_utc
+
+
+@dataclass(frozen=True)
+class BookingFilter:
+    """Values are already validated (the API parses them); the store turns this into a query."""
+
+    status: BookingStatus = FILTER_SELECTABLE
+    business_id: str | None = None
+    customer_email: str | None = None  # lower-cased
+    start_from: datetime | None = None  # inclusive, on the appointment's start
+    start_before: datetime | None = None  # exclusive
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "status": str(self.status),
+            "businessId": self.business_id,
+            "customerEmail": self.customer_email,
+            "from": iso_utc(self.start_from),
+            "to": iso_utc(self.start_before),
+        }
+
+    def fingerprint(self) -> str:
+        """Identifies the query, so a continuation token of another query is refused, not misused."""
+        canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class PagePosition:
+    """Where the next page starts: a business (partition) and the store's own continuation marker."""
+
+    business_id: str
+    marker: dict[str, str] | None

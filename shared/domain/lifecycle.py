@@ -1,0 +1,218 @@
+"""The booking lifecycle: every state a booking can be in and every way it may move, in one place.
+
+    Unbilled -> Queued -> Invoicing -> Invoiced
+    Queued/Invoicing -> Failed (errorCode, error);  Failed -> Queued (selected again by key)
+    Queued -> its state before the claim (a claim undone because its message could not be sent)
+    Unbilled -> Cancelled (gone from Bookings);  Cancelled -> Unbilled (it exists again)
+    Unbilled/Failed: descriptive fields refreshed by the sync, state kept
+
+Each transition is a pure function from a booking to the new booking; it raises `IllegalTransition`
+when the booking's state does not allow it. Nothing here writes: the store saves the result with
+the ETag of the booking it was computed from, so a booking changed meanwhile is never overwritten.
+`TRANSITIONS` is the table all of it derives from; a new state or action is one entry here plus
+one row in the table-driven test (`tests/unit/test_lifecycle.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
+from types import MappingProxyType
+
+from shared.domain.models import Booking, BookingStatus
+
+UNBILLED = BookingStatus.UNBILLED
+QUEUED = BookingStatus.QUEUED
+INVOICING = BookingStatus.INVOICING
+INVOICED = BookingStatus.INVOICED
+FAILED = BookingStatus.FAILED
+CANCELLED = BookingStatus.CANCELLED
+
+
+class IllegalTransition(ValueError):
+    """The booking's state does not allow this transition (re-read it and decide again)."""
+
+    def __init__(self, transition: str, status: BookingStatus, key: str = "") -> None:
+        self.transition = transition
+        self.status = status
+        allowed = ", ".join(sorted(TRANSITIONS[transition].sources))
+        what = f"booking {key} is" if key else "the booking is"
+        super().__init__(f"cannot {transition}: {what} {status}, not one of {allowed}")
+
+
+class _Transition:
+    """From which states a transition may start and where it leads (None: the state is kept)."""
+
+    def __init__(self, sources: frozenset[BookingStatus], target: BookingStatus | None) -> None:
+        self.sources = sources
+        self.target = target
+
+
+TRANSITIONS: Mapping[str, _Transition] = MappingProxyType(
+    {
+        # HTTP selection: a person names bookings by key (Failed ones may be retried that way).
+        "claim": _Transition(frozenset({UNBILLED, FAILED}), QUEUED),
+        # A worker takes the booking; Invoicing again when a redelivery takes a claim over.
+        "start_invoicing": _Transition(frozenset({QUEUED, INVOICING}), INVOICING),
+        "record_invoice": _Transition(frozenset({INVOICING}), INVOICED),
+        "fail": _Transition(frozenset({QUEUED, INVOICING}), FAILED),
+        # A claim whose message could not be sent goes back to the state it was claimed from.
+        "release_claim": _Transition(frozenset({QUEUED}), None),
+        # The sync: Bookings' data refreshed on a booking at rest; gone -> Cancelled; back -> Unbilled.
+        "refresh": _Transition(frozenset({UNBILLED, FAILED}), None),
+        "cancel": _Transition(frozenset({UNBILLED}), CANCELLED),
+        "revive": _Transition(frozenset({CANCELLED}), UNBILLED),
+    }
+)
+
+FILTER_SELECTABLE = UNBILLED
+"""The one state `{"all": true}` selects: a filter never re-selects failures by accident."""
+
+IN_FLIGHT = TRANSITIONS["fail"].sources
+"""States owned by a queue message: recovery re-enqueues them when they stay too long."""
+
+
+def allows(transition: str, status: BookingStatus) -> bool:
+    return status in TRANSITIONS[transition].sources
+
+
+def next_status(transition: str, status: BookingStatus, key: str = "") -> BookingStatus:
+    """The state `transition` leads to from `status`, or `IllegalTransition`."""
+    rule = TRANSITIONS[transition]
+    if status not in rule.sources:
+        raise IllegalTransition(transition, status, key)
+    return rule.target if rule.target is not None else status
+
+
+# -- questions -------------------------------------------------------------------------------------
+
+
+def selectable_by_key(status: BookingStatus) -> bool:
+    """May a person select this booking for invoicing by naming its key?"""
+    return allows("claim", status)
+
+
+def selectable_by_filter(status: BookingStatus) -> bool:
+    """Does `{"all": true}` select a booking in this state?"""
+    return status == FILTER_SELECTABLE and allows("claim", status)
+
+
+def may_start_invoicing(status: BookingStatus) -> bool:
+    """Does a queue message for this booking still have work to do?"""
+    return allows("start_invoicing", status)
+
+
+def in_flight(status: BookingStatus) -> bool:
+    return status in IN_FLIGHT
+
+
+def sync_may_refresh(status: BookingStatus) -> bool:
+    """May the sync write Bookings' data onto this booking (keeping its state)?"""
+    return allows("refresh", status)
+
+
+def sync_may_cancel(status: BookingStatus) -> bool:
+    return allows("cancel", status)
+
+
+def sync_may_revive(status: BookingStatus) -> bool:
+    return allows("revive", status)
+
+
+def held_by_invoicing(status: BookingStatus) -> bool:
+    """A state the sync must leave alone because invoicing (or a person) owns it."""
+    return not (sync_may_refresh(status) or sync_may_revive(status) or status == CANCELLED)
+
+
+# -- transitions -----------------------------------------------------------------------------------
+
+
+def _move(booking: Booking, transition: str, at: datetime, **changes: object) -> Booking:
+    status = next_status(transition, booking.status, booking.key)
+    return replace(booking, status=status, status_changed_at=at, **changes)  # type: ignore[arg-type]
+
+
+def claim(booking: Booking, request_id: str, at: datetime) -> Booking:
+    """Unbilled/Failed -> Queued under a request; an earlier failure's error is cleared."""
+    return _move(booking, "claim", at, request_id=request_id, error_code=None, error=None)
+
+
+def start_invoicing(booking: Booking, delivery_id: str | None, at: datetime) -> Booking:
+    """Queued/Invoicing -> Invoicing, held by one queue message; counts the attempt (never reset)."""
+    return _move(
+        booking,
+        "start_invoicing",
+        at,
+        error_code=None,
+        error=None,
+        invoice_attempts=booking.invoice_attempts + 1,
+        claimed_by=delivery_id,
+    )
+
+
+def record_invoice(booking: Booking, invoice_id: str, invoice_number: str, at: datetime) -> Booking:
+    return _move(
+        booking,
+        "record_invoice",
+        at,
+        invoice_id=invoice_id,
+        invoice_number=invoice_number,
+        error_code=None,
+        error=None,
+    )
+
+
+def fail(booking: Booking, error_code: str, error: str, at: datetime) -> Booking:
+    return _move(booking, "fail", at, error_code=error_code, error=error)
+
+
+def release_claim(claimed: Booking, previous: Booking) -> Booking:
+    """Undo a claim: the booking as it was before it was claimed (same state, request and error)."""
+    next_status("release_claim", claimed.status, claimed.key)
+    if not selectable_by_key(previous.status):
+        raise IllegalTransition("claim", previous.status, previous.key)
+    return replace(
+        claimed,
+        status=previous.status,
+        request_id=previous.request_id,
+        error_code=previous.error_code,
+        error=previous.error,
+        status_changed_at=previous.status_changed_at,
+    )
+
+
+def refresh(booking: Booking, fresh: Booking) -> Booking:
+    """Bookings' current data on a booking at rest; its state, invoice fields and error are kept."""
+    next_status("refresh", booking.status, booking.key)
+    return replace(booking, **descriptive_fields(fresh))
+
+
+def cancel(booking: Booking, at: datetime) -> Booking:
+    return _move(booking, "cancel", at)
+
+
+def revive(booking: Booking, fresh: Booking, at: datetime) -> Booking:
+    """A Cancelled booking that exists again: Unbilled with Bookings' current data."""
+    return _move(booking, "revive", at, **descriptive_fields(fresh))
+
+
+DESCRIPTIVE_FIELDS = (
+    "appointment_id",
+    "service_id",
+    "service_name",
+    "has_customer",
+    "staff_member_ids",
+    "start",
+    "end",
+    "price",
+    "price_type",
+    "customer_name",
+    "customer_email",
+    "customer_phone",
+)
+"""The fields that come from Bookings; everything else belongs to invoicing."""
+
+
+def descriptive_fields(booking: Booking) -> dict[str, object]:
+    return {name: getattr(booking, name) for name in DESCRIPTIVE_FIELDS}
