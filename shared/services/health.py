@@ -32,9 +32,7 @@ class HealthReport:
         return [check.name for check in self.checks if not check.ok]
 
 
-def check_health(
-    load_settings: Callable[[], S], probe_storage: Callable[[S], None]
-) -> HealthReport:
+def check_health(load_settings: Callable[[], S], probe_storage: Callable[[S], None]) -> HealthReport:
     """Run the checks in order; storage is only probed when the settings are usable."""
     try:
         settings = load_settings()

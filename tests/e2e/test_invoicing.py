@@ -24,8 +24,8 @@ from sandbox import SandboxHandle
 from shared.adapters.booking_entities import BOOKINGS_TABLE
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.link_store import LINKS_TABLE
 from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key
-from shared.services.links import LINKS_TABLE
 from shared.services.recovery import recover_stuck_bookings
 from tests.conftest import product_settings
 from tests.devhost_process import DevhostProcesses, HostProcess

@@ -158,7 +158,7 @@ def accessor(node: Any) -> str:
 
 
 def _python_sources(*folders: str) -> list[Path]:
-    return sorted(p for folder in folders for p in (ROOT / folder).glob("*.py"))
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
 
 
 def code_string_constants(pattern: str) -> dict[str, str]:

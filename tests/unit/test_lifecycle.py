@@ -1,0 +1,223 @@
+"""The booking lifecycle: every (state, transition) pair, what each transition changes, the questions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain import lifecycle
+from shared.domain.lifecycle import IllegalTransition
+from shared.domain.models import Booking, BookingStatus
+from tests.unit.builders import make_booking
+
+UNBILLED = BookingStatus.UNBILLED
+QUEUED = BookingStatus.QUEUED
+INVOICING = BookingStatus.INVOICING
+INVOICED = BookingStatus.INVOICED
+FAILED = BookingStatus.FAILED
+CANCELLED = BookingStatus.CANCELLED
+X = IllegalTransition
+
+AT = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
+
+# Written out by hand (not derived from lifecycle.TRANSITIONS), so a change to the table shows here.
+# release_claim is computed against a booking claimed from Unbilled, so it leads back to Unbilled.
+EXPECTED: dict[str, dict[BookingStatus, BookingStatus | type[IllegalTransition]]] = {
+    "claim": {UNBILLED: QUEUED, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: QUEUED, CANCELLED: X},
+    "start_invoicing": {
+        UNBILLED: X,
+        QUEUED: INVOICING,
+        INVOICING: INVOICING,
+        INVOICED: X,
+        FAILED: X,
+        CANCELLED: X,
+    },
+    "record_invoice": {UNBILLED: X, QUEUED: X, INVOICING: INVOICED, INVOICED: X, FAILED: X, CANCELLED: X},
+    "fail": {UNBILLED: X, QUEUED: FAILED, INVOICING: FAILED, INVOICED: X, FAILED: X, CANCELLED: X},
+    "release_claim": {UNBILLED: X, QUEUED: UNBILLED, INVOICING: X, INVOICED: X, FAILED: X, CANCELLED: X},
+    "refresh": {UNBILLED: UNBILLED, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: FAILED, CANCELLED: X},
+    "cancel": {UNBILLED: CANCELLED, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: X, CANCELLED: X},
+    "revive": {UNBILLED: X, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: X, CANCELLED: UNBILLED},
+}
+
+FRESH = make_booking(service_name="Renamed service", price=12.5)
+
+
+def _invoke(name: str, booking: Booking) -> Booking:
+    calls: dict[str, Callable[[Booking], Booking]] = {
+        "claim": lambda b: lifecycle.claim(b, "req-1", AT),
+        "start_invoicing": lambda b: lifecycle.start_invoicing(b, "delivery-1", AT),
+        "record_invoice": lambda b: lifecycle.record_invoice(b, "inv-id", "S-INV-1", AT),
+        "fail": lambda b: lifecycle.fail(b, "BC_REJECTED", "refused", AT),
+        "release_claim": lambda b: lifecycle.release_claim(b, replace(b, status=UNBILLED)),
+        "refresh": lambda b: lifecycle.refresh(b, FRESH),
+        "cancel": lambda b: lifecycle.cancel(b, AT),
+        "revive": lambda b: lifecycle.revive(b, FRESH, AT),
+    }
+    return calls[name](booking)
+
+
+def test_the_table_covers_every_state_and_every_transition() -> None:
+    assert set(EXPECTED) == set(lifecycle.TRANSITIONS)
+    for row in EXPECTED.values():
+        assert set(row) == set(BookingStatus)
+
+
+@pytest.mark.parametrize(
+    ("transition", "status", "expected"),
+    [(name, status, result) for name, row in EXPECTED.items() for status, result in row.items()],
+    ids=lambda value: str(value) if not isinstance(value, type) else "illegal",
+)
+def test_every_state_and_transition_pair(
+    transition: str, status: BookingStatus, expected: BookingStatus | type[IllegalTransition]
+) -> None:
+    booking = make_booking(status=status)
+    if expected is IllegalTransition:
+        with pytest.raises(IllegalTransition) as caught:
+            _invoke(transition, booking)
+        assert caught.value.transition == transition
+        assert caught.value.status == status
+        assert booking.key in str(caught.value)
+        assert not lifecycle.allows(transition, status)
+        with pytest.raises(IllegalTransition):
+            lifecycle.next_status(transition, status)
+    else:
+        assert isinstance(expected, BookingStatus)
+        assert _invoke(transition, booking).status == expected
+        assert lifecycle.allows(transition, status)
+    assert booking.status == status  # transitions are pure: the input is never changed
+
+
+def test_next_status_keeps_the_state_for_transitions_without_a_target() -> None:
+    assert lifecycle.next_status("refresh", FAILED) == FAILED
+    assert lifecycle.next_status("refresh", UNBILLED) == UNBILLED
+    assert lifecycle.next_status("release_claim", QUEUED) == QUEUED
+
+
+def test_claim_sets_the_request_and_clears_an_earlier_failure() -> None:
+    failed = make_booking(status=FAILED, error_code="BC_REJECTED", error="nope", request_id="old", invoice_attempts=2)
+    claimed = lifecycle.claim(failed, "req-2", AT)
+    assert (claimed.status, claimed.request_id, claimed.error_code, claimed.error) == (QUEUED, "req-2", None, None)
+    assert claimed.status_changed_at == AT
+    assert claimed.invoice_attempts == 2  # never reset: an invoice may exist from the earlier try
+
+
+def test_start_invoicing_counts_attempts_and_records_the_delivery() -> None:
+    queued = make_booking(status=QUEUED, error_code="X", error="stale")
+    first = lifecycle.start_invoicing(queued, "delivery-1", AT)
+    assert (first.status, first.invoice_attempts, first.claimed_by) == (INVOICING, 1, "delivery-1")
+    assert (first.error_code, first.error, first.status_changed_at) == (None, None, AT)
+    later = AT + timedelta(minutes=11)
+    second = lifecycle.start_invoicing(first, "delivery-2", later)
+    assert (second.invoice_attempts, second.claimed_by, second.status_changed_at) == (2, "delivery-2", later)
+
+
+def test_record_invoice_sets_the_invoice_and_clears_errors() -> None:
+    invoicing = make_booking(status=INVOICING, error_code="X", error="y", request_id="req-1")
+    invoiced = lifecycle.record_invoice(invoicing, "inv-id", "S-INV-7", AT)
+    assert (invoiced.invoice_id, invoiced.invoice_number) == ("inv-id", "S-INV-7")
+    assert (invoiced.error_code, invoiced.error, invoiced.status_changed_at) == (None, None, AT)
+    assert invoiced.request_id == "req-1"
+
+
+def test_fail_records_code_and_message_and_keeps_the_request() -> None:
+    failed = lifecycle.fail(make_booking(status=INVOICING, request_id="req-1"), "NO_CUSTOMER", "none", AT)
+    assert (failed.status, failed.error_code, failed.error, failed.request_id) == (
+        FAILED,
+        "NO_CUSTOMER",
+        "none",
+        "req-1",
+    )
+    assert failed.status_changed_at == AT
+
+
+def test_release_claim_restores_the_previous_state_request_and_error() -> None:
+    earlier = datetime(2026, 1, 30, tzinfo=UTC)
+    previous = make_booking(
+        status=FAILED, request_id="req-old", error_code="BC_REJECTED", error="refused", status_changed_at=earlier
+    )
+    previous = replace(previous, etag="etag-before")
+    claimed = replace(lifecycle.claim(previous, "req-new", AT), etag="etag-claimed")
+    released = lifecycle.release_claim(claimed, previous)
+    assert (released.status, released.request_id, released.error_code, released.error) == (
+        FAILED,
+        "req-old",
+        "BC_REJECTED",
+        "refused",
+    )
+    assert released.status_changed_at == earlier
+    assert released.etag == "etag-claimed"  # saved conditionally on the claim it undoes
+
+
+def test_release_claim_refuses_a_previous_state_that_could_never_have_been_claimed() -> None:
+    claimed = make_booking(status=QUEUED)
+    with pytest.raises(IllegalTransition) as caught:
+        lifecycle.release_claim(claimed, make_booking(status=INVOICED))
+    assert caught.value.transition == "claim"
+
+
+def test_refresh_takes_bookings_data_and_keeps_state_invoice_and_error() -> None:
+    stored = make_booking(
+        status=FAILED,
+        error_code="SERVICE_NOT_MAPPED",
+        error="no item",
+        request_id="req-1",
+        invoice_attempts=1,
+        invoice_id="inv",
+        invoice_number="S-1",
+    )
+    refreshed = lifecycle.refresh(stored, FRESH)
+    assert (refreshed.service_name, refreshed.price) == ("Renamed service", 12.5)
+    for name in ("status", "error_code", "error", "request_id", "invoice_attempts", "invoice_id",
+                 "invoice_number", "status_changed_at", "key"):
+        assert getattr(refreshed, name) == getattr(stored, name), name
+
+
+def test_cancel_and_revive_stamp_the_state_change() -> None:
+    cancelled = lifecycle.cancel(make_booking(), AT)
+    assert (cancelled.status, cancelled.status_changed_at) == (CANCELLED, AT)
+    later = AT + timedelta(hours=1)
+    revived = lifecycle.revive(cancelled, FRESH, later)
+    assert (revived.status, revived.status_changed_at) == (UNBILLED, later)
+    assert (revived.service_name, revived.price) == ("Renamed service", 12.5)
+
+
+def test_descriptive_fields_are_the_ones_bookings_owns() -> None:
+    fields = lifecycle.descriptive_fields(FRESH)
+    assert fields["service_name"] == "Renamed service"
+    assert not {"status", "invoice_id", "error", "request_id", "etag"} & set(fields)
+
+
+T, F = True, False
+QUESTIONS = (
+    "selectable_by_key",
+    "selectable_by_filter",
+    "sync_may_refresh",
+    "sync_may_cancel",
+    "sync_may_revive",
+    "may_start_invoicing",
+    "in_flight",
+    "held_by_invoicing",
+)
+ANSWERS: dict[BookingStatus, tuple[bool, ...]] = {
+    UNBILLED: (T, T, T, T, F, F, F, F),
+    QUEUED: (F, F, F, F, F, T, T, T),
+    INVOICING: (F, F, F, F, F, T, T, T),
+    INVOICED: (F, F, F, F, F, F, F, T),
+    FAILED: (T, F, T, F, F, F, F, F),
+    CANCELLED: (F, F, F, F, T, F, F, F),
+}
+
+
+@pytest.mark.parametrize("status", list(BookingStatus))
+def test_the_questions_each_state_answers(status: BookingStatus) -> None:
+    got = tuple(getattr(lifecycle, question)(status) for question in QUESTIONS)
+    assert dict(zip(QUESTIONS, got, strict=True)) == dict(zip(QUESTIONS, ANSWERS[status], strict=True))
+
+
+def test_in_flight_is_what_recovery_scans_and_filters_select_unbilled_only() -> None:
+    assert frozenset({QUEUED, INVOICING}) == lifecycle.IN_FLIGHT
+    assert lifecycle.FILTER_SELECTABLE == UNBILLED
