@@ -16,6 +16,13 @@ from typing import Any
 
 from sandbox.clock import Clock, ManualClock, SystemClock
 from sandbox.faults import SERVICES, ConfigError, FaultConfig
+from sandbox.seed import (
+    FLAT_CUSTOMER_FIELDS,
+    GROUP_APPOINTMENTS,
+    SEED_FEATURES,
+    WINDOWS_TIME_ZONES,
+    seed_features,
+)
 from sandbox.server import DEFAULT_BC_MAX_PAGE_SIZE, DEFAULT_GRAPH_PAGE_SIZE, start_sandbox
 from sandbox.timefmt import parse_iso_datetime
 
@@ -77,6 +84,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings-out", type=Path, help="write the client's app settings (JSON) here")
     parser.add_argument(
         "--now", help="freeze the sandbox clock at this ISO 8601 instant (adjustable via admin API)"
+    )
+    shapes = parser.add_argument_group("extra seed shapes (off by default; each adds its own appointments)")
+    shapes.add_argument(
+        "--seed-group-appointments",
+        action="store_true",
+        help="classes (maximumAttendeesCount > 1) with 2 to 8 attendees in customers",
+    )
+    shapes.add_argument(
+        "--seed-windows-time-zones",
+        action="store_true",
+        help='start/end with a Windows zone name ("W. Europe Standard Time") and a local time',
+    )
+    shapes.add_argument(
+        "--seed-flat-customer-fields",
+        action="store_true",
+        help="appointments with only customerName/customerEmailAddress/customerPhone",
+    )
+    shapes.add_argument(
+        "--seed-features",
+        default="",
+        metavar="NAME[,NAME...]",
+        help=f"the same by name: {', '.join(SEED_FEATURES)} or all",
     )
     parser.add_argument("--graph-page-size", type=int, default=DEFAULT_GRAPH_PAGE_SIZE)
     parser.add_argument(
@@ -191,6 +220,18 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--now: {exc}")
     if args.graph_page_size < 1 or args.bc_page_size < 1:
         parser.error("page sizes must be >= 1")
+    features = [name for name in args.seed_features.split(",") if name.strip()]
+    for flag, name in (
+        (args.seed_group_appointments, GROUP_APPOINTMENTS),
+        (args.seed_windows_time_zones, WINDOWS_TIME_ZONES),
+        (args.seed_flat_customer_fields, FLAT_CUSTOMER_FIELDS),
+    ):
+        if flag:
+            features.append(name)
+    try:
+        seed_features(features)
+    except ValueError as exc:
+        parser.error(f"--seed-features: {exc}")
     try:
         handle = start_sandbox(
             port=args.port,
@@ -202,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             faults=patch,
             graph_page_size=args.graph_page_size,
             bc_max_page_size=args.bc_page_size,
+            seed_features=features,
         )
     except OSError as exc:
         print(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

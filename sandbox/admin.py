@@ -69,6 +69,7 @@ class AdminApi:
         add("DELETE", "/graph/businesses/{businessId}/appointments/{appointmentId}", self._cancel_appointment)
         add("POST", "/graph/businesses/{businessId}/generate", self._generate)
         add("POST", "/bc/salesInvoices/{invoiceId}/post", self._post_invoice)
+        add("POST", "/bc/salesInvoices/{invoiceId}/status", self._set_invoice_status)
 
     def handle(self, request: Request, subpath: str) -> Response:
         try:
@@ -232,6 +233,17 @@ class AdminApi:
             return _error(exc.status, exc.code, exc.message)
         return Response.json(200, posted)
 
+    def _set_invoice_status(self, request: Request, params: dict[str, str]) -> Response:
+        """A posted invoice paid (a payment applied), cancelled or corrected inside Business Central."""
+        data = _body(request)
+        if set(data) != {"status"} or not isinstance(data["status"], str):
+            return _error(400, "badRequest", 'Send {"status": "Open" | "Paid" | "Canceled" | "Corrective"}.')
+        try:
+            changed = self.app.company.set_invoice_status(params["invoiceId"].lower(), data["status"])
+        except BcError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        return Response.json(200, changed)
+
 
 # -- client -----------------------------------------------------------------------------------------
 
@@ -351,6 +363,13 @@ class SandboxAdmin:
 
     def post_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/post")
+
+    def set_invoice_status(self, invoice_id: str, status: str) -> dict[str, Any]:
+        """`Open`, `Paid`, `Canceled` or `Corrective` for a posted invoice."""
+        return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/status", {"status": status})
+
+    def mark_invoice_paid(self, invoice_id: str) -> dict[str, Any]:
+        return self.set_invoice_status(invoice_id, "Paid")
 
 
 def _segment(value: str) -> str:

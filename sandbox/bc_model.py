@@ -33,6 +33,7 @@ from sandbox.bc_schema import (
     ITEM,
     ITEM_REFS,
     LINE_REFS,
+    POSTED_STATUSES,
     REFERENCE_TYPES,
     SALES_INVOICE,
     SALES_INVOICE_LINE,
@@ -161,11 +162,8 @@ class CompanyStore:
                     continue
                 found = self.references[set_name].get(record_id)
                 if found is None:
-                    raise BcError(
-                        400,
-                        "BadRequest_NotFound",
-                        f"The {REFERENCE_TYPES[set_name].table} with id '{record_id}' does not exist.",
-                    )
+                    # The API pages' `...IdDoesNotMatchA...Err` labels.
+                    raise _dialog(f'The "{id_field}" does not match to a {REFERENCE_TYPES[set_name].table}.')
                 if code_field:
                     values[code_field] = found["code"]
 
@@ -315,14 +313,9 @@ class CompanyStore:
     def delete(self, records: dict[str, Record], record_id: str, caption: str, if_match: str | None) -> None:
         with self.lock:
             record = self._existing(records, record_id, caption)
-            if if_match is not None:
-                _check_etag(record, if_match)
+            _check_etag(record, if_match)
             if records is self.invoices and record.values["status"] != "Draft":
-                raise BcError(
-                    400,
-                    "BadRequest",
-                    f"You cannot delete the posted Sales Invoice {record.values['number']}.",
-                )
+                raise _dialog(f"You cannot delete the posted Sales Invoice {record.values['number']}.")
             if records is self.customers and any(
                 inv.values["customerId"] == record.values["id"] for inv in self.invoices.values()
             ):
@@ -373,11 +366,7 @@ class CompanyStore:
             if isinstance(body, dict) and "salesInvoiceLines" in body:
                 raise BcError(400, "BadRequest", "Deep update is not supported: update the lines one by one.")
             if record.values["status"] != "Draft":
-                raise BcError(
-                    400,
-                    "BadRequest",
-                    f"The Sales Invoice {record.values['number']} is posted and cannot be changed.",
-                )
+                raise _posted_unchangeable(record)
             given = coerce_body(SALES_INVOICE, body)
             values = dict(record.values)
             values.update(given)
@@ -398,11 +387,7 @@ class CompanyStore:
             if if_match is not None:
                 _check_etag(record, if_match)
             if record.values["status"] != "Draft":
-                raise BcError(
-                    400,
-                    "BadRequest",
-                    f"The Sales Invoice {record.values['number']} is posted and cannot be changed.",
-                )
+                raise _posted_unchangeable(record)
             given = coerce_body(SALES_INVOICE_LINE, body)
             customer = self.customers[record.values["customerId"]]
             sequence = max((line["sequence"] for line in record.lines), default=0) + 10000
@@ -416,8 +401,9 @@ class CompanyStore:
         with self.lock:
             record = self._existing(self.invoices, invoice_id, "Sales Invoice")
             line = self._line(record, line_id)
-            if if_match is not None and if_match.strip() != "*" and if_match.strip() != line["@odata.etag"]:
-                raise _entity_changed()
+            _check_line_etag(line, if_match)
+            if record.values["status"] != "Draft":
+                raise _posted_unchangeable(record)
             record.lines.remove(line)
             self._totals(record)
             record.etag = self._etag()
@@ -442,11 +428,9 @@ class CompanyStore:
         with self.lock:
             record = self._existing(self.invoices, invoice_id, "Sales Invoice")
             if record.values["status"] != "Draft":
-                raise BcError(
-                    400, "BadRequest", f"The Sales Invoice {record.values['number']} is already posted."
-                )
+                raise _dialog("The action can be applied to a draft invoice only.")
             if not any(line["lineType"] != "Comment" for line in record.lines):
-                raise BcError(400, "BadRequest", "There is nothing to post.")
+                raise _dialog("There is nothing to post.")
             values = dict(record.values)
             values["number"] = self.posted_series.next()
             values["status"] = "Open"
@@ -455,31 +439,63 @@ class CompanyStore:
             record.etag = self._etag()
             return self.render_invoice(record, expand_lines=True)
 
+    def cancel_invoice(self, invoice_id: str) -> dict[str, Any]:
+        """The bound action `Microsoft.NAV.cancel`: a posted, unpaid invoice becomes Canceled."""
+        with self.lock:
+            record = self._existing(self.invoices, invoice_id, "Sales Invoice")
+            status = record.values["status"]
+            if status not in POSTED_STATUSES:
+                raise _dialog("The action can be applied to a posted invoice only.")
+            if status == "Canceled":
+                raise _dialog("The invoice cannot be canceled because it has already been canceled.")
+            if status != "Open":
+                raise _dialog(
+                    f"You cannot cancel the posted sales invoice {record.values['number']} because it is "
+                    "fully or partially paid."
+                )
+            return self._set_posted_status(record, "Canceled")
+
+    def set_invoice_status(self, invoice_id: str, status: str) -> dict[str, Any]:
+        """What happens in Business Central outside the API (a payment applied, a correction made)."""
+        with self.lock:
+            record = self._existing(self.invoices, invoice_id, "Sales Invoice")
+            if status not in POSTED_STATUSES:
+                raise BcError(400, "BadRequest", f"status must be one of {', '.join(POSTED_STATUSES)}.")
+            if record.values["status"] not in POSTED_STATUSES:
+                raise BcError(
+                    409, "BadRequest", "Only a posted invoice can change its status; post it first."
+                )
+            return self._set_posted_status(record, status)
+
+    def _set_posted_status(self, record: Record, status: str) -> dict[str, Any]:
+        values = dict(record.values)
+        values["status"] = status
+        # The page computes remainingAmount from the posted invoice's open ledger entry.
+        values["remainingAmount"] = values["totalAmountIncludingTax"] if status == "Open" else 0.0
+        values["lastModifiedDateTime"] = self._stamp()
+        record.values = values
+        record.etag = self._etag()
+        return self.render_invoice(record, expand_lines=True)
+
     def _invoice_customer(self, given: Mapping[str, Any]) -> Record:
         customer_id = given.get("customerId")
         customer_number = given.get("customerNumber")
         if (not customer_id or customer_id == BLANK_GUID) and not customer_number:
-            raise BcError(400, "BadRequest", 'A "customerNumber" or a "customerId" must be provided.')
+            raise _dialog('A "customerNumber" or a "customerId" must be provided.')
         customer: Record | None
         if customer_id and customer_id != BLANK_GUID:
             customer = self.customers.get(customer_id)
             if customer is None:
-                raise BcError(
-                    400, "BadRequest_NotFound", f"The customer with id '{customer_id}' does not exist."
-                )
+                raise _dialog("The sell-to customer cannot be found.")
             if customer_number and customer.values["number"] != customer_number:
-                raise BcError(
-                    400, "BadRequest", 'The "customerId" and "customerNumber" refer to different customers.'
-                )
+                raise _dialog("The sell-to customer values do not match to a specific Customer.")
         else:
             customer = self.customer_by_number(str(customer_number))
             if customer is None:
-                raise _not_found("Sell-to Customer No.", "Sales Header", str(customer_number), "Customer")
+                raise _dialog("The sell-to customer cannot be found.")
         blocked = customer.values["blocked"]
         if blocked in ("Invoice", "All"):
-            raise BcError(
-                400,
-                "BadRequest",
+            raise _dialog(
                 "You cannot create this type of document when Customer "
                 f"{customer.values['number']} is blocked "
                 f"with type {blocked}.",
@@ -583,7 +599,7 @@ class CompanyStore:
         if item_id != BLANK_GUID:
             item = self.items.get(item_id)
             if item is None:
-                raise BcError(400, "BadRequest_NotFound", f"The item with id '{item_id}' does not exist.")
+                raise _dialog("Item does not exist.")
             if number and item.values["number"] != number:
                 raise BcError(
                     400, "BadRequest", 'The "itemId" and "lineObjectNumber" refer to different items.'
@@ -591,13 +607,14 @@ class CompanyStore:
         elif number:
             item = self.item_by_number(number)
             if item is None:
-                raise _not_found("No.", "Sales Line", number, "Item")
+                raise _dialog("Item does not exist.")
         else:
             raise BcError(400, "BadRequest", 'A line of type Item needs a "lineObjectNumber" or an "itemId".')
         if item.values["blocked"]:
+            # `Item.TestField(Blocked, false)`: a NavTestFieldException.
             raise BcError(
                 400,
-                "BadRequest",
+                "Application_FieldValidationException",
                 f"Blocked must be equal to 'No'  in Item: No.={item.values['number']}. "
                 "Current value is 'Yes'.",
             )
@@ -680,16 +697,39 @@ def _check_email(email: str) -> None:
 
 def _check_etag(record: Record, if_match: str | None) -> None:
     if if_match is None or not if_match.strip():
-        raise BcError(
-            428,
-            "Request_PreconditionRequired",
-            "Could not validate the client concurrency token required by the service. Please provide a valid "
-            "token in the client request.",
-        )
+        raise _token_required()
     candidates = [part.strip() for part in if_match.split(",")]
     if "*" in candidates or record.etag in candidates:
         return
     raise _entity_changed()
+
+
+def _check_line_etag(line: dict[str, Any], if_match: str | None) -> None:
+    if if_match is None or not if_match.strip():
+        raise _token_required()
+    candidates = [part.strip() for part in if_match.split(",")]
+    if "*" not in candidates and line["@odata.etag"] not in candidates:
+        raise _entity_changed()
+
+
+def _token_required() -> BcError:
+    """PATCH and DELETE without `If-Match`: ODataBadRequestInvalidTokenException."""
+    return BcError(
+        400,
+        "BadRequest_InvalidToken",
+        "Could not validate the client concurrency token required by the service. Please provide a valid "
+        "token in the client request.",
+    )
+
+
+def _dialog(message: str) -> BcError:
+    """An AL `Error(...)` raised by the API page: NavNCLDialogException."""
+    return BcError(400, "Application_DialogException", message)
+
+
+def _posted_unchangeable(record: Record) -> BcError:
+    """`Sales Invoice Aggregator`, label `CannotModifyPostedInvioceErr`."""
+    return _dialog("The invoice has been posted and can no longer be modified.")
 
 
 def _entity_changed() -> BcError:
@@ -697,9 +737,10 @@ def _entity_changed() -> BcError:
 
 
 def _not_found(caption: str, table: str, value: str, related: str) -> BcError:
+    """A code that validates against no related record: NavCSideValidateTableRelationException."""
     return BcError(
         400,
-        "BadRequest_NotFound",
+        "Internal_InvalidTableRelation",
         f"The field {caption} of table {table} contains a value ({value}) that cannot be found in the "
         "related "
         f"table ({related}).",

@@ -155,7 +155,9 @@ ITEM = EntityType(
     ),
 )
 
-INVOICE_STATUSES = ("Draft", "In_x0020_Review", "Open", "Paid", "Canceled", "Corrective")
+# Enum 5477 "Invoice Entity Aggregate Status": " ", Draft, "In Review", Open, Paid, Canceled, Corrective.
+INVOICE_STATUSES = ("_x0020_", "Draft", "In_x0020_Review", "Open", "Paid", "Canceled", "Corrective")
+POSTED_STATUSES = ("Open", "Paid", "Canceled", "Corrective")
 
 SALES_INVOICE = EntityType(
     "Microsoft.NAV.salesInvoice",
@@ -170,7 +172,7 @@ SALES_INVOICE = EntityType(
         _text("customerPurchaseOrderReference", 35),
         Field("customerId", GUID),
         _code("customerNumber", 20),
-        _text("customerName", 100),
+        _ro("customerName", STRING),
         _ro("billToName", STRING),
         Field("billToCustomerId", GUID),
         _code("billToCustomerNumber", 20),
@@ -358,7 +360,8 @@ def coerce_body(entity: EntityType, body: Any) -> dict[str, Any]:
                 "names that are defined by the type or mark the type as open type.",
             )
         if not spec.writable:
-            raise BcError(400, "BadRequest", f"The property '{name}' is read-only and cannot be set.")
+            # AL `Editable = false` on the API page: ODataInvalidOperationException.
+            raise BcError(400, "BadRequest_InvalidOperation", f"Control '{name}' is read-only.")
         result[name] = coerce_value(entity, spec, value)
     return result
 

@@ -62,6 +62,8 @@ _COLLECTION_OPTIONS = {
     "$schemaversion",
 }
 _ENTITY_OPTIONS = {"$select", "$expand", "$schemaversion"}
+DEFAULT_503_RETRY_AFTER = 1
+"""Business Central's 503 carries `Retry-After`; the value it sends is not documented."""
 
 Rows = list[tuple[dict[str, Any], Callable[[bool], dict[str, Any]]]]
 """(raw values to filter and sort on, renderer taking `expand_lines`) per entity."""
@@ -101,7 +103,8 @@ class BusinessCentralService:
         add("POST", invoice + "salesInvoiceLines", self._create_line)
         add("GET", invoice + "salesInvoiceLines({lineId})", self._get_line)
         add("DELETE", invoice + "salesInvoiceLines({lineId})", self._delete_line)
-        add("POST", invoice + "Microsoft.NAV.post", self._post_invoice)
+        add("POST", invoice + "Microsoft.NAV.post", self._action(self.store.post_invoice))
+        add("POST", invoice + "Microsoft.NAV.cancel", self._action(self.store.cancel_invoice))
         for set_name in REFERENCE_TYPES:
             add("GET", company + set_name, self._reference_list(set_name))
             add("GET", company + set_name + "({id})", self._reference_get(set_name))
@@ -161,6 +164,8 @@ class BusinessCentralService:
         )
 
     def fault(self, request: Request, status: int, retry_after: int | None) -> Response:
+        if retry_after is None and status == 503:
+            retry_after = DEFAULT_503_RETRY_AFTER
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         code, message = {
             429: ("Application_TooManyRequests", "Too many requests reached."),
@@ -172,7 +177,10 @@ class BusinessCentralService:
         return self.error(request, status, code, message, headers)
 
     def throttled(self, request: Request, exc: Throttled) -> Response:
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else {}
+        retry_after = exc.retry_after
+        if retry_after is None and exc.status == 503:
+            retry_after = DEFAULT_503_RETRY_AFTER
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         code = "Application_TooManyRequests" if exc.status == 429 else "Internal_ServiceUnavailable"
         return self.error(request, exc.status, code, exc.message, headers)
 
@@ -525,15 +533,19 @@ class BusinessCentralService:
             return self._bc_error(request, exc)
         return Response.empty(204)
 
-    def _post_invoice(self, request: Request, params: dict[str, str]) -> Response:
-        """The bound action `Microsoft.NAV.post`: posts the draft; the API id stays the same."""
-        self._check_company(request, params)
-        key = self._key(request, params["id"])
-        try:
-            self.store.post_invoice(key)
-        except BcError as exc:
-            return self._bc_error(request, exc)
-        return Response.empty(204)
+    def _action(self, run: Callable[[str], Any]) -> Any:
+        """A bound action (`Microsoft.NAV.post`, `Microsoft.NAV.cancel`): 204; the API id stays the same."""
+
+        def handler(request: Request, params: dict[str, str]) -> Response:
+            self._check_company(request, params)
+            key = self._key(request, params["id"])
+            try:
+                run(key)
+            except BcError as exc:
+                return self._bc_error(request, exc)
+            return Response.empty(204)
+
+        return handler
 
     # -- routes: setup tables -------------------------------------------------------------------
 

@@ -57,6 +57,10 @@ _APPOINTMENT_WRITABLE = {
     "additionalInformation",
     "anonymousJoinWebUrl",
     "appointmentLabel",
+    "customerEmailAddress",
+    "customerName",
+    "customerNotes",
+    "customerPhone",
     "customerTimeZone",
     "customers",
     "endDateTime",
@@ -97,6 +101,9 @@ class Appointment:
     end: datetime
     fields: dict[str, Any]
     """Every other v1.0 property (and, for admin-made appointments, any extra ones)."""
+    time_zone: str | None = None
+    """Render `startDateTime`/`endDateTime` in this zone (IANA or Windows name) as a local time
+    without offset, as `dateTimeTimeZone` allows; None renders UTC."""
 
     @property
     def sort_key(self) -> tuple[datetime, str]:
@@ -260,11 +267,16 @@ class BookingsStore:
             "staffMemberIds": list(fields.get("staffMemberIds", [])),
             "createdDateTime": fields.get("createdDateTime"),
             "lastUpdatedDateTime": fields.get("lastUpdatedDateTime"),
-            "startDateTime": {"dateTime": graph_datetime(appointment.start), "timeZone": "UTC"},
-            "endDateTime": {"dateTime": graph_datetime(appointment.end), "timeZone": "UTC"},
+            "startDateTime": _render_dtz(appointment.start, appointment.time_zone),
+            "endDateTime": _render_dtz(appointment.end, appointment.time_zone),
             "serviceLocation": copy.deepcopy(fields.get("serviceLocation", _empty_location())),
             "reminders": copy.deepcopy(fields.get("reminders", [])),
             "customers": customers,
+            # Flat customer fields of the v1.0 schema; set only on appointments that carry them.
+            "customerName": fields.get("customerName"),
+            "customerEmailAddress": fields.get("customerEmailAddress"),
+            "customerPhone": fields.get("customerPhone"),
+            "customerNotes": fields.get("customerNotes"),
         }
         for key, value in fields.items():
             if key not in result:
@@ -321,7 +333,13 @@ class BookingsStore:
         }
         self._apply(fields, data, strict=strict)
         appointment_id = str(data.get("id") or "") if not strict else ""
-        return Appointment(id=appointment_id or exchange_id(rng), start=start, end=end, fields=fields)
+        return Appointment(
+            id=appointment_id or exchange_id(rng),
+            start=start,
+            end=end,
+            fields=fields,
+            time_zone=None if strict else _given_zone(data["startDateTime"]),
+        )
 
     def update(
         self, business: Business, appointment_id: str, data: dict[str, Any], *, strict: bool
@@ -348,7 +366,10 @@ class BookingsStore:
             self._apply(fields, data, strict=strict)
             fields["lastUpdatedDateTime"] = graph_datetime(self.clock.now())
             business.remove(appointment_id)
-            updated = Appointment(id=appointment.id, start=start, end=end, fields=fields)
+            time_zone = appointment.time_zone
+            if not strict and "startDateTime" in data:
+                time_zone = _given_zone(data["startDateTime"])
+            updated = Appointment(id=appointment.id, start=start, end=end, fields=fields, time_zone=time_zone)
             business.add(updated)
             return self.render(updated)
 
@@ -418,6 +439,26 @@ def _reject_unknown(data: dict[str, Any]) -> None:
             "only use property names that are defined by the type or mark the type as open type.",
             code="BadRequest",
         )
+
+
+def _given_zone(value: Any) -> str | None:
+    """The zone an admin-made appointment was given in, kept for rendering (None for UTC)."""
+    if isinstance(value, dict) and isinstance(value.get("timeZone"), str):
+        name = value["timeZone"].strip()
+        if name and name.lower() not in ("utc", "coordinated universal time", "etc/utc"):
+            return name
+    return None
+
+
+def _render_dtz(instant: datetime, zone_name: str | None) -> dict[str, str]:
+    """UTC with `Z`, or a local time without offset and the zone's (Windows or IANA) name."""
+    if zone_name is None:
+        return {"dateTime": graph_datetime(instant), "timeZone": "UTC"}
+    local = instant.astimezone(zone_named(zone_name))
+    return {
+        "dateTime": local.strftime("%Y-%m-%dT%H:%M:%S.") + f"{local.microsecond:06d}0",
+        "timeZone": zone_name,
+    }
 
 
 def _parse_dtz(value: Any, name: str) -> datetime:

@@ -162,6 +162,13 @@ class Compare:
 
 
 @dataclass(frozen=True)
+class In:
+    operand: Node
+    values: tuple[Literal, ...]
+    type: str = BOOLEAN
+
+
+@dataclass(frozen=True)
 class Logical:
     op: str
     operands: tuple[Node, ...]
@@ -174,10 +181,11 @@ class Not:
     type: str = BOOLEAN
 
 
-Node = Literal | Property | Call | Compare | Logical | Not
+Node = Literal | Property | Call | Compare | In | Logical | Not
 
 _COMPARISONS = {"eq", "ne", "gt", "ge", "lt", "le"}
-_KEYWORDS = _COMPARISONS | {"and", "or", "not", "true", "false", "null"}
+_KEYWORDS = _COMPARISONS | {"and", "or", "not", "in", "true", "false", "null"}
+DISTINCT_OR = "The 'OR' operator is not supported on distinct fields on an OData filter."
 # name -> (argument types, result type); STRING arguments accept enums too.
 _FUNCTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "tolower": ((STRING,), STRING),
@@ -230,7 +238,12 @@ class _Parser:
         while self._is_keyword("or"):
             self._advance()
             operands.append(self._and())
-        return operands[0] if len(operands) == 1 else Logical("or", tuple(self._boolean(o) for o in operands))
+        if len(operands) == 1:
+            return operands[0]
+        # Business Central turns a filter into AL field filters: `a|b` works on one field only.
+        if len(set().union(*(_property_names(o) for o in operands))) > 1:
+            raise ODataError(DISTINCT_OR)
+        return Logical("or", tuple(self._boolean(o) for o in operands))
 
     def _and(self) -> Node:
         operands = [self._not()]
@@ -263,6 +276,9 @@ class _Parser:
             self._advance()
             return inner
         left = self._value()
+        if self._is_keyword("in"):
+            self._advance()
+            return self._in(left)
         if self.current.kind == "name" and self.current.text in _COMPARISONS:
             operator = self._advance().text
             right = self._value()
@@ -282,6 +298,27 @@ class _Parser:
         if not left_prop:
             operator = {"gt": "lt", "ge": "le", "lt": "gt", "le": "ge"}.get(operator, operator)
         return Compare(operator, prop, literal)
+
+    def _in(self, operand: Node) -> Node:
+        """`number in ('C00010', 'C00020')` (Business Central since 2024 release wave 1)."""
+        if not _has_property(operand):
+            raise ODataError(f"Syntax error: 'in' must be applied to a property in '{self.text}'.")
+        if self.current.kind != "lparen":
+            raise self._syntax_error()
+        self._advance()
+        values: list[Literal] = []
+        while True:
+            value = self._value()
+            if not isinstance(value, Literal) or value.type == NULL:
+                raise ODataError(f"Syntax error: 'in' takes a list of literal values in '{self.text}'.")
+            values.append(self._coerce(operand.type, value, "eq"))
+            if self.current.kind == "comma":
+                self._advance()
+                continue
+            if self.current.kind != "rparen":
+                raise self._syntax_error()
+            self._advance()
+            return In(operand, tuple(values))
 
     def _coerce(self, target: str, literal: Literal, operator: str) -> Literal:
         if literal.type == NULL:
@@ -382,9 +419,27 @@ _OPERATOR_NAMES = {
 }
 
 
+def _property_names(node: Node) -> set[str]:
+    if isinstance(node, Property):
+        return {node.name}
+    if isinstance(node, Call):
+        return set().union(*(_property_names(arg) for arg in node.args))
+    if isinstance(node, Compare):
+        return _property_names(node.left) | _property_names(node.right)
+    if isinstance(node, In):
+        return _property_names(node.operand)
+    if isinstance(node, Logical):
+        return set().union(*(_property_names(o) for o in node.operands))
+    if isinstance(node, Not):
+        return _property_names(node.operand)
+    return set()
+
+
 def _has_property(node: Node) -> bool:
     if isinstance(node, Property):
         return True
+    if isinstance(node, In):
+        return _has_property(node.operand)
     if isinstance(node, Call):
         return any(_has_property(arg) for arg in node.args)
     if isinstance(node, Compare):
@@ -470,6 +525,11 @@ def _evaluate(node: Node, entity: Mapping[str, Any]) -> Any:
             }[node.op]
         except TypeError:
             return False
+    if isinstance(node, In):
+        value = _evaluate(node.operand, entity)
+        enum = _involves_enum(node.operand)
+        wanted = [decode_enum(v.value) if enum and isinstance(v.value, str) else v.value for v in node.values]
+        return value is not None and value in wanted
     if isinstance(node, Logical):
         if node.op == "and":
             return all(_evaluate(o, entity) is True for o in node.operands)

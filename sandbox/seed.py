@@ -8,6 +8,13 @@ invoice date differs from the UTC date), Business Central items that match servi
 in another case, one that matches by name but is not a Service, services with no item at all,
 a blocked customer, and template records (themselves blocked, as templates usually are) whose
 payment, currency, tax and posting fields new records copy.
+
+Three further shapes the real Graph serves are opt-in `SEED_FEATURES` (off by default, each adds
+its own appointments and leaves the rest of the world exactly as without it):
+`group-appointments` (classes with 2 to 8 attendees in `customers`), `windows-time-zones`
+(`dateTimeTimeZone` with a Windows zone name and a local time without offset) and
+`flat-customer-fields` (only `customerName`/`customerEmailAddress`/`customerPhone`, `customers`
+empty).
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import random
 import string
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
@@ -23,9 +31,26 @@ from zoneinfo import ZoneInfo
 
 from sandbox.bc_model import CompanyStore
 from sandbox.graph import Appointment, BookingsStore, Business, exchange_id
-from sandbox.timefmt import graph_datetime, parse_iso_duration
+from sandbox.timefmt import graph_datetime, parse_iso_duration, zone_named
 
 TIME_ZONE = "Europe/Amsterdam"
+GROUP_APPOINTMENTS = "group-appointments"
+WINDOWS_TIME_ZONES = "windows-time-zones"
+FLAT_CUSTOMER_FIELDS = "flat-customer-fields"
+SEED_FEATURES = (GROUP_APPOINTMENTS, WINDOWS_TIME_ZONES, FLAT_CUSTOMER_FIELDS)
+
+
+def seed_features(names: Iterable[str]) -> frozenset[str]:
+    """Validate feature names (`all` means every one); raises `ValueError` naming the unknown."""
+    chosen = {name.strip() for name in names if name.strip()}
+    if "all" in chosen:
+        return frozenset(SEED_FEATURES)
+    unknown = sorted(chosen - set(SEED_FEATURES))
+    if unknown:
+        raise ValueError(f"unknown seed feature(s) {', '.join(unknown)}; known: {', '.join(SEED_FEATURES)}")
+    return frozenset(chosen)
+
+
 ENVIRONMENT = "Sandbox"
 CUSTOMER_TEMPLATE = "CT-BOOKINGS"
 ITEM_TEMPLATE = "IT-BOOKINGS"
@@ -155,8 +180,14 @@ _PEOPLE = (
 )
 
 
-def seed_bookings(store: BookingsStore, seed: int, now: datetime) -> None:
-    """Two businesses with services, customers, staff and a few hundred appointments around `now`."""
+def seed_bookings(
+    store: BookingsStore, seed: int, now: datetime, features: Iterable[str] = frozenset()
+) -> None:
+    """Two businesses with services, customers, staff and a few hundred appointments around `now`.
+
+    `features` (see `SEED_FEATURES`) add group, Windows-zone and flat-customer appointments.
+    """
+    chosen = seed_features(features)
     rng = random.Random(f"bookings-{seed}")
     zone = ZoneInfo(TIME_ZONE)
     created = now - timedelta(days=400)
@@ -166,6 +197,92 @@ def seed_bookings(store: BookingsStore, seed: int, now: datetime) -> None:
             business = _business(spec, rng, created)
             store.add_business(business)
             _seed_appointments(business, spec, rng, now, zone)
+        for spec in BUSINESSES:
+            # A generator of its own: the default world is identical with or without features.
+            extra = random.Random(f"bookings-features-{seed}-{spec['id']}")
+            business = store.business(spec["id"])
+            assert business is not None
+            if GROUP_APPOINTMENTS in chosen:
+                _seed_group_appointments(business, extra, now, zone)
+            if WINDOWS_TIME_ZONES in chosen:
+                _seed_windows_zone_appointments(business, spec, extra, now, zone)
+            if FLAT_CUSTOMER_FIELDS in chosen:
+                _seed_flat_customer_appointments(business, extra, now, zone)
+
+
+# (days from today, local start, attendees): classes of 2 to 8, one still to come.
+_CLASSES = (
+    (-2, time(18, 0), 5),
+    (-5, time(7, 30), 2),
+    (-9, time(18, 0), 8),
+    (-16, time(12, 15), 3),
+    (2, time(18, 0), 6),
+)
+# (days from today, local start, Windows zone name): one crossing local midnight, one in another zone.
+_WINDOWS_ZONE_SLOTS = (
+    (-4, time(22, 30), "W. Europe Standard Time"),
+    (-6, time(12, 0), "W. Europe Standard Time"),
+    (-8, time(9, 0), "GMT Standard Time"),
+    (3, time(11, 0), "W. Europe Standard Time"),
+)
+_FLAT_CUSTOMER_DAYS = (-3, -7, -11)
+
+
+def _seed_group_appointments(business: Business, rng: random.Random, now: datetime, zone: ZoneInfo) -> None:
+    """Classes of a group service (`maximumAttendeesCount` > 1), one attendee per `customers` entry."""
+    groups = [s for s in business.services.values() if s["maximumAttendeesCount"] > 1]
+    if not groups:
+        return
+    service = groups[0]
+    people = [c for c in business.customers.values() if c["emailAddress"]]
+    today = now.astimezone(zone).date()
+    for offset, start, size in _CLASSES:
+        start_local = datetime.combine(today + timedelta(days=offset), start, zone)
+        appointment = _appointment(business, service, None, start_local, rng, now)
+        attendees = rng.sample(people, min(size, len(people)))
+        appointment.fields["customers"] = [_customer_information(person) for person in attendees]
+        business.add(appointment)
+
+
+def _seed_windows_zone_appointments(
+    business: Business, spec: dict[str, Any], rng: random.Random, now: datetime, zone: ZoneInfo
+) -> None:
+    """Appointments served with a Windows zone name and a local `dateTime` without offset."""
+    services = {s["displayName"]: s for s in business.services.values()}
+    people = [c for c in business.customers.values() if c["emailAddress"]][:8]
+    today = now.astimezone(zone).date()
+    for offset, start, zone_name in _WINDOWS_ZONE_SLOTS:
+        local_zone = zone_named(zone_name)
+        service = (
+            services[spec["midnight_service"]] if start.hour >= 22 else rng.choice(list(services.values()))
+        )
+        start_local = datetime.combine(today + timedelta(days=offset), start, local_zone)
+        appointment = _appointment(business, service, rng.choice(people), start_local, rng, now)
+        appointment.time_zone = zone_name
+        business.add(appointment)
+
+
+def _seed_flat_customer_appointments(
+    business: Business, rng: random.Random, now: datetime, zone: ZoneInfo
+) -> None:
+    """Appointments whose customer is only in the flat v1.0 fields; `customers` is empty."""
+    services = [s for s in business.services.values() if s["maximumAttendeesCount"] == 1]
+    people = [c for c in business.customers.values() if c["emailAddress"]]
+    today = now.astimezone(zone).date()
+    for offset in _FLAT_CUSTOMER_DAYS:
+        start_local = datetime.combine(today + timedelta(days=offset), time(rng.randint(9, 17), 0), zone)
+        person = rng.choice(people)
+        appointment = _appointment(business, rng.choice(services), None, start_local, rng, now)
+        phones = person.get("phones") or []
+        appointment.fields.update(
+            {
+                "customers": [],
+                "customerName": person["displayName"],
+                "customerEmailAddress": person["emailAddress"],
+                "customerPhone": phones[0]["number"] if phones else None,
+            }
+        )
+        business.add(appointment)
 
 
 def _business(spec: dict[str, Any], rng: random.Random, created: datetime) -> Business:

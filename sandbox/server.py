@@ -23,7 +23,7 @@ import socket
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,7 +49,14 @@ from sandbox.httpcore import (
     RouteMatch,
     Service,
 )
-from sandbox.seed import Identity, company_record, make_identity, seed_bookings, seed_company
+from sandbox.seed import (
+    Identity,
+    company_record,
+    make_identity,
+    seed_bookings,
+    seed_company,
+    seed_features,
+)
 from sandbox.tls import ClientCertificate, create_client_certificate, create_tls
 
 logger = logging.getLogger("sandbox")
@@ -95,8 +102,10 @@ class SandboxApp:
         seed: int,
         clock: Clock,
         stop_event: threading.Event,
+        seed_features: Iterable[str] = (),
     ) -> None:
         self.base_url = base_url
+        self.seed_features = _seed_features(seed_features)
         self.identity = identity
         self.client_certificate = client_certificate
         self.seed = seed
@@ -138,7 +147,7 @@ class SandboxApp:
 
     def reseed(self) -> None:
         """Rebuild the sample data for the current seed and the clock's now."""
-        seed_bookings(self.bookings, self.seed, self.clock.now())
+        seed_bookings(self.bookings, self.seed, self.clock.now(), self.seed_features)
         seed_company(self.company, self.seed)
 
     def reset(
@@ -176,6 +185,7 @@ class SandboxApp:
             "clientCertificatePath": str(self.client_certificate.path),
             "clientCertificateThumbprint": self.client_certificate.thumbprint_sha1,
             "seed": self.seed,
+            "seedFeatures": sorted(self.seed_features),
         }
 
     def counters_snapshot(self) -> dict[str, Any]:
@@ -479,13 +489,16 @@ def start_sandbox(
     graph_page_size: int = DEFAULT_GRAPH_PAGE_SIZE,
     bc_max_page_size: int = DEFAULT_BC_MAX_PAGE_SIZE,
     env: Mapping[str, str] | None = None,
+    seed_features: Iterable[str] = (),
 ) -> SandboxHandle:
     """Start a sandbox serving HTTPS on `host:port` (0 = a free port) in a background thread.
 
     `state_dir` receives `ca.pem`, `ca-bundle.pem`, `client-cert.pem` and `sandbox.json`; without
     one a temporary directory is used and removed on `stop()`. `env` is where the system CA bundle
-    is looked up (default: `os.environ`).
+    is looked up (default: `os.environ`). `seed_features` turns on extra appointment shapes
+    (`sandbox.seed.SEED_FEATURES`: group appointments, Windows zone names, flat customer fields).
     """
+    features = _seed_features(seed_features)
     owned = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="sandbox-")) if state_dir is None else Path(state_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -498,7 +511,7 @@ def start_sandbox(
     url = f"https://{host}:{actual_port}"
     stop_event = threading.Event()
     try:
-        app = SandboxApp(url, identity, certificate, seed, clock, stop_event)
+        app = SandboxApp(url, identity, certificate, seed, clock, stop_event, features)
         app.paging.update({"graphPageSize": graph_page_size, "bcMaxPageSize": bc_max_page_size})
         if faults:
             app.faults.configure(faults)
@@ -532,6 +545,12 @@ def start_sandbox(
         _owned_dir=owned,
     )
     return handle
+
+
+def _seed_features(names: Iterable[str]) -> frozenset[str]:
+    if isinstance(names, str):
+        names = names.split(",")
+    return seed_features(names)
 
 
 def build_settings(url: str, identity: Identity, bundle_path: Path) -> dict[str, str]:

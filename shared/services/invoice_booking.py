@@ -69,6 +69,9 @@ class InvoiceResult:
     detail: str = ""
 
 
+_STALE_LINK_CODES = frozenset({"Application_DialogException", "BadRequest_NotFound"})
+
+
 class InvoicingRetryError(Exception):
     """This try could not finish; the queue should retry the message later."""
 
@@ -242,8 +245,10 @@ class InvoiceBooking:
                 return self.bc.create_invoice(body), False
             except BusinessCentralError as exc:
                 if not exc.transient:
-                    if exc.code == "BadRequest_NotFound" and not relinked:
-                        # A linked customer or item was deleted in Business Central: link afresh.
+                    if exc.code in _STALE_LINK_CODES and not relinked:
+                        # A linked customer or item may have been deleted in Business Central: Business
+                        # Central says so with an AL error (`The sell-to customer cannot be found.`,
+                        # `Item does not exist.`); link afresh and send once more.
                         self._forget_links(booking)
                         customer, item = self._links(booking)
                         relinked = True

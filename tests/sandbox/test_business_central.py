@@ -105,16 +105,34 @@ UNKNOWN_CUSTOMER_ID = "00000000-0000-0000-0000-00000000abcd"
     [
         ({"externalDocumentNumber": "B" * 36}, 400, "BadRequest", "exceeds the maximum length"),
         ({"customerNumber": None}, 400, "BadRequest", "Cannot convert"),
-        ({"customerNumber": "C99999"}, 400, "BadRequest_NotFound", "C99999"),
-        ({"customerId": UNKNOWN_CUSTOMER_ID, "customerNumber": ""}, 400, "BadRequest_NotFound", ""),
+        (
+            {"customerNumber": "C99999"},
+            400,
+            "Application_DialogException",
+            "The sell-to customer cannot be found.",
+        ),
+        (
+            {"customerId": UNKNOWN_CUSTOMER_ID, "customerNumber": ""},
+            400,
+            "Application_DialogException",
+            "The sell-to customer cannot be found.",
+        ),
         ({"invoiceDate": "15-01-2026"}, 400, "BadRequest", "Edm.Date"),
         ({"discount": 5}, 400, "BadRequest", "does not exist on type 'Microsoft.NAV.salesInvoice'"),
-        ({"number": "X1"}, 400, "BadRequest", "read-only"),
+        ({"number": "X1"}, 400, "BadRequest_InvalidOperation", "Control 'number' is read-only."),
+        ({"customerName": "X"}, 400, "BadRequest_InvalidOperation", "Control 'customerName' is read-only."),
+        ({"status": "Open"}, 400, "BadRequest_InvalidOperation", "Control 'status' is read-only."),
         (
             {"salesInvoiceLines": [{"lineType": "Item", "lineObjectNumber": "NOPE", "quantity": 1}]},
             400,
-            "BadRequest_NotFound",
-            "NOPE",
+            "Application_DialogException",
+            "Item does not exist.",
+        ),
+        (
+            {"salesInvoiceLines": [{"lineType": "Item", "itemId": UNKNOWN_CUSTOMER_ID, "quantity": 1}]},
+            400,
+            "Application_DialogException",
+            "Item does not exist.",
         ),
         ({"salesInvoiceLines": [{"lineType": "Item", "quantity": 1}]}, 400, "BadRequest", "lineObjectNumber"),
         ({"salesInvoiceLines": [LONG_DESCRIPTION_LINE]}, 400, "BadRequest", "exceeds the maximum length"),
@@ -131,7 +149,12 @@ UNKNOWN_CUSTOMER_ID = "00000000-0000-0000-0000-00000000abcd"
             "BadRequest",
             "not valid",
         ),
-        ({"salesInvoiceLines": [BLOCKED_TEMPLATE_LINE]}, 400, "BadRequest", "Blocked"),
+        (
+            {"salesInvoiceLines": [BLOCKED_TEMPLATE_LINE]},
+            400,
+            "Application_FieldValidationException",
+            "Blocked",
+        ),
     ],
 )
 def test_deep_insert_validation(
@@ -151,7 +174,7 @@ def test_deep_insert_validation(
 def test_customer_is_required_with_the_exact_message(client: SandboxClient) -> None:
     body = _invoice()
     del body["customerNumber"]
-    message = _error(client.bc("POST", "/salesInvoices", json=body), 400, "BadRequest")
+    message = _error(client.bc("POST", "/salesInvoices", json=body), 400, "Application_DialogException")
     assert message.startswith('A "customerNumber" or a "customerId" must be provided.  CorrelationId:  ')
 
 
@@ -161,9 +184,11 @@ def test_blocked_customers_cannot_be_invoiced(client: SandboxClient) -> None:
     ][0]
     assert jordan["blocked"] == "Invoice"
     message = _error(
-        client.bc("POST", "/salesInvoices", json=_invoice(customerNumber=jordan["number"])), 400, "BadRequest"
+        client.bc("POST", "/salesInvoices", json=_invoice(customerNumber=jordan["number"])),
+        400,
+        "Application_DialogException",
     )
-    assert "blocked" in message
+    assert f"Customer {jordan['number']} is blocked with type Invoice" in message
 
 
 def test_customers_and_items(client: SandboxClient) -> None:
@@ -217,7 +242,7 @@ def test_customers_and_items(client: SandboxClient) -> None:
     assert service.json()["baseUnitOfMeasureCode"] == "HOUR"
     assert service.json()["baseUnitOfMeasureId"] != "00000000-0000-0000-0000-000000000000"
     unknown_unit = client.bc("POST", "/items", json={"displayName": "x", "baseUnitOfMeasureCode": "LITRE"})
-    _error(unknown_unit, 400, "BadRequest_NotFound")
+    _error(unknown_unit, 400, "Internal_InvalidTableRelation")
     _error(client.bc("POST", "/items", json={"displayName": "x", "type": "Non-Inventory"}), 400, "BadRequest")
 
 
@@ -256,7 +281,7 @@ def test_server_driven_paging(sandbox: SandboxHandle, client: SandboxClient) -> 
 def test_etags_and_if_match(client: SandboxClient) -> None:
     invoice = client.bc("POST", "/salesInvoices", json=_invoice()).json()
     path = f"/salesInvoices({invoice['id']})"
-    _error(client.bc("PATCH", path, json={"invoiceDate": "2026-01-20"}), 428, "Request_PreconditionRequired")
+    _error(client.bc("PATCH", path, json={"invoiceDate": "2026-01-20"}), 400, "BadRequest_InvalidToken")
     updated = client.bc(
         "PATCH", path, json={"invoiceDate": "2026-01-20"}, headers={"If-Match": invoice["@odata.etag"]}
     )
@@ -283,12 +308,16 @@ def test_lookup_by_external_document_number_survives_posting(client: SandboxClie
     ).json()
     assert [(i["id"], i["status"]) for i in found["value"]] == [(invoice["id"], "Open")]
     assert found["value"][0]["number"] != invoice["number"]
-    _error(client.bc("DELETE", f"/salesInvoices({invoice['id']})"), 400, "BadRequest")
+    deleting = client.bc("DELETE", f"/salesInvoices({invoice['id']})", headers={"If-Match": "*"})
+    _error(deleting, 400, "Application_DialogException")
 
 
 def test_delete_draft_and_not_found(client: SandboxClient) -> None:
     invoice = client.bc("POST", "/salesInvoices", json=_invoice()).json()
-    assert client.bc("DELETE", f"/salesInvoices({invoice['id']})").status_code == 204
+    path = f"/salesInvoices({invoice['id']})"
+    _error(client.bc("DELETE", path), 400, "BadRequest_InvalidToken")
+    _error(client.bc("DELETE", path, headers={"If-Match": 'W/"stale"'}), 409, "Request_EntityChanged")
+    assert client.bc("DELETE", path, headers={"If-Match": invoice["@odata.etag"]}).status_code == 204
     _error(client.bc("GET", f"/salesInvoices({invoice['id']})"), 404, "BadRequest_NotFound")
     _error(client.bc("GET", "/salesInvoices(not-a-guid)"), 400, "BadRequest")
     _error(client.bc("PUT", f"/salesInvoices({invoice['id']})", json={}), 405, "BadRequest_MethodNotAllowed")

@@ -213,9 +213,17 @@ def test_admin_edits_and_bulk_generation(sandbox: SandboxHandle, client: Sandbox
             "customers": [],
         },
     )
-    assert created["startDateTime"]["dateTime"] == "2026-02-27T21:30:00.0000000Z"
+    # Served as given: the Windows zone name and the local time without offset.
+    assert created["startDateTime"] == {
+        "dateTime": "2026-02-27T22:30:00.0000000",
+        "timeZone": "W. Europe Standard Time",
+    }
+    assert created["endDateTime"]["dateTime"] == "2026-02-28T00:30:00.0000000"
+    instant = sandbox.app.bookings.business(business).appointments[created["id"]].start  # type: ignore[union-attr]
+    assert instant == datetime(2026, 2, 27, 21, 30, tzinfo=UTC)
     updated = sandbox.admin.update_appointment(business, created["id"], {"price": 30.0})
     assert updated["price"] == 30.0
+    assert updated["startDateTime"]["timeZone"] == "W. Europe Standard Time"
     sandbox.admin.cancel_appointment(business, created["id"])
     path = f"/solutions/bookingBusinesses/{business}/appointments/{quote(created['id'], safe='')}"
     assert client.graph("GET", path).status_code == 404

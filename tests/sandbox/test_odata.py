@@ -89,7 +89,10 @@ def test_functions_and_logic() -> None:
     assert _matches("startswith(displayName,'Bob')") == ["C00020"]
     assert _matches("startswith(tolower(email), 'o''brien')") == ["C00010"]
     assert _matches("endswith(email,'.com') and type eq 'Person'") == ["C00010", "C00020"]
-    assert _matches("contains(toupper(displayName), 'KELLY') or number eq 'C00030'") == ["C00020", "C00030"]
+    assert _matches("contains(toupper(displayName), 'KELLY') or contains(displayName, 'Adatum')") == [
+        "C00020",
+        "C00030",
+    ]
     assert _matches("not (type eq 'Person')") == ["C00030"]
     assert _matches("email ne 'x'") == ["C00010", "C00020"]
 
