@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all install tools checkov run test lint bench clean
+.PHONY: all install tools checkov run test unit lint bench clean
 
 all: test
 
@@ -46,6 +46,10 @@ checkov: tools
 # and exits with pytest's status.
 test: install tools
 	$(PY) -m devhost.azurite -- $(PY) -m pytest $(PYTEST_ARGS)
+
+# The fast tier alone: pure rules and use cases with in-memory fakes; no Azurite, no sandbox, seconds.
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -47,18 +47,7 @@ def _answer(function: str, handler: Callable[[Container], func.HttpResponse]) ->
                 "from/to, and send several requests.",
             ) from None
     except InvalidInput as exc:
-        fields = [error.field for error in exc.errors]
-        # Field names only: the detail may quote what the caller sent (emails, keys).
-        log.info(
-            "Rejected a %s request (400): %s",
-            function,
-            ", ".join(fields) or "body",
-            extra={"outcome": "rejected"},
-        )
-        extensions: dict[str, Any] = {}
-        if exc.errors:
-            extensions["errors"] = [error.to_json() for error in exc.errors]
-        return problem(400, "Bad request", exc.detail, **extensions)
+        return _rejected(function, exc)
     except SettingsError as exc:
         return problem(
             503,
@@ -66,36 +55,59 @@ def _answer(function: str, handler: Callable[[Container], func.HttpResponse]) ->
             f"The app cannot serve requests until an administrator fixes a setting: {exc}",
         )
     except QueueUnavailableError as exc:
-        log.error(
-            "Invoice request %s: the queue refused every message (%s); all claims were undone",
-            exc.request_id,
-            exc.cause,
-            extra={"requestId": exc.request_id, "outcome": "queue_unavailable", "errorCode": exc.cause},
-        )
-        response = problem(
-            503,
-            "Queue unavailable",
-            "No booking could be put on the invoicing queue, so nothing was queued and every "
-            "selected booking keeps its previous state. Send the same request again in a minute.",
-            requestId=exc.request_id,
-        )
-        response.headers["Retry-After"] = "60"
-        return response
+        return _queue_unavailable(exc)
     except Exception as exc:
-        incident = str(uuid.uuid4())
-        log.exception(
-            "Unexpected failure in %s (incident %s)",
-            function,
-            incident,
-            extra={"incidentId": incident, "outcome": "error", "errorCode": type(exc).__name__},
-        )
-        return problem(
-            500,
-            "Internal error",
-            f"The request failed unexpectedly. Report incident {incident} to the administrator; "
-            "its details are in the app's log.",
-            incidentId=incident,
-        )
+        return _incident(function, exc)
+
+
+def _rejected(function: str, exc: InvalidInput) -> func.HttpResponse:
+    fields = [error.field for error in exc.errors]
+    # Field names only: the detail may quote what the caller sent (emails, keys).
+    log.info(
+        "Rejected a %s request (400): %s",
+        function,
+        ", ".join(fields) or "body",
+        extra={"outcome": "rejected"},
+    )
+    extensions: dict[str, Any] = {}
+    if exc.errors:
+        extensions["errors"] = [error.to_json() for error in exc.errors]
+    return problem(400, "Bad request", exc.detail, **extensions)
+
+
+def _queue_unavailable(exc: QueueUnavailableError) -> func.HttpResponse:
+    log.error(
+        "Invoice request %s: the queue refused every message (%s); all claims were undone",
+        exc.request_id,
+        exc.cause,
+        extra={"requestId": exc.request_id, "outcome": "queue_unavailable", "errorCode": exc.cause},
+    )
+    response = problem(
+        503,
+        "Queue unavailable",
+        "No booking could be put on the invoicing queue, so nothing was queued and every "
+        "selected booking keeps its previous state. Send the same request again in a minute.",
+        requestId=exc.request_id,
+    )
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+def _incident(function: str, exc: Exception) -> func.HttpResponse:
+    incident = str(uuid.uuid4())
+    log.exception(
+        "Unexpected failure in %s (incident %s)",
+        function,
+        incident,
+        extra={"incidentId": incident, "outcome": "error", "errorCode": type(exc).__name__},
+    )
+    return problem(
+        500,
+        "Internal error",
+        f"The request failed unexpectedly. Report incident {incident} to the administrator; "
+        "its details are in the app's log.",
+        incidentId=incident,
+    )
 
 
 @bp.function_name("list_bookings")

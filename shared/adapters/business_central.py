@@ -195,15 +195,6 @@ class BusinessCentralClient:
         post = method == "POST"
         url = self._url(path, query)
         timeout = timeout or self._timeout
-        policy = self._retry
-        if post:
-            # Only a 429 is known not to have run; anything else ambiguous goes back to the caller.
-            policy = RetryPolicy(
-                max_attempts=policy.max_attempts,
-                base_delay=policy.base_delay,
-                max_delay=policy.max_delay,
-                retry_statuses=frozenset({429}),
-            )
 
         def on_retry(attempt: int, reason: str, delay: float) -> None:
             log.info(
@@ -219,7 +210,7 @@ class BusinessCentralClient:
         try:
             response = send_with_retries(
                 lambda: self._send_once(method, url, body, timeout),
-                policy,
+                self._policy(post),
                 retry_connection_errors=not post,
                 sleep=self._sleep,
                 on_retry=on_retry,
@@ -233,18 +224,20 @@ class BusinessCentralClient:
                 may_have_committed=post,
             ) from None
         if 200 <= response.status_code < 300:
-            if response.status_code == 204 or not response.content:
-                return {}
-            try:
-                data = response.json()
-            except ValueError:
-                raise BusinessCentralError(
-                    f"Business Central answered {response.status_code} with a body that is not JSON",
-                    status=response.status_code,
-                    transient=True,
-                ) from None
-            return data if isinstance(data, dict) else {"value": data}
+            return _json_of(response)
         raise classify(response, post=post)
+
+    def _policy(self, post: bool) -> RetryPolicy:
+        """A POST is retried in place only on 429 (known not to have run); anything else ambiguous
+        goes back to the caller, which looks the record up before sending it again."""
+        if not post:
+            return self._retry
+        return RetryPolicy(
+            max_attempts=self._retry.max_attempts,
+            base_delay=self._retry.base_delay,
+            max_delay=self._retry.max_delay,
+            retry_statuses=frozenset({429}),
+        )
 
     def _collection(self, path: str, query: dict[str, str]) -> list[dict[str, Any]]:
         data = self._request("GET", path, query=query)
@@ -304,6 +297,20 @@ class BusinessCentralClient:
     def create_invoice(self, body: dict[str, Any]) -> BcInvoice:
         """One deep-insert POST (header and lines, atomic on Business Central's side)."""
         return _invoice(self._request("POST", "salesInvoices", body=body))
+
+
+def _json_of(response: requests.Response) -> dict[str, Any]:
+    if response.status_code == 204 or not response.content:
+        return {}
+    try:
+        data = response.json()
+    except ValueError:
+        raise BusinessCentralError(
+            f"Business Central answered {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+            transient=True,
+        ) from None
+    return data if isinstance(data, dict) else {"value": data}
 
 
 def _pooled_session() -> requests.Session:

@@ -83,6 +83,23 @@ class _Permanent(Exception):
         self.detail = detail
 
 
+def _log_result(message: InvoiceMessage, result: InvoiceResult, fields: dict[str, object], ms: int) -> None:
+    log.log(
+        logging.WARNING if result.outcome is InvoiceOutcome.FAILED else logging.INFO,
+        "Booking %s: %s%s",
+        message.booking_key,
+        result.outcome,
+        f" ({result.detail})" if result.detail else "",
+        extra={
+            **fields,
+            "outcome": str(result.outcome),
+            "invoiceNumber": result.invoice_number,
+            "errorCode": result.error_code,
+            "durationMs": ms,
+        },
+    )
+
+
 def describe(exc: BaseException) -> str:
     """One line for `error`: what failed, never a stack trace (and never a secret: none is in it)."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -152,21 +169,7 @@ class InvoiceBooking:
                 },
             )
             raise
-        duration = round((time.perf_counter() - started) * 1000)
-        log.log(
-            logging.WARNING if result.outcome is InvoiceOutcome.FAILED else logging.INFO,
-            "Booking %s: %s%s",
-            message.booking_key,
-            result.outcome,
-            f" ({result.detail})" if result.detail else "",
-            extra={
-                **fields,
-                "outcome": str(result.outcome),
-                "invoiceNumber": result.invoice_number,
-                "errorCode": result.error_code,
-                "durationMs": duration,
-            },
-        )
+        _log_result(message, result, fields, round((time.perf_counter() - started) * 1000))
         return result
 
     # -- state machine -----------------------------------------------------------------------

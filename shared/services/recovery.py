@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from shared.domain import lifecycle
-from shared.domain.models import InvoiceMessage
+from shared.domain.models import Booking, InvoiceMessage
 from shared.services.ports import BookingRepository, InvoiceQueuePort
 from shared.telemetry import get_logger
 
@@ -46,32 +46,38 @@ def recover_stuck_bookings(
         # check only guards against a clock that moved backwards.
         if booking.status_changed_at is not None and booking.status_changed_at >= cutoff:
             continue
-        message = InvoiceMessage(
-            business_id=booking.business_id,
-            booking_key=booking.key,
-            request_id=booking.request_id or f"recovery-{booking.key}",
-        )
-        try:
-            queue.send(message)
-        except Exception as exc:
-            log.error(
-                "Re-enqueueing stuck booking %s failed: %s",
-                booking.key,
-                type(exc).__name__,
-                extra={"businessId": booking.business_id, "bookingKey": booking.key, "outcome": "error"},
-            )
-            continue
-        sent += 1
-        log.warning(
-            "Re-enqueued booking %s, %s since %s",
-            booking.key,
-            booking.status,
-            booking.status_changed_at.isoformat() if booking.status_changed_at else "unknown",
-            extra={
-                "businessId": booking.business_id,
-                "bookingKey": booking.key,
-                "requestId": message.request_id,
-                "outcome": "recovered",
-            },
-        )
+        if _resend(booking, queue):
+            sent += 1
     return sent
+
+
+def _resend(booking: Booking, queue: InvoiceQueuePort) -> bool:
+    """A fresh message for one stuck booking; a failure is logged and left for the next pass."""
+    message = InvoiceMessage(
+        business_id=booking.business_id,
+        booking_key=booking.key,
+        request_id=booking.request_id or f"recovery-{booking.key}",
+    )
+    try:
+        queue.send(message)
+    except Exception as exc:
+        log.error(
+            "Re-enqueueing stuck booking %s failed: %s",
+            booking.key,
+            type(exc).__name__,
+            extra={"businessId": booking.business_id, "bookingKey": booking.key, "outcome": "error"},
+        )
+        return False
+    log.warning(
+        "Re-enqueued booking %s, %s since %s",
+        booking.key,
+        booking.status,
+        booking.status_changed_at.isoformat() if booking.status_changed_at else "unknown",
+        extra={
+            "businessId": booking.business_id,
+            "bookingKey": booking.key,
+            "requestId": message.request_id,
+            "outcome": "recovered",
+        },
+    )
+    return True

@@ -16,7 +16,7 @@ from shared.adapters.business_central import BusinessCentralClient, BusinessCent
 from shared.adapters.link_store import LinkStore
 from shared.domain.errors import LinkBusyError, LinkNotFoundError
 from shared.services.links import CUSTOMER, CustomerLinks, ItemLinks
-from tests.shared.test_business_central import make_client
+from tests.integration.test_business_central import make_client
 
 NEW_EMAIL = "new.person@example.org"
 

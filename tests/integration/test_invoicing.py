@@ -36,7 +36,7 @@ from shared.services.links import CustomerLinks, ItemLinks
 from shared.services.recovery import recover_stuck_bookings
 from shared.settings import InvoiceDateRule
 from tests.helpers import force_state
-from tests.shared.test_business_central import make_client
+from tests.integration.test_business_central import make_client
 
 START = datetime(2026, 2, 10, 9, 0, tzinfo=UTC)
 INVOICE_POST = "POST companies({companyId})/salesInvoices"
