@@ -17,7 +17,12 @@ import sys
 from typing import Any
 
 from shared.api.list_query import DEFAULT_TOP, MAX_TOP
+from shared.domain import lifecycle
 from shared.domain.models import BookingStatus, ErrorCode, PriceType
+
+# What a selection may claim, as the lifecycle says (the connector's copy is checked against this).
+BY_KEY = " or ".join(str(status) for status in BookingStatus if lifecycle.selectable_by_key(status))
+BY_FILTER = str(lifecycle.FILTER_SELECTABLE)
 
 API_VERSION = "1.0.0"
 DEFAULT_HOST = "your-function-app.azurewebsites.net"
@@ -142,8 +147,8 @@ def _definitions(max_selection: int) -> dict[str, Any]:
         "InvoiceRequest": {
             "type": "object",
             "additionalProperties": False,
-            "description": 'Either {"bookingKeys": [...]} (Unbilled or Failed bookings by key) or '
-            '{"all": true, "filter": {...}} (every Unbilled booking matching). Not both.',
+            "description": f'Either {{"bookingKeys": [...]}} ({BY_KEY} bookings by key) or '
+            f'{{"all": true, "filter": {{...}}}} (every {BY_FILTER} booking matching). Not both.',
             "properties": {
                 "bookingKeys": {
                     "type": "array",
@@ -157,7 +162,7 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 "all": {
                     "type": "boolean",
                     "enum": [True],
-                    "description": "Select every Unbilled booking matching filter.",
+                    "description": f"Select every {BY_FILTER} booking matching filter.",
                     "x-ms-summary": "All unbilled",
                 },
                 "filter": _ref("SelectionFilter"),
@@ -281,7 +286,7 @@ def _paths() -> dict[str, Any]:
                         "allowEmptyValue": True,
                         "type": "string",
                         "enum": STATES,
-                        "default": "Unbilled",
+                        "default": BY_FILTER,
                         "x-ms-summary": "Status",
                     },
                     {
