@@ -57,6 +57,16 @@ class RetriesExhaustedError(Exception):
         self.response = response
 
 
+# A connection that failed or was cut off: the request may or may not have run. A body cut off
+# mid-read (`ChunkedEncodingError`) means the server answered, so a POST may well have committed.
+_CONNECTION_LOST = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+
+
 def send_with_retries(
     send: Callable[[], requests.Response],
     policy: RetryPolicy,
@@ -75,7 +85,7 @@ def send_with_retries(
         last = attempt == policy.max_attempts
         try:
             response = send()
-        except (requests.ConnectionError, requests.Timeout) as exc:
+        except _CONNECTION_LOST as exc:
             if not retry_connection_errors or last:
                 raise RetriesExhaustedError(f"{type(exc).__name__} after {attempt} attempt(s)") from exc
             delay = policy.backoff(attempt, rng)
@@ -83,7 +93,8 @@ def send_with_retries(
         else:
             if response.status_code not in policy.retry_statuses or last:
                 return response
-            delay = retry_after_seconds(response) or policy.backoff(attempt, rng)
+            told = retry_after_seconds(response)
+            delay = told if told is not None else policy.backoff(attempt, rng)
             reason = f"HTTP {response.status_code}"
         delay = min(delay, policy.max_delay)
         if on_retry is not None:

@@ -24,7 +24,7 @@ def make_appointment(
     *,
     start: datetime | None = None,
     minutes: int = 30,
-    customer: Customer | None | bool = True,
+    customer: Customer | bool | None = True,
     **changes: Any,
 ) -> Appointment:
     begin = start or BASE_START + timedelta(hours=number)

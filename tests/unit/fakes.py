@@ -81,7 +81,7 @@ class FakeBookingStore:
     # -- test helpers ----------------------------------------------------------------------------
 
     def _new_etag(self) -> str:
-        return f'W/"datetime\'{next(self._etags)}\'"'
+        return f"W/\"datetime'{next(self._etags)}'\""
 
     def put(self, booking: Booking) -> Booking:
         """Seed a row as given (no stamping): the returned copy carries its ETag."""
@@ -584,7 +584,9 @@ class FakeBusinessCentral:
 
     def create_item(self, body: dict[str, Any]) -> BcItem:
         def work() -> BcItem:
-            item = BcItem(self._next_id(), f"SVC-{len(self.items) + 1:04d}", str(body["displayName"]), "Service")
+            item = BcItem(
+                self._next_id(), f"SVC-{len(self.items) + 1:04d}", str(body["displayName"]), "Service"
+            )
             self.items[item.id] = item
             return item
 

@@ -98,9 +98,16 @@ def test_next_status_keeps_the_state_for_transitions_without_a_target() -> None:
 
 
 def test_claim_sets_the_request_and_clears_an_earlier_failure() -> None:
-    failed = make_booking(status=FAILED, error_code="BC_REJECTED", error="nope", request_id="old", invoice_attempts=2)
+    failed = make_booking(
+        status=FAILED, error_code="BC_REJECTED", error="nope", request_id="old", invoice_attempts=2
+    )
     claimed = lifecycle.claim(failed, "req-2", AT)
-    assert (claimed.status, claimed.request_id, claimed.error_code, claimed.error) == (QUEUED, "req-2", None, None)
+    assert (claimed.status, claimed.request_id, claimed.error_code, claimed.error) == (
+        QUEUED,
+        "req-2",
+        None,
+        None,
+    )
     assert claimed.status_changed_at == AT
     assert claimed.invoice_attempts == 2  # never reset: an invoice may exist from the earlier try
 
@@ -137,7 +144,11 @@ def test_fail_records_code_and_message_and_keeps_the_request() -> None:
 def test_release_claim_restores_the_previous_state_request_and_error() -> None:
     earlier = datetime(2026, 1, 30, tzinfo=UTC)
     previous = make_booking(
-        status=FAILED, request_id="req-old", error_code="BC_REJECTED", error="refused", status_changed_at=earlier
+        status=FAILED,
+        request_id="req-old",
+        error_code="BC_REJECTED",
+        error="refused",
+        status_changed_at=earlier,
     )
     previous = replace(previous, etag="etag-before")
     claimed = replace(lifecycle.claim(previous, "req-new", AT), etag="etag-claimed")
@@ -171,8 +182,17 @@ def test_refresh_takes_bookings_data_and_keeps_state_invoice_and_error() -> None
     )
     refreshed = lifecycle.refresh(stored, FRESH)
     assert (refreshed.service_name, refreshed.price) == ("Renamed service", 12.5)
-    for name in ("status", "error_code", "error", "request_id", "invoice_attempts", "invoice_id",
-                 "invoice_number", "status_changed_at", "key"):
+    for name in (
+        "status",
+        "error_code",
+        "error",
+        "request_id",
+        "invoice_attempts",
+        "invoice_id",
+        "invoice_number",
+        "status_changed_at",
+        "key",
+    ):
         assert getattr(refreshed, name) == getattr(stored, name), name
 
 

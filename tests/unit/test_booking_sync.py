@@ -1,0 +1,178 @@
+"""`BookingSync` with a fake Graph and the fake sync writer: windows, outcomes, isolation."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain.models import Booking, BookingStatus
+from shared.domain.sync_window import DEFAULT_OVERLAP, SyncWindow, plan_window
+from shared.services.booking_sync import BookingSync, SyncFailedError
+from shared.services.timer_run import SyncTimerRun
+from tests.unit.builders import DINNER, LUNCH, make_appointment, make_booking
+from tests.unit.fakes import (
+    FakeBookingStore,
+    FakeGraph,
+    FakeQueue,
+    FakeSyncState,
+    FakeSyncWriter,
+    ManualClock,
+)
+
+LOOKBACK_DAYS = 30
+NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
+
+
+class World:
+    def __init__(self, businesses: tuple[str, ...] = (LUNCH,), **options: int) -> None:
+        self.clock = ManualClock(NOW)
+        self.store = FakeBookingStore(self.clock)
+        self.graph = FakeGraph(self.clock)
+        self.state = FakeSyncState()
+        self.writer = FakeSyncWriter(self.store)
+        options.setdefault("prefetch_pages", 0)
+        options.setdefault("max_parallel_businesses", 1)
+        self.sync = BookingSync(
+            self.graph, self.writer, self.state, businesses, LOOKBACK_DAYS, clock=self.clock, **options
+        )
+
+    def booking(self, business: str, number: int) -> Booking:
+        found = self.store.get(business, make_booking(business, number).key)
+        assert found is not None
+        return found
+
+
+def test_plan_window_first_normal_and_catching_up() -> None:
+    assert plan_window(NOW, None, 7) == SyncWindow(NOW - timedelta(days=7), NOW, first_run=True)
+    assert plan_window(NOW, NOW - timedelta(hours=1), 7) == SyncWindow(NOW - timedelta(days=7), NOW)
+    watermark = NOW - timedelta(days=10)
+    assert plan_window(NOW, watermark, 7) == SyncWindow(watermark - DEFAULT_OVERLAP, NOW, catching_up=True)
+    edge = NOW - timedelta(days=7) + DEFAULT_OVERLAP  # resumes exactly at the lookback's start
+    assert plan_window(NOW, edge, 7) == SyncWindow(NOW - timedelta(days=7), NOW)
+    with pytest.raises(ValueError, match="aware"):
+        plan_window(NOW.replace(tzinfo=None), None, 7)
+
+
+def test_a_first_run_creates_completed_appointments_and_counts_the_rest() -> None:
+    world = World()
+    world.graph.add(*(make_appointment(LUNCH, n) for n in range(1, 4)))
+    world.graph.add(make_appointment(LUNCH, 4, start=NOW - timedelta(minutes=10)))  # still running
+    world.graph.add_invalid(LUNCH, "AAMk-broken", "startDateTime is missing")
+    world.graph.add_invalid(LUNCH, None, "not a JSON object")
+
+    report = world.sync.run()
+
+    assert report.ok
+    (result,) = report.results
+    assert result.window == SyncWindow(NOW - timedelta(days=LOOKBACK_DAYS), NOW, first_run=True)
+    assert world.graph.views == [(LUNCH, NOW - timedelta(days=LOOKBACK_DAYS), NOW)]
+    counts = result.counts()
+    assert (counts["read"], counts["new"], counts["notCompleted"], counts["invalid"]) == (6, 3, 1, 2)
+    assert {b.appointment_id for b in world.store.all()} == {make_appointment(LUNCH, n).id for n in (1, 2, 3)}
+    assert all(b.status is BookingStatus.UNBILLED for b in world.store.all())
+    assert world.state.get(LUNCH).fully_read_to == NOW
+    assert world.state.get(LUNCH).last_counts["new"] == 3
+
+
+def test_a_second_run_writes_only_what_changed_and_cancels_what_is_gone() -> None:
+    world = World()
+    world.graph.add(*(make_appointment(LUNCH, n) for n in range(1, 5)))
+    world.sync.run()
+    world.clock.advance(hours=1)
+    world.graph.add(make_appointment(LUNCH, 2, price=25.0))  # price corrected
+    world.graph.remove(LUNCH, make_appointment(LUNCH, 3).id)  # cancelled in Bookings
+    world.store.touch(LUNCH, make_booking(LUNCH, 4).key, status=BookingStatus.QUEUED, request_id="r")
+    world.graph.remove(LUNCH, make_appointment(LUNCH, 4).id)  # gone, but invoicing owns it
+
+    (result,) = world.sync.run().results
+
+    counts = result.counts()
+    assert (counts["new"], counts["updated"], counts["unchanged"], counts["cancelled"]) == (0, 1, 1, 1)
+    assert world.booking(LUNCH, 2).price == 25.0
+    assert world.booking(LUNCH, 3).status is BookingStatus.CANCELLED
+    assert world.booking(LUNCH, 4).status is BookingStatus.QUEUED
+    # Only the missing Unbilled booking was confirmed gone by a point read.
+    assert world.graph.point_reads == [(LUNCH, make_appointment(LUNCH, 3).id)]
+
+
+def test_an_appointment_that_moved_out_of_the_window_is_refreshed_not_cancelled() -> None:
+    world = World()
+    world.graph.add(make_appointment(LUNCH, 1))
+    world.sync.run()
+    moved = make_appointment(LUNCH, 1, start=NOW + timedelta(days=40))
+    world.graph.add(moved)
+    (result,) = world.sync.run().results
+    assert result.counts()["cancelled"] == 0
+    stored = world.booking(LUNCH, 1)
+    assert (stored.status, stored.start) == (BookingStatus.UNBILLED, moved.start)
+
+
+def test_a_cancelled_booking_that_reappears_is_revived() -> None:
+    world = World()
+    world.graph.add(make_appointment(LUNCH, 1))
+    world.store.put(make_booking(LUNCH, 1, status=BookingStatus.CANCELLED))
+    (result,) = world.sync.run().results
+    assert result.counts()["revived"] == 1
+    assert world.booking(LUNCH, 1).status is BookingStatus.UNBILLED
+
+
+def test_an_unreadable_appointment_is_not_taken_for_a_cancellation() -> None:
+    world = World()
+    world.store.put(make_booking(LUNCH, 1))
+    world.graph.add_invalid(LUNCH, make_appointment(LUNCH, 1).id, "price is not a number")
+    (result,) = world.sync.run().results
+    assert result.counts()["invalid"] == 1 and result.counts()["cancelled"] == 0
+    assert world.booking(LUNCH, 1).status is BookingStatus.UNBILLED
+    assert world.graph.point_reads == []
+
+
+def test_after_an_outage_the_window_resumes_at_the_watermark() -> None:
+    world = World()
+    watermark = NOW - timedelta(days=45)
+    world.state.set_watermark(LUNCH, watermark)
+    (result,) = world.sync.run().results
+    assert result.window == SyncWindow(watermark - DEFAULT_OVERLAP, NOW, catching_up=True)
+    assert world.writer.windows == [(LUNCH, watermark - DEFAULT_OVERLAP, NOW)]
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_a_failing_business_is_isolated_and_keeps_its_watermark(parallel: int) -> None:
+    world = World((LUNCH, DINNER), max_parallel_businesses=parallel, prefetch_pages=parallel - 1)
+    world.graph.add(*(make_appointment(LUNCH, n) for n in range(1, 4)))
+    world.graph.add(*(make_appointment(DINNER, n) for n in range(1, 4)))
+    earlier = NOW - timedelta(hours=2)
+    world.state.set_watermark(DINNER, earlier)
+    world.graph.failures[DINNER] = ConnectionError("Graph went away")
+
+    report = world.sync.run()
+
+    assert not report.ok
+    assert [r.business_id for r in report.failed] == [DINNER]
+    failed = report.failed[0]
+    assert failed.error == "ConnectionError: Graph went away"
+    assert world.state.get(DINNER).fully_read_to == earlier
+    assert world.state.get(DINNER).last_outcome == "failed"
+    assert world.state.get(LUNCH).fully_read_to == NOW
+    assert len(list(world.store.of_business(LUNCH))) == 3
+    # What was read before the failure is correct data and is kept; nothing was cancelled.
+    assert all(b.status is BookingStatus.UNBILLED for b in world.store.of_business(DINNER))
+
+
+def test_the_timer_runs_recovery_and_backlog_even_when_a_business_fails() -> None:
+    world = World((LUNCH, DINNER))
+    world.graph.failures[DINNER] = ConnectionError("down")
+    stuck = world.store.put(
+        make_booking(LUNCH, 9, status=BookingStatus.QUEUED, status_changed_at=NOW - timedelta(hours=2))
+    )
+    queue = FakeQueue()
+    with pytest.raises(SyncFailedError, match=DINNER):
+        SyncTimerRun(world.sync, world.store, queue, world.clock)()
+    assert queue.sent_keys == [stuck.key]
+
+
+def test_the_timer_returns_the_report_when_every_business_synced() -> None:
+    world = World((LUNCH,))
+    world.graph.add(make_appointment(LUNCH, 1))
+    report = SyncTimerRun(world.sync, world.store, FakeQueue(), world.clock)()
+    assert report.ok and report.results[0].counts()["new"] == 1

@@ -1,0 +1,106 @@
+"""The fakes keep the real adapters' contracts (the use-case tests rely on them)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from shared.domain.bc_records import Link
+from shared.domain.errors import BusinessCentralError, ConcurrentChangeError
+from shared.domain.filters import BookingFilter
+from shared.domain.models import BookingStatus
+from tests.unit.builders import DINNER, LUNCH, make_booking
+from tests.unit.fakes import FakeBookingStore, FakeBusinessCentral, FakeLinkStore, ManualClock
+
+
+def test_create_stamps_and_refuses_an_existing_booking() -> None:
+    clock = ManualClock()
+    store = FakeBookingStore(clock)
+    created = store.create(make_booking(updated_at=None, status_changed_at=None))
+    assert created.etag and (created.updated_at, created.status_changed_at) == (clock(), clock())
+    with pytest.raises(ConcurrentChangeError):
+        store.create(make_booking())
+
+
+def test_save_needs_the_current_etag_and_issues_a_new_one() -> None:
+    clock = ManualClock()
+    store = FakeBookingStore(clock)
+    read = store.put(make_booking())
+    with pytest.raises(ValueError, match="ETag"):
+        store.save(replace(read, etag=None))
+    clock.advance(minutes=1)
+    saved = store.save(replace(read, price=11.0))
+    assert saved.etag != read.etag and saved.updated_at == clock()
+    with pytest.raises(ConcurrentChangeError):
+        store.save(replace(read, price=12.0))  # read before the last write
+    store.delete(LUNCH, read.key)
+    with pytest.raises(ConcurrentChangeError):
+        store.save(saved)
+
+
+def test_save_batch_is_all_or_nothing() -> None:
+    store = FakeBookingStore()
+    first, second = store.put_all([make_booking(LUNCH, 1), make_booking(LUNCH, 2)])
+    store.touch(LUNCH, second.key, price=99.0)
+    with pytest.raises(ConcurrentChangeError):
+        store.save_batch(
+            [replace(first, status=BookingStatus.QUEUED), replace(second, status=BookingStatus.QUEUED)]
+        )
+    assert store.status_of(LUNCH, first.key) is BookingStatus.UNBILLED
+    with pytest.raises(ValueError, match="one business"):
+        store.save_batch([first, store.put(make_booking(DINNER, 3))])
+    with pytest.raises(ValueError, match="at most 100"):
+        store.save_batch([first] * 101)
+
+
+def test_pages_resume_at_their_marker_and_filters_apply() -> None:
+    store = FakeBookingStore()
+    store.put_all(make_booking(LUNCH, n, customer_email=f"C{n % 2}@x.com") for n in range(5))
+    store.put(make_booking(LUNCH, 7, status=BookingStatus.FAILED))
+    flt = BookingFilter(customer_email="c0@x.com")
+    items, marker = store.page(flt, LUNCH, 2, None)
+    assert len(items) == 2 and marker is not None
+    rest, marker = store.page(flt, LUNCH, 2, marker)
+    assert len(rest) == 1 and marker is None
+    assert {b.key for b in items + rest} == {b.key for b in store.iterate(flt, [LUNCH, DINNER])}
+    late = make_booking(LUNCH, 4).start
+    assert [b.start for b in store.iterate(BookingFilter(start_from=late), [LUNCH])] == [late]
+
+
+def test_stuck_since_needs_a_state_change_date() -> None:
+    clock = ManualClock()
+    store = FakeBookingStore(clock)
+    store.put(make_booking(LUNCH, 1, status=BookingStatus.QUEUED, status_changed_at=None))
+    old = store.put(
+        make_booking(LUNCH, 2, status=BookingStatus.QUEUED, status_changed_at=clock() - timedelta(days=1))
+    )
+    assert [b.key for b in store.stuck_since({BookingStatus.QUEUED}, clock())] == [old.key]
+
+
+def test_business_central_scripts_errors_before_or_after_the_work() -> None:
+    bc = FakeBusinessCentral()
+    lost = BusinessCentralError("lost", transient=True, may_have_committed=True)
+    bc.fail("create_invoice", lost, after_commit=True)
+    with pytest.raises(BusinessCentralError):
+        bc.create_invoice({"externalDocumentNumber": "BKG-A"})
+    assert len(bc.find_invoices_by_external_document_number("bkg-a")) == 1
+    bc.fail("create_invoice", lost)
+    with pytest.raises(BusinessCentralError):
+        bc.create_invoice({"externalDocumentNumber": "BKG-B"})
+    assert bc.find_invoices_by_external_document_number("BKG-B") == []
+
+
+def test_link_markers_are_claimed_once_and_taken_over_by_etag() -> None:
+    links = FakeLinkStore()
+    etag = links.claim("customer", "a@x.com", "worker-1")
+    assert etag is not None and links.claim("customer", "a@x.com", "worker-2") is None
+    row = links.get("customer", "a@x.com")
+    assert row is not None and (row.owner, row.link) == ("worker-1", None)
+    taken = links.take_over(row, "worker-2")
+    assert taken is not None and links.take_over(row, "worker-3") is None
+    links.release("customer", "a@x.com", etag)  # no longer ours: kept
+    assert links.get("customer", "a@x.com") is not None
+    links.record("customer", "a@x.com", Link("id", "C1"))
+    assert links.link_of("customer", "a@x.com") == Link("id", "C1")

@@ -1,0 +1,327 @@
+"""`InvoiceBooking` over the fakes: one invoice per booking, adoption, errors, live claims."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from shared.domain.bc_records import Link
+from shared.domain.errors import BusinessCentralError
+from shared.domain.invoice_lines import InvoiceDateRule
+from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
+from shared.services.invoice_booking import CLAIM_LEASE, InvoiceBooking, InvoiceOutcome, InvoicingRetryError
+from shared.services.links import CUSTOMER, ITEM, CustomerLinks, ItemLinks
+from tests.unit.builders import LUNCH, make_booking
+from tests.unit.fakes import FakeBookingStore, FakeBusinessCentral, FakeLinkStore, ManualClock
+
+ZONE = ZoneInfo("Europe/Amsterdam")
+
+
+def transient(**flags: Any) -> BusinessCentralError:
+    return BusinessCentralError("Business Central answered 503: busy", status=503, transient=True, **flags)
+
+
+class World:
+    def __init__(self, *, sync_customers: bool = False, linked: bool = True) -> None:
+        self.clock = ManualClock()
+        self.store = FakeBookingStore(self.clock)
+        self.bc = FakeBusinessCentral()
+        self.links = FakeLinkStore(self.clock)
+        self.customer = self.bc.add_customer("customer1@example.com", "C00001")
+        self.item = self.bc.add_item("Catered bento", "SVC-0001")
+        if linked:  # links already known: invoicing costs one Business Central request
+            self.links.record(CUSTOMER, "customer1@example.com", Link(self.customer.id, self.customer.number))
+            self.links.record(ITEM, "svc-1", Link(self.item.id, self.item.number))
+        self.invoice = InvoiceBooking(
+            self.store,
+            self.bc,
+            CustomerLinks(self.links, self.bc, create=sync_customers, sleep=lambda _: None),
+            ItemLinks(self.links, self.bc, create=False, sleep=lambda _: None),
+            time_zone=ZONE,
+            invoice_date=InvoiceDateRule.APPOINTMENT,
+            clock=self.clock,
+        )
+
+    def seed(self, booking: Booking) -> tuple[Booking, InvoiceMessage]:
+        stored = self.store.put(booking)
+        return stored, InvoiceMessage(stored.business_id, stored.key, "req-1")
+
+    def stored(self, booking: Booking) -> Booking:
+        found = self.store.get(booking.business_id, booking.key)
+        assert found is not None
+        return found
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def queued(**changes: Any) -> Booking:
+    return make_booking(LUNCH, 1, status=BookingStatus.QUEUED, request_id="req-1", **changes)
+
+
+def test_the_normal_path_is_one_business_central_request(world: World) -> None:
+    booking, message = world.seed(queued())
+    result = world.invoice(message, delivery_id="msg-1")
+
+    assert (result.outcome, result.status) == (InvoiceOutcome.INVOICED, BookingStatus.INVOICED)
+    assert world.bc.calls == [("create_invoice", external_document_number(booking.key))]
+    ((invoice_id, body),) = world.bc.invoice_bodies.items()
+    assert body["customerId"] == world.customer.id
+    assert body["salesInvoiceLines"][0]["itemId"] == world.item.id
+    assert body["invoiceDate"] == "2026-01-20"  # the appointment's end, in Amsterdam
+    stored = world.stored(booking)
+    assert (stored.status, stored.invoice_id, stored.invoice_number) == (
+        BookingStatus.INVOICED,
+        invoice_id,
+        result.invoice_number,
+    )
+    assert (stored.invoice_attempts, stored.claimed_by) == (1, "msg-1")
+
+
+def test_links_are_looked_up_once_then_cached() -> None:
+    world = World(linked=False)
+    first, message = world.seed(queued())
+    world.invoice(message)
+    assert [name for name, _ in world.bc.calls] == [
+        "find_customers_by_email",
+        "find_service_items_by_name",
+        "create_invoice",
+    ]
+    second, message = world.seed(
+        make_booking(LUNCH, 2, status=BookingStatus.QUEUED, customer_email="customer1@example.com")
+    )
+    world.invoice(message)
+    assert [name for name, _ in world.bc.calls][3:] == ["create_invoice"]
+    assert {world.stored(first).status, world.stored(second).status} == {BookingStatus.INVOICED}
+
+
+def test_an_ambiguous_post_that_committed_is_adopted_not_repeated(world: World) -> None:
+    booking, message = world.seed(queued())
+    world.bc.fail("create_invoice", transient(may_have_committed=True), after_commit=True)
+    result = world.invoice(message)
+    assert result.outcome is InvoiceOutcome.ADOPTED
+    assert len(world.bc.invoices) == 1
+    assert world.bc.count("create_invoice") == 1
+    assert world.bc.count("find_invoices_by_external_document_number") == 1
+    (invoice,) = world.bc.invoices.values()
+    assert world.stored(booking).invoice_id == invoice.id
+
+
+def test_an_ambiguous_post_that_did_not_commit_is_sent_again_after_a_lookup(world: World) -> None:
+    _, message = world.seed(queued())
+    world.bc.fail("create_invoice", transient(may_have_committed=True))
+    result = world.invoice(message)
+    assert result.outcome is InvoiceOutcome.INVOICED
+    assert [name for name, _ in world.bc.calls] == [
+        "create_invoice",
+        "find_invoices_by_external_document_number",
+        "create_invoice",
+    ]
+    assert len(world.bc.invoices) == 1
+
+
+def test_posts_that_never_answer_are_given_back_to_the_queue(world: World) -> None:
+    booking, message = world.seed(queued())
+    world.bc.fail("create_invoice", transient(may_have_committed=True), times=3)
+    with pytest.raises(InvoicingRetryError):
+        world.invoice(message)
+    assert world.bc.count("create_invoice") == 3
+    assert world.stored(booking).status is BookingStatus.INVOICING
+
+
+def test_a_booking_found_in_invoicing_is_looked_up_first_and_its_invoice_adopted(world: World) -> None:
+    stale = world.clock() - CLAIM_LEASE - timedelta(seconds=1)
+    booking, message = world.seed(
+        make_booking(
+            LUNCH,
+            1,
+            status=BookingStatus.INVOICING,
+            invoice_attempts=1,
+            claimed_by="msg-0",
+            status_changed_at=stale,
+        )
+    )
+    existing = world.bc.add_invoice(external_document_number(booking.key), "S-INV-0042")
+    result = world.invoice(message, delivery_id="msg-9")
+    assert (result.outcome, result.invoice_number) == (InvoiceOutcome.ADOPTED, "S-INV-0042")
+    assert world.bc.count("create_invoice") == 0
+    stored = world.stored(booking)
+    assert (stored.status, stored.invoice_id, stored.invoice_attempts) == (
+        BookingStatus.INVOICED,
+        existing.id,
+        2,
+    )
+
+
+def test_an_earlier_attempt_means_a_lookup_before_creating(world: World) -> None:
+    _, message = world.seed(queued(invoice_attempts=1))
+    result = world.invoice(message)
+    assert result.outcome is InvoiceOutcome.INVOICED
+    assert [name for name, _ in world.bc.calls] == [
+        "find_invoices_by_external_document_number",
+        "create_invoice",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("changes", "code"),
+    [
+        ({"has_customer": False, "customer_name": None, "customer_email": None}, ErrorCode.NO_CUSTOMER),
+        ({"customer_email": "  "}, ErrorCode.NO_CUSTOMER_EMAIL),
+        ({"customer_email": "nobody@example.com"}, ErrorCode.CUSTOMER_NOT_FOUND),
+        ({"service_id": "svc-2", "service_name": "Unknown service"}, ErrorCode.SERVICE_NOT_MAPPED),
+    ],
+)
+def test_what_can_never_succeed_fails_with_its_code(changes: dict[str, Any], code: ErrorCode) -> None:
+    world = World()
+    booking, message = world.seed(queued(**changes))
+    result = world.invoice(message)
+    assert (result.outcome, result.error_code) == (InvoiceOutcome.FAILED, str(code))
+    stored = world.stored(booking)
+    assert (stored.status, stored.error_code) == (BookingStatus.FAILED, str(code))
+    assert stored.error
+    assert world.bc.count("create_invoice") == 0
+
+
+def test_a_refused_invoice_fails_with_business_centrals_message(world: World) -> None:
+    booking, message = world.seed(queued())
+    world.bc.fail(
+        "create_invoice",
+        BusinessCentralError(
+            "The field Quantity must not be negative.",
+            status=400,
+            code="BadRequest_InvalidValue",
+            transient=False,
+        ),
+    )
+    result = world.invoice(message)
+    assert (result.outcome, result.error_code) == (InvoiceOutcome.FAILED, "BC_REJECTED")
+    stored = world.stored(booking)
+    assert (stored.status, stored.error) == (BookingStatus.FAILED, "The field Quantity must not be negative.")
+    assert world.bc.count("create_invoice") == 1
+
+
+def test_a_deleted_linked_record_is_linked_afresh_once(world: World) -> None:
+    _, message = world.seed(queued())
+    world.bc.fail(
+        "create_invoice",
+        BusinessCentralError("customer not found", status=400, code="BadRequest_NotFound", transient=False),
+    )
+    result = world.invoice(message)
+    assert result.outcome is InvoiceOutcome.INVOICED
+    assert [name for name, _ in world.bc.calls] == [
+        "create_invoice",
+        "find_customers_by_email",
+        "find_service_items_by_name",
+        "create_invoice",
+    ]
+
+
+def test_a_transient_error_is_raised_for_a_retry_and_leaves_the_claim(world: World) -> None:
+    booking, message = world.seed(queued())
+    world.bc.fail("create_invoice", transient())
+    with pytest.raises(BusinessCentralError):
+        world.invoice(message, dequeue_count=1, last_attempt=False)
+    stored = world.stored(booking)
+    assert (stored.status, stored.error_code) == (BookingStatus.INVOICING, None)
+
+
+def test_the_last_attempt_marks_the_booking_bc_unavailable(world: World) -> None:
+    booking, message = world.seed(queued())
+    world.bc.fail("create_invoice", transient())
+    with pytest.raises(BusinessCentralError):
+        world.invoice(message, dequeue_count=5, last_attempt=True)
+    stored = world.stored(booking)
+    assert (stored.status, stored.error_code) == (BookingStatus.FAILED, "BC_UNAVAILABLE")
+    assert stored.error is not None and stored.error.startswith("still failing after the last try")
+
+
+def test_a_claim_held_by_another_message_within_the_lease_is_skipped(world: World) -> None:
+    booking, message = world.seed(
+        make_booking(
+            LUNCH,
+            1,
+            status=BookingStatus.INVOICING,
+            invoice_attempts=1,
+            claimed_by="msg-1",
+            status_changed_at=world.clock() - timedelta(minutes=1),
+        )
+    )
+    result = world.invoice(message, delivery_id="msg-2")
+    assert (result.outcome, result.status) == (InvoiceOutcome.SKIPPED, BookingStatus.INVOICING)
+    assert world.bc.calls == []
+    assert world.stored(booking).claimed_by == "msg-1"
+
+
+def test_a_redelivery_of_the_claiming_message_takes_the_claim_over_at_once(world: World) -> None:
+    _, message = world.seed(
+        make_booking(
+            LUNCH,
+            1,
+            status=BookingStatus.INVOICING,
+            invoice_attempts=1,
+            claimed_by="msg-1",
+            status_changed_at=world.clock() - timedelta(minutes=1),
+        )
+    )
+    result = world.invoice(message, delivery_id="msg-1")
+    assert result.outcome is InvoiceOutcome.INVOICED
+    assert world.bc.calls[0][0] == "find_invoices_by_external_document_number"
+
+
+def test_a_claim_past_its_lease_is_taken_over(world: World) -> None:
+    _, message = world.seed(
+        make_booking(
+            LUNCH,
+            1,
+            status=BookingStatus.INVOICING,
+            invoice_attempts=1,
+            claimed_by="msg-1",
+            status_changed_at=world.clock() - CLAIM_LEASE,
+        )
+    )
+    assert world.invoice(message, delivery_id="msg-2").outcome is InvoiceOutcome.INVOICED
+
+
+@pytest.mark.parametrize("status", [BookingStatus.INVOICED, BookingStatus.UNBILLED, BookingStatus.CANCELLED])
+def test_a_booking_with_nothing_to_do_is_skipped(world: World, status: BookingStatus) -> None:
+    booking, message = world.seed(make_booking(LUNCH, 1, status=status, invoice_number="S-1"))
+    result = world.invoice(message)
+    assert (result.outcome, result.status) == (InvoiceOutcome.SKIPPED, status)
+    assert world.bc.calls == []
+    assert world.stored(booking).status == status
+
+
+def test_a_missing_booking_is_skipped(world: World) -> None:
+    result = world.invoice(InvoiceMessage(LUNCH, "A" * 26, "req-1"))
+    assert (result.outcome, result.status) == (InvoiceOutcome.SKIPPED, None)
+
+
+def test_losing_the_claim_race_rereads_and_sees_the_winner(world: World) -> None:
+    booking, message = world.seed(queued())
+
+    def another_worker_wins(kind: str, bookings: object) -> None:
+        world.store.before_write = None
+        world.store.touch(LUNCH, booking.key, status=BookingStatus.INVOICED, invoice_number="S-INV-7")
+
+    world.store.before_write = another_worker_wins
+    result = world.invoice(message)
+    assert (result.outcome, result.invoice_number) == (InvoiceOutcome.SKIPPED, "S-INV-7")
+    assert world.bc.calls == []
+
+
+def test_a_customer_is_created_when_syncing_customers_is_on() -> None:
+    world = World(sync_customers=True, linked=False)
+    booking, message = world.seed(
+        queued(customer_email="New.Person@Example.com", customer_name="New  Person")
+    )
+    assert world.invoice(message).outcome is InvoiceOutcome.INVOICED
+    created = [c for c in world.bc.customers.values() if c.email == "New.Person@Example.com"]
+    assert len(created) == 1 and created[0].display_name == "New Person"
+    assert world.links.link_of(CUSTOMER, "new.person@example.com") == Link(created[0].id, created[0].number)
+    assert world.stored(booking).status is BookingStatus.INVOICED
