@@ -325,3 +325,22 @@ def test_a_customer_is_created_when_syncing_customers_is_on() -> None:
     assert len(created) == 1 and created[0].display_name == "New Person"
     assert world.links.link_of(CUSTOMER, "new.person@example.com") == Link(created[0].id, created[0].number)
     assert world.stored(booking).status is BookingStatus.INVOICED
+
+
+def test_a_stale_link_of_a_service_without_id_is_forgotten_under_its_name_key(world: World) -> None:
+    """A service without id is linked under `name:<name>`; the relink must forget that very row."""
+    stale = world.bc.add_item("Catered bento", "SVC-OLD")
+    name_key = ItemLinks.link_key("", "Catered  Bento ")
+    assert name_key == "name:catered bento"
+    world.links.record(ITEM, name_key, Link(stale.id, stale.number))
+    world.bc.items.pop(stale.id)  # deleted in Business Central after it was linked
+    _, message = world.seed(queued(service_id=""))
+    world.bc.fail(
+        "create_invoice",
+        BusinessCentralError(
+            "Item does not exist.", status=400, code="Application_DialogException", transient=False
+        ),
+    )
+    result = world.invoice(message)
+    assert result.outcome is InvoiceOutcome.INVOICED
+    assert world.links.link_of(ITEM, name_key) == Link(world.item.id, world.item.number)
