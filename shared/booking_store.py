@@ -16,7 +16,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.models import Booking, BookingStatus, PriceType, is_booking_key
+from shared.models import Actor, Booking, BookingStatus, PriceType, is_booking_key
 from shared.storage import create_table_if_missing
 
 BOOKINGS_TABLE = "Bookings"
@@ -61,6 +61,8 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         "ClaimedBy": booking.claimed_by,
         "UpdatedAt": booking.updated_at,
         "StatusChangedAt": booking.status_changed_at,
+        "UpdatedById": booking.updated_by.id if booking.updated_by else None,
+        "UpdatedByName": booking.updated_by.name if booking.updated_by else None,
     }
     entity.update({name: value for name, value in optional.items() if value is not None})
     return entity
@@ -102,8 +104,15 @@ def entity_to_booking(entity: Any) -> Booking:
         claimed_by=entity.get("ClaimedBy"),
         updated_at=_aware(entity.get("UpdatedAt")),
         status_changed_at=_aware(entity.get("StatusChangedAt")),
+        updated_by=_actor(entity.get("UpdatedById"), entity.get("UpdatedByName")),
         etag=metadata.get("etag"),
     )
+
+
+def _actor(actor_id: Any, name: Any) -> Actor | None:
+    if not actor_id:
+        return None
+    return Actor(id=str(actor_id), name=str(name or actor_id))
 
 
 def _require_state(booking: Booking, allowed_from: Collection[BookingStatus]) -> None:

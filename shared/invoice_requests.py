@@ -21,7 +21,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.booking_store import BookingStore
-from shared.models import Booking, BookingStatus, iso_utc
+from shared.models import Actor, Booking, BookingStatus, iso_utc
 from shared.storage import create_table_if_missing
 
 INVOICE_REQUESTS_TABLE = "InvoiceRequests"
@@ -55,6 +55,7 @@ class RequestHeader:
     not_queued: int = 0
     traceparent: str | None = None
     completed_at: datetime | None = None
+    requested_by: Actor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -75,9 +76,18 @@ class InvoiceRequestStore:
     def ensure_table(self) -> None:
         create_table_if_missing(self.table)
 
-    def start(self, request_id: str, selection: dict[str, Any], traceparent: str | None) -> RequestHeader:
+    def start(
+        self,
+        request_id: str,
+        selection: dict[str, Any],
+        traceparent: str | None,
+        *,
+        requested_by: Actor | None = None,
+    ) -> RequestHeader:
         """Create the header before anything is claimed, so a crash mid-request leaves a trace."""
-        header = RequestHeader(request_id, self.clock(), selection, traceparent=traceparent)
+        header = RequestHeader(
+            request_id, self.clock(), selection, traceparent=traceparent, requested_by=requested_by
+        )
         self.table.create_entity(self._header_entity(header))
         return header
 
@@ -123,6 +133,11 @@ class InvoiceRequestStore:
             not_queued=int(entity.get("NotQueued") or 0),
             traceparent=entity.get("Traceparent"),
             completed_at=_aware(entity.get("CompletedAt")),
+            requested_by=(
+                Actor(str(entity["RequestedById"]), str(entity.get("RequestedByName") or ""))
+                if entity.get("RequestedById")
+                else None
+            ),
         )
 
     def items(self, request_id: str) -> list[RequestItem]:
@@ -151,6 +166,9 @@ class InvoiceRequestStore:
             entity["Traceparent"] = header.traceparent
         if header.completed_at:
             entity["CompletedAt"] = header.completed_at
+        if header.requested_by:
+            entity["RequestedById"] = header.requested_by.id
+            entity["RequestedByName"] = header.requested_by.name
         return entity
 
 
@@ -230,6 +248,8 @@ class RequestStatusReader:
             "requestId": request_id,
             "state": header.state,
             "createdAt": iso_utc(header.created_at),
+            "requestedAt": iso_utc(header.created_at),
+            "requestedBy": header.requested_by.to_json() if header.requested_by else None,
             "selection": header.selection,
             "total": len(rows),
             "counts": counts,

@@ -35,6 +35,7 @@ from shared.invoice_requests import InvoiceRequestStore, RequestItem
 from shared.models import (
     KEY_LENGTH,
     SELECTABLE_STATES,
+    Actor,
     Booking,
     BookingStatus,
     InvoiceMessage,
@@ -195,9 +196,10 @@ class _Failed:
     error: BaseException
 
 
-def _claim_changes(request_id: str) -> dict[str, Any]:
-    """What a claim (Unbilled/Failed -> Queued) writes besides the state: the request, no old error."""
-    return {"request_id": request_id, "error_code": None, "error": None}
+def _claim_changes(request_id: str, requested_by: Actor | None) -> dict[str, Any]:
+    """What a claim (Unbilled/Failed -> Queued) writes besides the state: the request and who made
+    it, no old error."""
+    return {"request_id": request_id, "error_code": None, "error": None, "updated_by": requested_by}
 
 
 class SelectionService:
@@ -223,14 +225,21 @@ class SelectionService:
         self.new_request_id = new_request_id
 
     def submit(
-        self, selection: Selection, *, traceparent: str | None = None, tracestate: str | None = None
+        self,
+        selection: Selection,
+        *,
+        requested_by: Actor | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> SelectionResult:
+        """Claim and queue a selection; `requested_by` (the caller) is recorded on the request
+        and on every booking it claims."""
         started = time.perf_counter()
         candidates, not_found, allowed = self._candidates(selection)
         request_id = self.new_request_id()
-        header = self.requests.start(request_id, selection.summary(), traceparent)
+        header = self.requests.start(request_id, selection.summary(), traceparent, requested_by=requested_by)
 
-        outcomes = self._claim_all(candidates, allowed, request_id)
+        outcomes = self._claim_all(candidates, allowed, request_id, requested_by)
         claimed = [o for o in outcomes if isinstance(o, _Claimed)]
         failures = [o for o in outcomes if isinstance(o, _Failed)]
         if failures:
@@ -303,14 +312,17 @@ class SelectionService:
         duration_ms = round((time.perf_counter() - started) * 1000)
         outcome = "accepted" if accepted or not not_queued else "queue_unavailable"
         log.info(
-            "Invoice request %s: %d accepted, %d skipped, %d not found, %d not queued",
+            "Invoice request %s by %s: %d accepted, %d skipped, %d not found, %d not queued",
             request_id,
+            requested_by.id if requested_by else "(unknown caller)",
             accepted,
             len(skipped),
             len(not_found),
             len(not_queued),
             extra={
                 "requestId": request_id,
+                "requestedById": requested_by.id if requested_by else None,
+                "requestedByName": requested_by.name if requested_by else None,
                 "outcome": outcome,
                 "durationMs": duration_ms,
                 "accepted": accepted,
@@ -342,7 +354,11 @@ class SelectionService:
         return candidates, [], frozenset({BookingStatus.UNBILLED})
 
     def _claim_all(
-        self, candidates: Sequence[Booking], allowed: Collection[BookingStatus], request_id: str
+        self,
+        candidates: Sequence[Booking],
+        allowed: Collection[BookingStatus],
+        request_id: str,
+        requested_by: Actor | None = None,
     ) -> list[object]:
         """Claim in transactions of 100 per business; a batch that meets a concurrent change is
         retried booking by booking (so exactly the changed ones are re-read and decided again)."""
@@ -360,10 +376,13 @@ class SelectionService:
         def claim_chunk(chunk: list[Booking]) -> list[object]:
             try:
                 claimed = self.store.transition_batch(
-                    chunk, BookingStatus.QUEUED, allowed_from=allowed, **_claim_changes(request_id)
+                    chunk,
+                    BookingStatus.QUEUED,
+                    allowed_from=allowed,
+                    **_claim_changes(request_id, requested_by),
                 )
             except ConcurrentChangeError:
-                return [self._claim(booking, allowed, request_id) for booking in chunk]
+                return [self._claim(booking, allowed, request_id, requested_by) for booking in chunk]
             except Exception as exc:  # storage trouble: the caller undoes every claim and fails
                 return [_Failed(booking.key, exc) for booking in chunk]
             return [_Claimed(old, new) for old, new in zip(chunk, claimed, strict=True)]
@@ -373,7 +392,13 @@ class SelectionService:
                 outcomes[booking.key] = outcome
         return [outcomes[booking.key] for booking in candidates]
 
-    def _claim(self, booking: Booking, allowed: Collection[BookingStatus], request_id: str) -> object:
+    def _claim(
+        self,
+        booking: Booking,
+        allowed: Collection[BookingStatus],
+        request_id: str,
+        requested_by: Actor | None = None,
+    ) -> object:
         current: Booking | None = booking
         for _ in range(CLAIM_ATTEMPTS):
             assert current is not None
@@ -381,7 +406,10 @@ class SelectionService:
                 return _NotClaimed(current.key, current.status)
             try:
                 claimed = self.store.transition(
-                    current, BookingStatus.QUEUED, allowed_from=allowed, **_claim_changes(request_id)
+                    current,
+                    BookingStatus.QUEUED,
+                    allowed_from=allowed,
+                    **_claim_changes(request_id, requested_by),
                 )
             except ConcurrentChangeError:
                 current = self.store.get(booking.business_id, booking.key)
@@ -416,6 +444,7 @@ class SelectionService:
                         error_code=previous.error_code,
                         error=previous.error,
                         status_changed_at=previous.status_changed_at,
+                        updated_by=previous.updated_by,
                     )
                 )
                 return previous.status

@@ -27,6 +27,7 @@ from shared import bootstrap
 from shared.booking_store import BOOKINGS_TABLE, BookingStore
 from shared.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
 from shared.models import Booking
+from tests.auth_support import bearer, client_credentials_token
 from tests.conftest import SANDBOX_NOW, product_settings
 from tests.helpers import wait_for
 
@@ -176,9 +177,16 @@ class Stack:
             return list(self.store.query("PartitionKey ne @none", {"none": ""}))
         return list(self.store.query("PartitionKey eq @business", {"business": business_id}))
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Call the product's HTTP API (`/api/...`)."""
+    def token(self, **options: str) -> str:
+        """An access token for the product's API from the sandbox's Entra ID (client credentials);
+        by default the app's own registration, which holds both app roles."""
+        return client_credentials_token(self.settings, verify=str(self.sandbox.ca_bundle_path), **options)
+
+    def api(self, method: str, path: str, *, authenticated: bool = True, **kwargs: Any) -> requests.Response:
+        """Call the product's HTTP API (`/api/...`), with a fresh token unless told otherwise."""
         kwargs.setdefault("timeout", 30)
+        if authenticated:
+            kwargs["headers"] = {**bearer(self.token()), **(kwargs.get("headers") or {})}
         return self.session.request(method, f"{self.url}/api/{path.lstrip('/')}", **kwargs)
 
     def graph_appointments(self, business_id: str) -> list[dict[str, Any]]:
@@ -222,7 +230,8 @@ def make_stack_factory(
         logs = LogCapture()
         logs.install()
         try:
-            host = start_product_host(settings)
+            # devhost checks token expiry on the sandbox's clock, which issued the tokens.
+            host = start_product_host(settings, clock=clock.now)
         except BaseException:
             logs.remove()
             raise
