@@ -518,3 +518,20 @@ def test_a_bad_setting_is_a_503_naming_it_without_secrets(
             assert "BC_COMPANY_ID" in document["detail"]
             assert world.settings["ENTRA_CLIENT_SECRET"] not in response.text
             assert "AccountKey" not in response.text
+
+
+def test_in_azure_without_app_service_authentication_every_route_but_health_and_openapi_is_a_503(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str
+) -> None:
+    drain(invoice_queue(connection))
+    with api_world(monkeypatch, tmp_path, connection, WEBSITE_SITE_NAME="bookinv-func") as world:
+        seed(world.connection, [make_booking(world.business, 1)])
+        # Even a signed-in caller: without the platform in front, the principal could be forged.
+        for response in (world.get(f"{world.url}/bookings"), post(world, {"all": True})):
+            assert "App Service Authentication is not enabled" in assert_problem(response, 503)["detail"]
+        assert world.get(f"{world.url}/health").status_code == 200
+        assert world.get(f"{world.url}/openapi.json").status_code == 200
+        assert drain(world.queue()) == []
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    with api_world(monkeypatch, tmp_path, connection, WEBSITE_SITE_NAME="bookinv-func") as world:
+        assert world.get(f"{world.url}/bookings").status_code == 200
