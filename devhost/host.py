@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+from devhost.auth import EasyAuth
 from devhost.config import HostConfig, HostConfigError
 from devhost.functions import FunctionSpec, discover_functions
 from devhost.http import HttpFront, Keys, Route
@@ -44,7 +45,9 @@ class DevHost:
         port: int = 7071,
         queue_lock: timedelta = DEFAULT_LOCK,
         drain_timeout: float = 60.0,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
+        """`clock` is what token expiry is checked against (default: the system clock)."""
         self.config = config
         self.settings = dict(settings)
         self.drain_timeout = drain_timeout
@@ -68,8 +71,16 @@ class DevHost:
             function_key=self.settings.get("DEVHOST_FUNCTION_KEY") or None,
             master_key=self.settings.get("DEVHOST_MASTER_KEY") or None,
         )
+        self.easy_auth = EasyAuth(self.settings, clock=clock)
         self.http = HttpFront(
-            routes, self.invoker, keys, self.run_function_now, self.status, bind=bind, port=port
+            routes,
+            self.invoker,
+            keys,
+            self.run_function_now,
+            self.status,
+            easy_auth=self.easy_auth,
+            bind=bind,
+            port=port,
         )
         self._state = "Created"
         self._stopped = threading.Event()

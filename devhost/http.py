@@ -22,6 +22,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import azure.functions as func
 
+from devhost.auth import (
+    PLATFORM_HEADER_PREFIXES,
+    SESSION_COOKIE,
+    AuthError,
+    EasyAuth,
+    identity_from_token,
+    safe_redirect,
+)
 from devhost.functions import FunctionSpec
 from devhost.invoker import Invoker, TraceContext
 
@@ -139,9 +147,11 @@ class HttpFront:
         run_function_now: Callable[[str, str], int],
         host_status: Callable[[], Mapping[str, Any]],
         *,
+        easy_auth: EasyAuth | None = None,
         bind: str = "127.0.0.1",
         port: int = 7071,
     ) -> None:
+        self.easy_auth = easy_auth or EasyAuth({})
         # Literal routes before parameterised ones, longer before shorter.
         self.routes = sorted(routes, key=lambda r: (-r.literal_segments, r.parameter_segments))
         self.invoker = invoker
@@ -204,6 +214,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path.lower().startswith("/admin/"):
             self._admin(path, body, given_key)
             return
+        if path.lower() == "/.auth" or path.lower().startswith("/.auth/"):
+            self._auth_endpoint(path.lower(), body, query)
+            return
         found = self.front.find_route(path, self.command)
         if found is None:
             self._reply(HTTPStatus.NOT_FOUND)
@@ -215,11 +228,14 @@ class _Handler(BaseHTTPRequestHandler):
         params: dict[str, str] = {}
         for key, value in query:
             params.setdefault(key, value)
+        headers = self._platform_headers()
+        if headers is None:
+            return
         host = self.headers.get("Host") or f"127.0.0.1:{self.front.port}"
         request = func.HttpRequest(
             method=self.command,
             url=f"http://{host}{self.path}",
-            headers=dict(self.headers.items()),
+            headers=headers,
             params=params,
             route_params=route_params,
             body=body,
@@ -232,6 +248,91 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.INTERNAL_SERVER_ERROR)
             return
         self._send_function_response(response)
+
+    def _platform_headers(self) -> dict[str, str] | None:
+        """The request's headers as App Service Authentication hands them on (None: answered 401).
+
+        Principal headers a client sent are dropped; a bearer token or a session adds the caller's.
+        """
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if not name.lower().startswith(PLATFORM_HEADER_PREFIXES)
+        }
+        authorization = (self.headers.get("Authorization") or "").strip()
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer":
+            try:
+                claims = self.front.easy_auth.validate(token.strip())
+            except AuthError as exc:
+                log.info("Refused a bearer token (401): %s", exc)
+                self._problem(
+                    HTTPStatus.UNAUTHORIZED,
+                    f"The access token was refused: {exc}.",
+                    {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{exc}"'},
+                )
+                return None
+            identity = identity_from_token(claims)
+        else:
+            identity = self.front.easy_auth.session(self.headers.get("Cookie"))
+        if identity is not None:
+            headers.update(identity.principal_headers())
+        return headers
+
+    def _auth_endpoint(self, path: str, body: bytes, query: list[tuple[str, str]]) -> None:
+        """`/.auth/login/aad` (mock form), `/.auth/me`, `/.auth/logout`, as the SWA CLI serves them."""
+        auth = self.front.easy_auth
+        params = dict(query)
+        if path == "/.auth/login/aad" and self.command == "GET":
+            page = auth.login_form(params.get("post_login_redirect_uri", "/")).encode()
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header(
+                "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"
+            )
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        if path == "/.auth/login/aad" and self.command == "POST":
+            result = auth.login(body)
+            if result is None:
+                self._problem(HTTPStatus.BAD_REQUEST, "The sign-in form needs a user name (userDetails).")
+                return
+            identity, target = result
+            log.info("Signed in %s (mock sign-in) with roles %s", identity.name, ", ".join(identity.roles))
+            cookie = f"{SESSION_COOKIE}={auth.session_cookie(identity)}; Path=/; HttpOnly; SameSite=Lax"
+            self._redirect(target, cookie)
+            return
+        if path == "/.auth/me" and self.command == "GET":
+            identity = auth.session(self.headers.get("Cookie"))
+            self._json(HTTPStatus.OK, identity.me() if identity else {"clientPrincipal": None})
+            return
+        if path == "/.auth/logout" and self.command in ("GET", "POST"):
+            cookie = f"{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0"
+            self._redirect(safe_redirect(params.get("post_logout_redirect_uri", "/")), cookie)
+            return
+        self._reply(HTTPStatus.NOT_FOUND)
+
+    def _redirect(self, location: str, cookie: str) -> None:
+        self.send_response(HTTPStatus.FOUND)
+        self.send_header("Location", location)
+        self.send_header("Set-Cookie", cookie)
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _problem(self, status: HTTPStatus, detail: str, headers: Mapping[str, str] | None = None) -> None:
+        document = {"type": "about:blank", "title": status.phrase, "status": int(status), "detail": detail}
+        payload = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/problem+json; charset=utf-8")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from devhost.azurite import Azurite, start_azurite
+from devhost.token import api_token
 from shared.settings import DEFAULT_SYNC_SCHEDULE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,22 +190,28 @@ def start_sandbox(children: Children, args: argparse.Namespace) -> dict[str, str
 
 
 def print_next_steps(base: str, keys: list[str], sandbox_url: str | None) -> None:
+    auth = '-H "Authorization: Bearer $TOKEN"'
     say()
     say("=" * 78)
     say("Bookings bulk invoicing is running locally." + (" (sandbox data)" if sandbox_url else ""))
     say()
-    say(f"  Unbilled bookings:   curl -s '{base}/api/bookings?top=5'")
+    say(f"  Sign in (browser):   {base}/.auth/login/aad  (pick a user name and the app roles")
+    say(f"                       Bookings.Read / Bookings.Invoice; who you are: {base}/.auth/me)")
+    say("  Get a token first:   TOKEN=$(.venv/bin/python -m devhost.token)")
+    say("                       (client credentials for api://<ENTRA_CLIENT_ID>/.default, as in Azure)")
+    say(f"  Unbilled bookings:   curl -s '{base}/api/bookings?top=5' {auth}")
     if keys:
         body = json.dumps({"bookingKeys": keys[:3]})
         say(
             "  Invoice three:       curl -si -X POST "
-            f"'{base}/api/invoice-requests' -H 'content-type: application/json' -d '{body}'"
+            f"'{base}/api/invoice-requests' {auth} -H 'content-type: application/json' -d '{body}'"
         )
     say(
         "  Invoice all:         curl -si -X POST "
-        f"'{base}/api/invoice-requests' -H 'content-type: application/json' -d '{{\"all\": true}}'"
+        f"'{base}/api/invoice-requests' {auth} -H 'content-type: application/json' -d '{{\"all\": true}}'"
     )
-    say(f"  Request status:      curl -s '{base}/api/invoice-requests/<requestId from the Location header>'")
+    status_url = f"{base}/api/invoice-requests/<requestId from the Location header>"
+    say(f"  Request status:      curl -s '{status_url}' {auth}")
     say(f"  Health / API spec:   {base}/api/health   {base}/api/openapi.json")
     say(f"  Sync again now:      curl -si -X POST '{base}/admin/functions/sync_bookings' "
         "-H 'content-type: application/json' -d '{\"input\": \"\"}'")  # fmt: skip
@@ -284,8 +291,17 @@ def main(argv: list[str] | None = None) -> int:
             ),
             timeout=600,
         )
-        page = requests.get(f"{base}/api/bookings", params={"top": 3}, headers=key_header, timeout=30)
-        listed = page.json().get("value") if page.ok else None
+        listed = None
+        try:
+            # The API needs a caller: the app's own registration, as `python -m devhost.token` does.
+            for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+                if env.get(name):
+                    os.environ[name] = env[name]
+            headers = {**key_header, "Authorization": f"Bearer {api_token(env)}"}
+            page = requests.get(f"{base}/api/bookings", params={"top": 3}, headers=headers, timeout=30)
+            listed = page.json().get("value") if page.ok else None
+        except RuntimeError as exc:
+            say(f"(no token for the API: {exc}; sign in in the browser instead)")
         keys = [booking["key"] for booking in listed or []]
         if not keys:
             say("(no unbilled bookings: the first sync found none, or it failed - see the log lines above)")

@@ -1,4 +1,9 @@
-"""The HTTP API (route prefix /api, auth level function): list, look up, select, follow a request.
+"""The HTTP API (route prefix /api): list, look up, select, follow a request.
+
+Callers are authenticated by the platform (App Service Authentication; devhost locally), so the
+functions are anonymous at the host level; each one checks the caller and its app role itself
+(`_caller`): `Bookings.Read` for GETs, `Bookings.Invoice` for POSTs, 401/403/503 otherwise.
+`health` and `openapi` need no caller.
 
 Each function parses its input, calls one use case from `shared` and shapes the answer. Errors are
 RFC 9457 problem documents: 400 for input a person can fix (with `detail` and `errors`), 404 for
@@ -8,6 +13,7 @@ unknown ids, 503 when settings or the queue make the app unusable, and 500 with 
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable
@@ -17,6 +23,7 @@ import azure.functions as func
 
 from functions.responses import json_response, problem
 from shared import bootstrap
+from shared.api.auth import ROLE_INVOICE, ROLE_READ, Caller, Refusal, authorize
 from shared.api.input import InvalidInput, parse_json_object
 from shared.api.list_query import parse_list_query, read_page
 from shared.api.openapi import build_document
@@ -34,18 +41,42 @@ log = get_logger("bookings.http_api")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$")
 
 
-def _answer(function: str, handler: Callable[[Container], func.HttpResponse]) -> func.HttpResponse:
-    """Run a handler with the app's container and turn every failure into a problem document."""
+def _caller(req: func.HttpRequest, function: str, role: str) -> Caller | func.HttpResponse:
+    """The request's caller if it holds `role`; otherwise the problem document to answer with."""
+    decision = authorize(req.headers, role, os.environ)
+    if isinstance(decision, Refusal):
+        log.info(
+            "Refused a %s request (%d): %s",
+            function,
+            decision.status,
+            decision.title,
+            extra={"outcome": "unauthorized" if decision.status == 401 else "forbidden"},
+        )
+        response = problem(decision.status, decision.title, decision.detail)
+        if decision.status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="bookings-invoicing"'
+        return response
+    return decision
+
+
+def _answer(
+    function: str, handler: Callable[[Container], func.HttpResponse], caller: Caller | None = None
+) -> func.HttpResponse:
+    """Run a handler with the app's container and turn every failure into a problem document.
+
+    Every log line of the handler carries the caller's object id (`callerId`).
+    """
     try:
-        try:
-            return handler(bootstrap.container())
-        except SelectionTooLargeError as exc:
-            raise InvalidInput.field(
-                "filter",
-                f"matches more than {exc.limit:,} Unbilled bookings, the most one request "
-                "may select (setting MAX_SELECTION). Narrow it with businessId, customerEmail or "
-                "from/to, and send several requests.",
-            ) from None
+        with log_fields(callerId=caller.id if caller else None):
+            try:
+                return handler(bootstrap.container())
+            except SelectionTooLargeError as exc:
+                raise InvalidInput.field(
+                    "filter",
+                    f"matches more than {exc.limit:,} Unbilled bookings, the most one request "
+                    "may select (setting MAX_SELECTION). Narrow it with businessId, customerEmail or "
+                    "from/to, and send several requests.",
+                ) from None
     except InvalidInput as exc:
         return _rejected(function, exc)
     except SettingsError as exc:
@@ -113,17 +144,24 @@ def _incident(function: str, exc: Exception) -> func.HttpResponse:
 @bp.function_name("list_bookings")
 @bp.route(route="bookings", methods=["GET"])
 def list_bookings(req: func.HttpRequest) -> func.HttpResponse:
+    caller = _caller(req, "list_bookings", ROLE_READ)
+    if not isinstance(caller, Caller):
+        return caller
+
     def handle(c: Container) -> func.HttpResponse:
         query = parse_list_query(dict(req.params), c.settings.bookings_business_ids, c.settings.time_zone)
         items, token = read_page(c.booking_queries, c.continuation_tokens, query)
         return json_response({"value": [b.to_json() for b in items], "continuationToken": token})
 
-    return _answer("list_bookings", handle)
+    return _answer("list_bookings", handle, caller)
 
 
 @bp.function_name("get_booking")
 @bp.route(route="bookings/{key}", methods=["GET"])
 def get_booking(req: func.HttpRequest) -> func.HttpResponse:
+    caller = _caller(req, "get_booking", ROLE_READ)
+    if not isinstance(caller, Caller):
+        return caller
     key = req.route_params.get("key", "")
 
     def handle(c: Container) -> func.HttpResponse:
@@ -132,12 +170,15 @@ def get_booking(req: func.HttpRequest) -> func.HttpResponse:
             return problem(404, "Not found", f"There is no booking with key {key[:40]!r}.")
         return json_response(booking.to_json())
 
-    return _answer("get_booking", handle)
+    return _answer("get_booking", handle, caller)
 
 
 @bp.function_name("submit_invoice_requests")
 @bp.route(route="invoice-requests", methods=["POST"])
 def submit_invoice_requests(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    caller = _caller(req, "submit_invoice_requests", ROLE_INVOICE)
+    if not isinstance(caller, Caller):
+        return caller
     trace = getattr(context, "trace_context", None)
     span = TraceParent.parse(getattr(trace, "trace_parent", None))
 
@@ -153,6 +194,7 @@ def submit_invoice_requests(req: func.HttpRequest, context: func.Context) -> fun
         with log_fields(traceId=span.trace_id if span else None, spanId=span.span_id if span else None):
             result = c.selection.submit(
                 selection,
+                requested_by=caller.actor,
                 traceparent=span.header if span else current_traceparent(),
                 tracestate=getattr(trace, "trace_state", None) or None,
             )
@@ -162,12 +204,15 @@ def submit_invoice_requests(req: func.HttpRequest, context: func.Context) -> fun
             headers={"Location": f"/api/invoice-requests/{result.request_id}"},
         )
 
-    return _answer("submit_invoice_requests", handle)
+    return _answer("submit_invoice_requests", handle, caller)
 
 
 @bp.function_name("get_invoice_request")
 @bp.route(route="invoice-requests/{requestId}", methods=["GET"])
 def get_invoice_request(req: func.HttpRequest) -> func.HttpResponse:
+    caller = _caller(req, "get_invoice_request", ROLE_READ)
+    if not isinstance(caller, Caller):
+        return caller
     request_id = req.route_params.get("requestId", "")
 
     def handle(c: Container) -> func.HttpResponse:
@@ -176,7 +221,7 @@ def get_invoice_request(req: func.HttpRequest) -> func.HttpResponse:
             return problem(404, "Not found", f"There is no invoice request {request_id[:40]!r}.")
         return json_response(status)
 
-    return _answer("get_invoice_request", handle)
+    return _answer("get_invoice_request", handle, caller)
 
 
 @bp.function_name("health")

@@ -352,6 +352,18 @@ module functionApp 'modules/functionapp.bicep' = {
   ]
 }
 
+// App Service Authentication with the Entra provider in front of the whole app (app roles
+// Bookings.Read / Bookings.Invoice: docs/operations.md, "Sign-in and roles").
+module easyAuth 'modules/easyauth.bicep' = {
+  name: 'easyAuth'
+  params: {
+    siteName: functionApp.outputs.name
+    tenantId: entraTenantId
+    clientId: entraClientId
+    authorityHost: entraAuthorityHost
+  }
+}
+
 module alerts 'modules/alerts.bicep' = {
   name: 'alerts'
   params: {

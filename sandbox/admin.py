@@ -8,6 +8,7 @@ token, and nothing here is counted or throttled like the emulated services.
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,6 +71,8 @@ class AdminApi:
         add("POST", "/graph/businesses/{businessId}/generate", self._generate)
         add("POST", "/bc/salesInvoices/{invoiceId}/post", self._post_invoice)
         add("POST", "/bc/salesInvoices/{invoiceId}/status", self._set_invoice_status)
+        add("POST", "/entra/apps", self._register_app)
+        add("PUT", "/entra/apps/{clientId}/apiRoles", self._set_api_roles)
 
     def handle(self, request: Request, subpath: str) -> Response:
         try:
@@ -244,8 +247,52 @@ class AdminApi:
             return _error(exc.status, exc.code, exc.message)
         return Response.json(200, changed)
 
+    # -- client -----------------------------------------------------------------------------------------
 
-# -- client -----------------------------------------------------------------------------------------
+    def _register_app(self, request: Request, params: dict[str, str]) -> Response:
+        """A client app (a script, a flow) with a secret and app roles of the product's API."""
+        from sandbox.entra import AppRegistration
+        from sandbox.httpcore import new_guid
+
+        data = _body(request)
+        unknown = set(data) - {"displayName", "apiRoles"}
+        if unknown:
+            return _error(400, "badRequest", f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        roles = data.get("apiRoles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            return _error(400, "badRequest", "apiRoles must be an array of app role names.")
+        app = AppRegistration(
+            client_id=new_guid(),
+            display_name=str(data.get("displayName") or "test client"),
+            secrets=[secrets.token_urlsafe(24)],
+        )
+        self.app.directory.register(app)
+        try:
+            self.app.directory.set_api_roles(app.client_id, roles)
+        except ValueError as exc:
+            self.app.directory.unregister(app.client_id)
+            return _error(400, "badRequest", str(exc))
+        body = {
+            "clientId": app.client_id,
+            "clientSecret": app.secrets[0],
+            "servicePrincipalId": app.service_principal_id,
+            "apiRoles": list(app.api_roles),
+        }
+        return Response.json(201, body)
+
+    def _set_api_roles(self, request: Request, params: dict[str, str]) -> Response:
+        data = _body(request)
+        roles = data.get("roles")
+        valid = isinstance(roles, list) and all(isinstance(r, str) for r in roles)
+        if set(data) != {"roles"} or not valid:
+            return _error(400, "badRequest", 'The body must be {"roles": [app role names]}.')
+        try:
+            app = self.app.directory.set_api_roles(params["clientId"], roles or [])
+        except KeyError:
+            return _error(404, "notFound", f"No app registration {params['clientId']}.")
+        except ValueError as exc:
+            return _error(400, "badRequest", str(exc))
+        return Response.json(200, {"clientId": app.client_id, "apiRoles": list(app.api_roles)})
 
 
 class SandboxAdminError(RuntimeError):
@@ -370,6 +417,13 @@ class SandboxAdmin:
 
     def mark_invoice_paid(self, invoice_id: str) -> dict[str, Any]:
         return self.set_invoice_status(invoice_id, "Paid")
+
+    def register_client(self, display_name: str, api_roles: list[str]) -> dict[str, Any]:
+        """A new client app holding `api_roles` of the product's API: clientId, clientSecret, ..."""
+        return self._call("POST", "/entra/apps", {"displayName": display_name, "apiRoles": api_roles})
+
+    def set_api_roles(self, client_id: str, roles: list[str]) -> dict[str, Any]:
+        return self._call("PUT", f"/entra/apps/{_segment(client_id)}/apiRoles", {"roles": roles})
 
 
 def _segment(value: str) -> str:

@@ -1,5 +1,13 @@
 """Microsoft Entra ID stand-in: OIDC discovery, JWKS and the v2.0 token endpoint (client credentials).
 
+Besides Graph and Business Central, the tenant has one more resource: the product's own API, an
+app registration exposing `api://{client id}` with the app roles `Bookings.Read` and
+`Bookings.Invoice`. A client asking for `api://{client id}/.default` gets a v1.0 access token
+(`aud` = the App ID URI, `iss` = `https://sts.windows.net/{tenant}/`, as Entra issues when the
+registration keeps the default `accessTokenAcceptedVersion`) whose `roles` are the app roles
+assigned to that client (`AppRegistration.api_roles`; the admin API changes them and registers
+more clients, so tests can call the API as a reader, an invoicer or an app with no role).
+
 It behaves the way MSAL for Python needs and the way the real service fails: discovery documents
 with the endpoints MSAL reads, `client_secret` and certificate (`client_assertion`) credentials,
 tokens bound to exactly one resource, and Entra's error body (`error`, `error_description`
@@ -45,6 +53,7 @@ _RESOURCE_ROLES = {
 _OIDC_SCOPES = {"openid", "profile", "offline_access", "email"}
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME = timedelta(seconds=3599)
+API_APP_ROLES = ("Bookings.Read", "Bookings.Invoice")
 ASSERTION_CLOCK_SKEW_SECONDS = 300
 
 
@@ -57,6 +66,8 @@ class AppRegistration:
     secrets: list[str] = field(default_factory=list)
     certificates: list[x509.Certificate] = field(default_factory=list)
     service_principal_id: str = field(default_factory=new_guid)
+    # App roles of the product's API assigned to this client (its service principal).
+    api_roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ class Directory:
         self._clock = clock
         self._lock = threading.Lock()
         self._apps: dict[str, AppRegistration] = {}
+        # The app registration whose API (`api://{client id}`) the tenant exposes, if any.
+        self.api_client_id: str | None = None
         self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self._public_key = self._signing_key.public_key()
         self.key_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
@@ -104,6 +117,38 @@ class Directory:
         with self._lock:
             return self._apps.get(client_id.strip().lower())
 
+    def unregister(self, client_id: str) -> None:
+        with self._lock:
+            self._apps.pop(client_id.strip().lower(), None)
+
+    def client_ids(self) -> list[str]:
+        with self._lock:
+            return [app.client_id for app in self._apps.values()]
+
+    def set_api_roles(self, client_id: str, roles: Iterable[str]) -> AppRegistration:
+        """Assign app roles of the product's API to a client; `KeyError` if it is unknown."""
+        unknown = sorted(set(roles) - set(API_APP_ROLES))
+        if unknown:
+            raise ValueError(f"the API defines no app role {', '.join(unknown)}")
+        with self._lock:
+            app = self._apps[client_id.strip().lower()]
+            app.api_roles = tuple(dict.fromkeys(roles))
+            return app
+
+    @property
+    def api_resource(self) -> str | None:
+        return f"api://{self.api_client_id}" if self.api_client_id else None
+
+    def resource_for(self, name: str) -> str | None:
+        """The resource a scope's resource part names (App ID URI or application id), or None."""
+        known = _RESOURCE_ALIASES.get(name) or _RESOURCE_ALIASES.get(name.lower())
+        if known:
+            return known
+        api = self.api_client_id
+        if api and name.lower() in (f"api://{api}".lower(), api.lower()):
+            return f"api://{api}"
+        return None
+
     def issue_token(self, app: AppRegistration, resource: str, credential_kind: str) -> tuple[str, int]:
         now = self._clock.now().replace(microsecond=0)
         expires = now + TOKEN_LIFETIME
@@ -119,11 +164,13 @@ class Directory:
             "idtyp": "app",
             "oid": app.service_principal_id,
             "sub": app.service_principal_id,
-            "roles": list(_RESOURCE_ROLES[resource]),
+            "roles": list(_RESOURCE_ROLES.get(resource, app.api_roles)),
             "tid": self.tenant_id,
             "uti": base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii"),
             "ver": "1.0",
         }
+        if not claims["roles"]:
+            del claims["roles"]  # Entra leaves the claim out when no app role is assigned
         token = jwt.encode(claims, self._signing_key, algorithm="RS256", headers={"kid": self.key_id})
         return token, int(TOKEN_LIFETIME.total_seconds())
 
@@ -380,7 +427,7 @@ class EntraService:
                 "value with /.default suffixed to the resource identifier (application ID URI).",
             )
         resource_name = scopes[0][: -len("/.default")].rstrip("/")
-        resource = _RESOURCE_ALIASES.get(resource_name) or _RESOURCE_ALIASES.get(resource_name.lower())
+        resource = self.directory.resource_for(resource_name)
         if resource is None:
             return self.error(
                 request,

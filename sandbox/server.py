@@ -37,7 +37,7 @@ from sandbox.bc_model import CompanyStore
 from sandbox.business_central import BusinessCentralService
 from sandbox.clock import Clock, ManualClock, SystemClock
 from sandbox.counters import Counters
-from sandbox.entra import AppRegistration, Directory, EntraService
+from sandbox.entra import API_APP_ROLES, AppRegistration, Directory, EntraService
 from sandbox.faults import Faults, Throttled
 from sandbox.graph import BookingsStore, GraphService
 from sandbox.httpcore import (
@@ -114,14 +114,8 @@ class SandboxApp:
         self.counters = Counters()
         self.faults = Faults(seed=seed, stop_event=stop_event)
         self.directory = Directory(identity.tenant_id, clock)
-        self.directory.register(
-            AppRegistration(
-                client_id=identity.client_id,
-                display_name="Bookings bulk invoicing (sandbox)",
-                secrets=[identity.client_secret],
-                certificates=[client_certificate.certificate],
-            )
-        )
+        self.directory.api_client_id = identity.client_id
+        self._register_product_app()
         self.bookings = BookingsStore(clock)
         self.company = CompanyStore(clock, company_record(identity, clock.now()), seed)
         self.entra = EntraService(self.directory, base_url + ENTRA_PREFIX, clock)
@@ -145,6 +139,21 @@ class SandboxApp:
 
     # -- state ----------------------------------------------------------------------------------
 
+    def _register_product_app(self) -> None:
+        """The product's app registration: it calls Graph and Business Central, exposes the API,
+        and holds both of the API's app roles (so `make run` can call the API with it)."""
+        for client_id in self.directory.client_ids():
+            self.directory.unregister(client_id)
+        self.directory.register(
+            AppRegistration(
+                client_id=self.identity.client_id,
+                display_name="Bookings bulk invoicing (sandbox)",
+                secrets=[self.identity.client_secret],
+                certificates=[self.client_certificate.certificate],
+                api_roles=API_APP_ROLES,
+            )
+        )
+
     def reseed(self) -> None:
         """Rebuild the sample data for the current seed and the clock's now."""
         seed_bookings(self.bookings, self.seed, self.clock.now(), self.seed_features)
@@ -167,6 +176,7 @@ class SandboxApp:
             done.append("config")
         if data:
             self.reseed()
+            self._register_product_app()  # other clients and role changes of a test are forgotten
             done.append("data")
         return done
 

@@ -10,15 +10,16 @@ import contextlib
 import json
 import os
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import azure.functions as func
 import pytest
+import requests
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
@@ -30,6 +31,7 @@ from shared.adapters.booking_entities import BOOKINGS_TABLE, booking_to_entity
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.invoice_queue import INVOICE_QUEUE
 from shared.domain.models import Booking, BookingStatus, PriceType, booking_key
+from tests.auth_support import sign_in
 from tests.conftest import _APP_SETTING_NAMES, PRODUCT_ROOT, product_settings
 
 BASE_START = datetime(2026, 2, 2, 9, 0, tzinfo=UTC)
@@ -127,7 +129,7 @@ def api_app() -> func.FunctionApp:
     if _API_APP is None:
         from functions.http_triggers import bp
 
-        _API_APP = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+        _API_APP = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
         _API_APP.register_functions(bp)
     return _API_APP
 
@@ -140,6 +142,19 @@ class ApiWorld:
     businesses: list[str]
     host: DevHost
     settings: dict[str, str]
+    cookies: dict[str, str] = field(default_factory=dict)
+    """devhost's session cookie of a caller signed in with both app roles (see `request`)."""
+
+    def request(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """An HTTP request as the signed-in caller (thread-safe: no shared session)."""
+        kwargs.setdefault("timeout", 60)
+        return requests.request(method, url, cookies=self.cookies, **kwargs)  # noqa: S113 - set above
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", url, **kwargs)
 
     @property
     def url(self) -> str:
@@ -157,7 +172,11 @@ class ApiWorld:
 
 
 def start_api_host(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: dict[str, str], app: Any = None
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    settings: dict[str, str],
+    app: Any = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> DevHost:
     """Run `app` (default: the API-only app) in an in-process devhost with `settings` as environment."""
     for name in list(os.environ):
@@ -173,6 +192,7 @@ def start_api_host(
         app_directory=PRODUCT_ROOT,
         state_directory=tmp_path / "devhost-state",
         port=0,
+        clock=clock,
     )
     host.start()
     return host
@@ -180,13 +200,20 @@ def start_api_host(
 
 @contextlib.contextmanager
 def api_world(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str, businesses: int = 1, **overrides: str
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    connection: str,
+    businesses: int = 1,
+    clock: Callable[[], datetime] | None = None,
+    **overrides: str,
 ) -> Iterator[ApiWorld]:
+    """An API host for one test; `clock` is what devhost checks token expiry against."""
     ids = [new_business() for _ in range(businesses)]
     settings = product_settings(connection, BOOKINGS_BUSINESS_IDS=",".join(ids), **overrides)
-    host = start_api_host(monkeypatch, tmp_path, settings)
+    host = start_api_host(monkeypatch, tmp_path, settings, clock=clock)
     try:
-        yield ApiWorld(connection, ids, host, settings)
+        cookies = sign_in(host.url).cookies.get_dict()
+        yield ApiWorld(connection, ids, host, settings, cookies)
     finally:
         host.stop()
         bootstrap.reset_container()

@@ -72,12 +72,12 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
-  // checkov:skip=CKV_AZURE_16:The HTTP API authenticates callers with function keys (auth level function), which the Power Platform custom connector sends; App Service Authentication would reject them.
-  // checkov:skip=CKV_AZURE_17:Client certificates would break the custom connector and scripts; callers present a function key over TLS 1.2+.
-  // checkov:skip=CKV_AZURE_62:Power Platform connectors call from Microsoft's shared outbound ranges in many regions; callers are authenticated with function keys instead.
+  // checkov:skip=CKV_AZURE_16:App Service Authentication is configured in modules/easyauth.bicep (authsettingsV2 with the Entra provider); the app runs as its user-assigned identity.
+  // checkov:skip=CKV_AZURE_17:Client certificates would break the custom connector and scripts; callers present an Entra ID token over TLS 1.2+.
+  // checkov:skip=CKV_AZURE_62:Power Platform connectors call from Microsoft's shared outbound ranges in many regions; callers are authenticated with Entra ID (App Service Authentication) instead.
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales instances itself (to zero when idle); there is no fixed minimum count to fail over to.
   // checkov:skip=CKV_AZURE_213:App Service health check pings running instances, which Flex Consumption scales to zero; GET /api/health serves external probes and an availability test instead.
-  // checkov:skip=CKV_AZURE_222:The HTTP API must be reachable by Power Apps (custom connector), portals and scripts; every route needs a function key.
+  // checkov:skip=CKV_AZURE_222:The HTTP API must be reachable by Power Apps (custom connector), portals and scripts; App Service Authentication signs every caller in with Entra ID.
   name: name
   location: location
   tags: tags

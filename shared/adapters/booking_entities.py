@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from shared.adapters.storage import TRANSACTION_LIMIT
-from shared.domain.models import Booking, BookingStatus, PriceType
+from shared.domain.models import Actor, Booking, BookingStatus, PriceType
 from shared.domain.moments import aware
 
 BOOKINGS_TABLE = "Bookings"
@@ -49,6 +49,8 @@ _KNOWN = frozenset(
         "Status",
         "InvoiceAttempts",
         "CustomerEmailLower",
+        "UpdatedById",
+        "UpdatedByName",
         *_OPTIONAL,
     }
 )
@@ -80,6 +82,9 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         value = getattr(booking, attribute)
         if value is not None:
             entity[name] = value
+    if booking.updated_by is not None:
+        entity["UpdatedById"] = booking.updated_by.id
+        entity["UpdatedByName"] = booking.updated_by.name
     return entity
 
 
@@ -111,6 +116,13 @@ def entity_to_booking(entity: Any) -> Booking:
         claimed_by=entity.get("ClaimedBy"),
         updated_at=aware(entity.get("UpdatedAt")),
         status_changed_at=aware(entity.get("StatusChangedAt")),
+        updated_by=_actor(entity.get("UpdatedById"), entity.get("UpdatedByName")),
         etag=metadata.get("etag"),
         extra={name: value for name, value in entity.items() if name not in _KNOWN},
     )
+
+
+def _actor(actor_id: Any, name: Any) -> Actor | None:
+    if not actor_id:
+        return None
+    return Actor(id=str(actor_id), name=str(name or actor_id))

@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.storage import TRANSACTION_LIMIT, create_table_if_missing
+from shared.domain.models import Actor
 from shared.domain.moments import aware, utc_now
 from shared.domain.requests import RequestHeader, RequestItem
 
@@ -43,9 +44,18 @@ class InvoiceRequestStore:
     def ensure_table(self) -> None:
         create_table_if_missing(self._table)
 
-    def start(self, request_id: str, selection: dict[str, Any], traceparent: str | None) -> RequestHeader:
+    def start(
+        self,
+        request_id: str,
+        selection: dict[str, Any],
+        traceparent: str | None,
+        *,
+        requested_by: Actor | None = None,
+    ) -> RequestHeader:
         """Create the header before anything is claimed, so a crash mid-request leaves a trace."""
-        header = RequestHeader(request_id, self.clock(), selection, traceparent=traceparent)
+        header = RequestHeader(
+            request_id, self.clock(), selection, traceparent=traceparent, requested_by=requested_by
+        )
         self._table.create_entity(self._header_entity(header))
         return header
 
@@ -93,6 +103,11 @@ class InvoiceRequestStore:
             not_queued=int(entity.get("NotQueued") or 0),
             traceparent=entity.get("Traceparent"),
             completed_at=aware(entity.get("CompletedAt")),
+            requested_by=(
+                Actor(str(entity["RequestedById"]), str(entity.get("RequestedByName") or ""))
+                if entity.get("RequestedById")
+                else None
+            ),
         )
 
     def items(self, request_id: str) -> list[RequestItem]:
@@ -121,4 +136,7 @@ class InvoiceRequestStore:
             entity["Traceparent"] = header.traceparent
         if header.completed_at:
             entity["CompletedAt"] = header.completed_at
+        if header.requested_by:
+            entity["RequestedById"] = header.requested_by.id
+            entity["RequestedByName"] = header.requested_by.name
         return entity

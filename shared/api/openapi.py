@@ -43,8 +43,21 @@ def _problem(description: str) -> dict[str, Any]:
     return {"description": description, "schema": _ref("Problem")}
 
 
-_UNAUTHORIZED = {
-    "description": "The function key is missing or wrong (x-functions-key header or code query)."
+_UNAUTHORIZED = _problem(
+    "No caller: sign in with Microsoft Entra ID (an access token for the API in "
+    "Authorization: Bearer, or a session from /.auth/login/aad). An invalid or expired token is "
+    "refused the same way."
+)
+_FORBIDDEN = _problem(
+    "The caller lacks the app role the operation needs (Bookings.Read to read, Bookings.Invoice "
+    "to invoice); an administrator assigns it in Microsoft Entra ID."
+)
+SECURITY_SCHEME = "oauth2-auth"
+_ACTOR = {
+    "type": "object",
+    "required": ["id", "name"],
+    "description": "Who made the change: the caller's object id in Microsoft Entra ID and its name.",
+    "properties": {"id": {"type": "string"}, "name": {"type": "string"}},
 }
 _BAD_REQUEST = _problem("The request is malformed; `detail` says what to change and nothing was done.")
 _UNAVAILABLE = _problem("The app is misconfigured or storage is unavailable; `detail` names the cause.")
@@ -76,6 +89,7 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 "errorCode",
                 "error",
                 "updatedAt",
+                "updatedBy",
             ],
             "properties": {
                 "key": {
@@ -104,6 +118,9 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 ),
                 "error": _nullable({**text, "description": "The failure in words."}),
                 "updatedAt": _nullable({"type": "string", "format": "date-time"}),
+                "updatedBy": _nullable(
+                    {**_ACTOR, "description": "The caller whose request last changed the booking, or null."}
+                ),
             },
         },
         "BookingList": {
@@ -221,6 +238,8 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                     "description": "Accepted once the submission was answered.",
                 },
                 "createdAt": _nullable({"type": "string", "format": "date-time"}),
+                "requestedAt": _nullable({"type": "string", "format": "date-time"}),
+                "requestedBy": _nullable({**_ACTOR, "description": "The caller who made the request."}),
                 "selection": {"type": "object", "description": "What was selected (mode, filter)."},
                 "total": {"type": "integer", "minimum": 0},
                 "counts": {
@@ -272,7 +291,13 @@ def _definitions(max_selection: int) -> dict[str, Any]:
 
 
 def _paths() -> dict[str, Any]:
-    errors = {"400": _BAD_REQUEST, "401": _UNAUTHORIZED, "500": _INTERNAL, "503": _UNAVAILABLE}
+    errors = {
+        "400": _BAD_REQUEST,
+        "401": _UNAUTHORIZED,
+        "403": _FORBIDDEN,
+        "500": _INTERNAL,
+        "503": _UNAVAILABLE,
+    }
     return {
         "/bookings": {
             "get": {
@@ -418,9 +443,9 @@ def _paths() -> dict[str, Any]:
                 "operationId": "health",
                 "summary": "Health",
                 "description": "Settings valid and storage reachable (200), else 503 naming what failed.",
+                "security": [],
                 "responses": {
                     "200": {"description": "Healthy.", "schema": _ref("Health")},
-                    "401": _UNAUTHORIZED,
                     "503": {"description": "A check failed.", "schema": _ref("Health")},
                 },
             }
@@ -430,9 +455,9 @@ def _paths() -> dict[str, Any]:
                 "operationId": "openapi",
                 "summary": "This API description (Swagger 2.0)",
                 "x-ms-visibility": "internal",
+                "security": [],
                 "responses": {
                     "200": {"description": "The document.", "schema": {"type": "object"}},
-                    "401": _UNAUTHORIZED,
                 },
             }
         },
@@ -456,15 +481,20 @@ def build_document(
         "schemes": [scheme or "https"],
         "consumes": ["application/json"],
         "produces": ["application/json", "application/problem+json"],
+        # OAuth 2.0 with Microsoft Entra ID: what a Power Platform custom connector with the `aad`
+        # identity provider expects (infra/connector/apiProperties.json holds the app registration).
         "securityDefinitions": {
-            "functionKey": {
-                "type": "apiKey",
-                "in": "header",
-                "name": "x-functions-key",
-                "description": "A function key of the Function App.",
+            SECURITY_SCHEME: {
+                "type": "oauth2",
+                "flow": "accessCode",
+                "authorizationUrl": "https://login.microsoftonline.com/common/oauth2/authorize",
+                "tokenUrl": "https://login.microsoftonline.com/common/oauth2/authorize",
+                "scopes": {},
+                "description": "Microsoft Entra ID. Callers need the app role Bookings.Read (GET) or "
+                "Bookings.Invoice (POST) of the app registration.",
             }
         },
-        "security": [{"functionKey": []}],
+        "security": [{SECURITY_SCHEME: []}],
         "paths": _paths(),
         "definitions": _definitions(max_selection or DEFAULT_MAX_SELECTION),
     }

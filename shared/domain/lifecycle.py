@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
-from shared.domain.models import Booking, BookingStatus
+from shared.domain.models import Actor, Booking, BookingStatus
 
 UNBILLED = BookingStatus.UNBILLED
 QUEUED = BookingStatus.QUEUED
@@ -133,9 +133,10 @@ def _move(booking: Booking, transition: str, at: datetime, **changes: object) ->
     return replace(booking, status=status, status_changed_at=at, **changes)  # type: ignore[arg-type]
 
 
-def claim(booking: Booking, request_id: str, at: datetime) -> Booking:
-    """Unbilled/Failed -> Queued under a request; an earlier failure's error is cleared."""
-    return _move(booking, "claim", at, request_id=request_id, error_code=None, error=None)
+def claim(booking: Booking, request_id: str, at: datetime, by: Actor | None = None) -> Booking:
+    """Unbilled/Failed -> Queued under a request made `by` someone (audited on the booking); an
+    earlier failure's error is cleared."""
+    return _move(booking, "claim", at, request_id=request_id, error_code=None, error=None, updated_by=by)
 
 
 def start_invoicing(booking: Booking, delivery_id: str | None, at: datetime) -> Booking:
@@ -179,6 +180,7 @@ def release_claim(claimed: Booking, previous: Booking) -> Booking:
         error_code=previous.error_code,
         error=previous.error,
         status_changed_at=previous.status_changed_at,
+        updated_by=previous.updated_by,
     )
 
 

@@ -73,6 +73,17 @@ class PriceType(StrEnum):
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who made a change through the API (audit): the caller's object id and display name."""
+
+    id: str
+    name: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True)
 class Customer:
     """The booking's first customer as Bookings has it."""
 
@@ -149,6 +160,8 @@ class Booking:
     claimed_by: str | None = None
     updated_at: datetime | None = None
     status_changed_at: datetime | None = None
+    # The person or application whose API request last changed this booking (None: only the app).
+    updated_by: Actor | None = None
     etag: str | None = field(default=None, compare=False)
     # Stored properties this version does not know (written by a newer one): kept on every write.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -174,6 +187,7 @@ class Booking:
             "errorCode": self.error_code,
             "error": self.error,
             "updatedAt": iso_utc(self.updated_at),
+            "updatedBy": self.updated_by.to_json() if self.updated_by else None,
         }
 
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.domain.models import Actor
+
 
 @dataclass(frozen=True)
 class RequestItem:
@@ -30,6 +32,7 @@ class RequestHeader:
     not_queued: int = 0
     traceparent: str | None = None
     completed_at: datetime | None = None
+    requested_by: Actor | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

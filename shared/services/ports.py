@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem, Link
 from shared.domain.filters import BookingFilter
-from shared.domain.models import Appointment, AppointmentPage, Booking, BookingStatus, InvoiceMessage
+from shared.domain.models import Actor, Appointment, AppointmentPage, Booking, BookingStatus, InvoiceMessage
 from shared.domain.requests import RequestHeader, RequestItem
 from shared.domain.sync_decisions import SyncOutcome
 
@@ -71,7 +71,14 @@ class InvoiceQueuePort(Protocol):
 class RequestRepository(Protocol):
     """The `InvoiceRequests` table: a header per accepted request, a row per accepted booking."""
 
-    def start(self, request_id: str, selection: dict[str, Any], traceparent: str | None) -> RequestHeader: ...
+    def start(
+        self,
+        request_id: str,
+        selection: dict[str, Any],
+        traceparent: str | None,
+        *,
+        requested_by: Actor | None = None,
+    ) -> RequestHeader: ...
 
     def finish(self, header: RequestHeader) -> None: ...
 

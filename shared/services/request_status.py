@@ -71,6 +71,8 @@ class RequestStatusReader:
             "requestId": request_id,
             "state": header.state,
             "createdAt": iso_utc(header.created_at),
+            "requestedAt": iso_utc(header.created_at),
+            "requestedBy": header.requested_by.to_json() if header.requested_by else None,
             "selection": header.selection,
             "total": len(rows),
             "counts": counts,

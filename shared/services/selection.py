@@ -29,7 +29,7 @@ from typing import Any
 from shared.domain import lifecycle
 from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError
 from shared.domain.filters import BookingFilter
-from shared.domain.models import Booking, BookingStatus, InvoiceMessage
+from shared.domain.models import Actor, Booking, BookingStatus, InvoiceMessage
 from shared.domain.moments import utc_now
 from shared.domain.requests import RequestHeader, RequestItem
 from shared.services.booking_queries import BookingQueries, fan_out
@@ -122,6 +122,7 @@ class _Progress:
     """What one submission has done so far (what the answer and the header row report)."""
 
     request_id: str
+    requested_by: Actor | None
     claimed: list[_Claimed] = field(default_factory=list)
     skipped: list[SkippedBooking] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
@@ -161,12 +162,21 @@ class SelectionService:
         self.clock = clock
 
     def submit(
-        self, selection: Selection, *, traceparent: str | None = None, tracestate: str | None = None
+        self,
+        selection: Selection,
+        *,
+        requested_by: Actor | None = None,
+        traceparent: str | None = None,
+        tracestate: str | None = None,
     ) -> SelectionResult:
+        """Claim and queue a selection; `requested_by` (the caller) is recorded on the request
+        and on every booking it claims."""
         started = time.perf_counter()
         candidates, not_found, selectable = self._candidates(selection)
-        progress = _Progress(self.new_request_id(), not_found=not_found)
-        header = self.requests.start(progress.request_id, selection.summary(), traceparent)
+        progress = _Progress(self.new_request_id(), requested_by, not_found=not_found)
+        header = self.requests.start(
+            progress.request_id, selection.summary(), traceparent, requested_by=requested_by
+        )
         self._claim_candidates(progress, candidates, selectable)
         self._record_items(progress)
         self._send_all(progress, traceparent, tracestate)
@@ -194,7 +204,7 @@ class SelectionService:
     def _claim_candidates(
         self, progress: _Progress, candidates: list[Booking], selectable: Selectable
     ) -> None:
-        outcomes = self._claim_all(candidates, selectable, progress.request_id)
+        outcomes = self._claim_all(candidates, selectable, progress)
         progress.claimed = [o for o in outcomes if isinstance(o, _Claimed)]
         failures = [o for o in outcomes if isinstance(o, _Failed)]
         if failures:
@@ -269,15 +279,19 @@ class SelectionService:
         header.not_found, header.not_queued = len(progress.not_found), progress.not_queued
         self.requests.finish(header)
         accepted = progress.accepted
+        by = progress.requested_by
         log.info(
-            "Invoice request %s: %d accepted, %d skipped, %d not found, %d not queued",
+            "Invoice request %s by %s: %d accepted, %d skipped, %d not found, %d not queued",
             progress.request_id,
+            by.id if by else "(unknown caller)",
             accepted,
             len(progress.skipped),
             len(progress.not_found),
             progress.not_queued,
             extra={
                 "requestId": progress.request_id,
+                "requestedById": by.id if by else None,
+                "requestedByName": by.name if by else None,
                 "outcome": "accepted" if accepted or not progress.not_queued else "queue_unavailable",
                 "durationMs": round((time.perf_counter() - started) * 1000),
                 "accepted": accepted,
@@ -288,7 +302,7 @@ class SelectionService:
     # -- claims ------------------------------------------------------------------------------
 
     def _claim_all(
-        self, candidates: Sequence[Booking], selectable: Selectable, request_id: str
+        self, candidates: Sequence[Booking], selectable: Selectable, progress: _Progress
     ) -> list[object]:
         """Claim in transactions of up to 100 per business; a batch that meets a concurrent change
         is retried booking by booking (so exactly the changed ones are re-read and decided again)."""
@@ -303,11 +317,13 @@ class SelectionService:
         chunks = [group[i : i + size] for group in by_business.values() for i in range(0, len(group), size)]
 
         def claim_chunk(chunk: list[Booking]) -> list[object]:
-            now = self.clock()
+            now, by = self.clock(), progress.requested_by
             try:
-                claimed = self.store.save_batch([lifecycle.claim(b, request_id, now) for b in chunk])
+                claimed = self.store.save_batch(
+                    [lifecycle.claim(b, progress.request_id, now, by) for b in chunk]
+                )
             except ConcurrentChangeError:
-                return [self._claim(booking, selectable, request_id) for booking in chunk]
+                return [self._claim(booking, selectable, progress) for booking in chunk]
             except Exception as exc:  # storage trouble: the caller undoes every claim and fails
                 return [_Failed(booking.key, exc) for booking in chunk]
             return [_Claimed(old, new) for old, new in zip(chunk, claimed, strict=True)]
@@ -317,14 +333,16 @@ class SelectionService:
                 outcomes[booking.key] = outcome
         return [outcomes[booking.key] for booking in candidates]
 
-    def _claim(self, booking: Booking, selectable: Selectable, request_id: str) -> object:
+    def _claim(self, booking: Booking, selectable: Selectable, progress: _Progress) -> object:
         current: Booking | None = booking
         for _ in range(CLAIM_ATTEMPTS):
             assert current is not None
             if not selectable(current.status):
                 return _NotClaimed(current.key, current.status)
             try:
-                claimed = self.store.save(lifecycle.claim(current, request_id, self.clock()))
+                claimed = self.store.save(
+                    lifecycle.claim(current, progress.request_id, self.clock(), progress.requested_by)
+                )
             except ConcurrentChangeError:
                 current = self.store.get(booking.business_id, booking.key)
                 if current is None:

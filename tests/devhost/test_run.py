@@ -61,12 +61,29 @@ def test_make_run_starts_syncs_and_ctrl_c_stops_everything(tmp_path) -> None:
     try:
         wait_for(lambda: any("Stop:  Ctrl-C" in line for line in lines), timeout=180, what="the next steps")
         output = "".join(lines)
-        listed = re.search(r"curl -s '(http://127\.0\.0\.1:\d+)/api/bookings\?top=5'", output)
+        listed = re.search(
+            r"curl -s '(http://127\.0\.0\.1:\d+)/api/bookings\?top=5' -H \"Authorization: Bearer \$TOKEN\"",
+            output,
+        )
         assert listed, output
         base = listed.group(1)
-        assert "Invoice three:" in output  # the sync ran: there were keys to offer
-        bookings = requests.get(f"{base}/api/bookings", params={"top": 5}, timeout=30).json()["value"]
-        assert len(bookings) == 5 and all(b["status"] == "Unbilled" for b in bookings)
+        assert "Invoice three:" in output  # the sync ran (with a token): there were keys to offer
+        assert f"{base}/.auth/login/aad" in output and "TOKEN=$(.venv/bin/python -m devhost.token)" in output
+        # The printed way to get a token works: the same command, against the sandbox make run started.
+        fetched = subprocess.run(
+            [sys.executable, "-m", "devhost.token"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert fetched.returncode == 0, fetched.stderr
+        token = fetched.stdout.strip()
+        assert requests.get(f"{base}/api/bookings", timeout=30).status_code == 401
+        headers = {"Authorization": f"Bearer {token}"}
+        bookings = requests.get(f"{base}/api/bookings", params={"top": 5}, headers=headers, timeout=30).json()
+        assert len(bookings["value"]) == 5 and all(b["status"] == "Unbilled" for b in bookings["value"])
     finally:
         process.send_signal(signal.SIGINT)
         try:

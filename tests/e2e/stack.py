@@ -28,6 +28,7 @@ from shared.adapters.booking_entities import BOOKINGS_TABLE
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
 from shared.domain.models import Booking
+from tests.auth_support import bearer, client_credentials_token
 from tests.conftest import SANDBOX_NOW, product_settings
 from tests.helpers import wait_for
 
@@ -176,9 +177,16 @@ class Stack:
         businesses = [business_id] if business_id else self.business_ids
         return [booking for business in businesses for booking in self.store.of_business(business)]
 
-    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Call the product's HTTP API (`/api/...`)."""
+    def token(self, **options: str) -> str:
+        """An access token for the product's API from the sandbox's Entra ID (client credentials);
+        by default the app's own registration, which holds both app roles."""
+        return client_credentials_token(self.settings, verify=str(self.sandbox.ca_bundle_path), **options)
+
+    def api(self, method: str, path: str, *, authenticated: bool = True, **kwargs: Any) -> requests.Response:
+        """Call the product's HTTP API (`/api/...`), with a fresh token unless told otherwise."""
         kwargs.setdefault("timeout", 30)
+        if authenticated:
+            kwargs["headers"] = {**bearer(self.token()), **(kwargs.get("headers") or {})}
         return self.session.request(method, f"{self.url}/api/{path.lstrip('/')}", **kwargs)
 
     def graph_appointments(self, business_id: str) -> list[dict[str, Any]]:
@@ -222,7 +230,8 @@ def make_stack_factory(
         logs = LogCapture()
         logs.install()
         try:
-            host = start_product_host(settings)
+            # devhost checks token expiry on the sandbox's clock, which issued the tokens.
+            host = start_product_host(settings, clock=clock.now)
         except BaseException:
             logs.remove()
             raise

@@ -62,7 +62,7 @@ def test_synced_bookings_are_listed_selected_by_customer_and_invoiced_once(stack
     assert location == f"/api/invoice-requests/{accepted['requestId']}"
 
     def settled() -> dict[str, Any] | None:
-        document = stack.session.get(f"{stack.url}{location}", timeout=30).json()
+        document = stack.api("GET", location.removeprefix("/api/")).json()
         done = sum(document["counts"].get(state, 0) for state in SETTLED)
         return document if done == document["total"] else None
 

@@ -27,6 +27,7 @@ from shared.adapters.invoice_queue import InvoiceQueue
 from shared.adapters.link_store import LINKS_TABLE
 from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key
 from shared.services.recovery import recover_stuck_bookings
+from tests.auth_support import bearer, client_credentials_token
 from tests.conftest import product_settings
 from tests.devhost_process import DevhostProcesses, HostProcess
 from tests.helpers import force_state, wait_for
@@ -61,7 +62,7 @@ class World:
 
     def host(self, **overrides: str) -> DevHost:
         self.settings.update(overrides)
-        host = self.start_host(self.settings)
+        host = self.start_host(self.settings, clock=self.sandbox.clock.now)
         self.hosts.append(host)
         return host
 
@@ -197,7 +198,10 @@ def test_one_booking_selected_through_the_api_gets_one_invoice(world: World) -> 
     booking = world.add(BOB, BENTO, start=datetime(2026, 1, 15, 12, 0, tzinfo=UTC))
     host = world.host()
     answer = requests.post(
-        f"{host.url}/api/invoice-requests", json={"bookingKeys": [booking.key]}, timeout=30
+        f"{host.url}/api/invoice-requests",
+        json={"bookingKeys": [booking.key]},
+        headers=bearer(client_credentials_token(world.settings)),
+        timeout=30,
     )
     assert answer.status_code == 202, answer.text
     assert answer.json()["accepted"] == 1
@@ -304,7 +308,10 @@ def test_a_booking_reselected_after_failure_is_invoiced_once(world: World) -> No
     admin_client = world.sandbox.app.company
     admin_client.create_customer({"displayName": "Lars Jensen", "type": "Person", "email": stranger[1]})
     answer = requests.post(
-        f"{host.url}/api/invoice-requests", json={"bookingKeys": [booking.key]}, timeout=30
+        f"{host.url}/api/invoice-requests",
+        json={"bookingKeys": [booking.key]},
+        headers=bearer(client_credentials_token(world.settings)),
+        timeout=30,
     )
     assert answer.status_code == 202 and answer.json()["accepted"] == 1, answer.text
     wait_for(lambda: world.get(booking).status is BookingStatus.INVOICED, timeout=60, what="re-invoicing")

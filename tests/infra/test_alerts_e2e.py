@@ -123,7 +123,7 @@ def alert_stack(
     logs = LogCapture()
     logs.install()
     try:
-        host = start_product_host(settings)
+        host = start_product_host(settings, clock=clock.now)
         bootstrap.container().clock = clock.now
         stack = Stack(shared_sandbox, host, settings, storage_connection_string, clock, logs)
         yield stack

@@ -21,8 +21,10 @@ import pytest
 import requests
 
 from devhost.azurite import start_azurite
+from shared.api.auth import ROLE_READ
 from shared.domain.models import BookingStatus, booking_key
 from tests.api_support import ApiWorld, api_world, booking_store, drain, invoice_queue, make_booking, seed
+from tests.auth_support import sign_in
 from tests.helpers import force_state
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -51,7 +53,7 @@ def assert_problem(response: requests.Response, status: int) -> dict[str, Any]:
 
 
 def post(world: ApiWorld, body: Any, **kwargs: Any) -> requests.Response:
-    return requests.post(f"{world.url}/invoice-requests", json=body, timeout=60, **kwargs)
+    return world.post(f"{world.url}/invoice-requests", json=body, timeout=60, **kwargs)
 
 
 def statuses(world: ApiWorld, bookings: list[Any]) -> list[BookingStatus]:
@@ -119,11 +121,11 @@ def test_bad_input_is_a_400_problem_and_nothing_is_claimed_or_queued(world: ApiW
         if isinstance(named, list) and named:
             # Valid keys of real Unbilled bookings ride along: a rejected request must claim none.
             kwargs = {**kwargs, "json": {**document, "bookingKeys": keys + named}}
-        response = requests.post(f"{world.url}/invoice-requests", timeout=30, **kwargs)
+        response = world.post(f"{world.url}/invoice-requests", timeout=30, **kwargs)
         problem = assert_problem(response, 400)
         assert says in problem["detail"], f"{name}: {problem['detail']}"
     oversized = b'{"bookingKeys": ["' + b"A" * (5 * 1024 * 1024) + b'"]}'
-    response = requests.post(
+    response = world.post(
         f"{world.url}/invoice-requests",
         data=oversized,
         headers={"Content-Type": "application/json"},
@@ -142,7 +144,7 @@ def test_malformed_keys_are_reported_by_position(world: ApiWorld) -> None:
 
 def test_bad_list_queries_are_400_problems(world: ApiWorld) -> None:
     seed(world.connection, [make_booking(world.business, i) for i in range(3)])
-    first = requests.get(f"{world.url}/bookings", params={"top": 1}, timeout=30).json()
+    first = world.get(f"{world.url}/bookings", params={"top": 1}, timeout=30).json()
     token = first["continuationToken"]
     assert token
     cases = [
@@ -156,19 +158,19 @@ def test_bad_list_queries_are_400_problems(world: ApiWorld) -> None:
         ({"continuationToken": token, "status": "Failed"}, "other filters"),
     ]
     for params, says in cases:
-        document = assert_problem(requests.get(f"{world.url}/bookings", params=params, timeout=30), 400)
+        document = assert_problem(world.get(f"{world.url}/bookings", params=params, timeout=30), 400)
         assert says in document["detail"], document["detail"]
 
 
 def test_get_booking_and_unknown_or_malformed_keys(world: ApiWorld) -> None:
     (booking,) = seed(world.connection, [make_booking(world.businesses[1], 7)])
-    response = requests.get(f"{world.url}/bookings/{booking.key}", timeout=30)
+    response = world.get(f"{world.url}/bookings/{booking.key}", timeout=30)
     assert response.status_code == 200
     document = response.json()
     assert document["key"] == booking.key and document["businessId"] == world.businesses[1]
     assert document["start"] == "2026-02-02T16:00:00Z" and document["status"] == "Unbilled"
     for key in (KEY, "x'%20or%201%20eq%201", "%2F" + "A" * 23, "a" * 26, booking.key.lower()):
-        assert_problem(requests.get(f"{world.url}/bookings/{key}", timeout=30), 404)
+        assert_problem(world.get(f"{world.url}/bookings/{key}", timeout=30), 404)
 
 
 def test_select_one_then_again(world: ApiWorld) -> None:
@@ -303,7 +305,7 @@ def test_paging_through_more_than_250_bookings(world: ApiWorld) -> None:
         params: dict[str, Any] = {"top": 100}
         if token:
             params["continuationToken"] = token
-        response = requests.get(f"{world.url}/bookings", params=params, timeout=30)
+        response = world.get(f"{world.url}/bookings", params=params, timeout=30)
         assert response.status_code == 200
         document = response.json()
         assert len(document["value"]) <= 100
@@ -315,7 +317,7 @@ def test_paging_through_more_than_250_bookings(world: ApiWorld) -> None:
             break
     assert len(seen) == len(set(seen)) == 270
     assert pages >= 3
-    invoiced = requests.get(f"{world.url}/bookings", params={"status": "Invoiced", "top": 1000}, timeout=30)
+    invoiced = world.get(f"{world.url}/bookings", params={"status": "Invoiced", "top": 1000}, timeout=30)
     assert len(invoiced.json()["value"]) == 30
 
 
@@ -352,7 +354,7 @@ def test_request_status_follows_the_bookings(world: ApiWorld) -> None:
                 error="No customer with email customer2@example.com",
             )
 
-    response = requests.get(f"{world.url}{accepted_location(accepted)}", timeout=30)
+    response = world.get(f"{world.url}{accepted_location(accepted)}", timeout=30)
     assert response.status_code == 200
     status = response.json()
     assert status["requestId"] == accepted["requestId"] and status["total"] == 5
@@ -361,6 +363,14 @@ def test_request_status_follows_the_bookings(world: ApiWorld) -> None:
     assert status["counts"]["Invoicing"] == 1 and status["counts"]["Queued"] == 1
     items = {item["key"]: item for item in status["items"]}
     assert already.key not in items
+    # Who asked, and when: the signed-in caller (its object id and name), on the request and bookings.
+    me = world.get(f"{world.host.url}/.auth/me").json()["clientPrincipal"]
+    caller = {"id": me["userId"], "name": me["userDetails"]}
+    assert status["requestedBy"] == caller and caller["name"] == "office@contoso.com"
+    assert status["requestedAt"] == status["createdAt"] and status["requestedAt"].endswith("Z")
+    queued = world.get(f"{world.url}/bookings/{bookings[4].key}").json()
+    assert queued["status"] == "Queued" and queued["updatedBy"] == caller
+    assert world.get(f"{world.url}/bookings/{already.key}").json()["updatedBy"] is None  # skipped
     assert items[bookings[0].key]["invoiceNumber"] == "S-INV00000"
     assert items[bookings[2].key]["errorCode"] == "CUSTOMER_NOT_FOUND"
     assert items[bookings[2].key]["error"].startswith("No customer")
@@ -372,28 +382,35 @@ def test_request_status_follows_the_bookings(world: ApiWorld) -> None:
     assert retried is not None and retried.status is BookingStatus.QUEUED and retried.error_code is None
 
     for unknown in ("00000000-0000-0000-0000-000000000000", "not-a-request", "..%2F..%2Fhealth"):
-        assert_problem(requests.get(f"{world.url}/invoice-requests/{unknown}", timeout=30), 404)
+        assert_problem(world.get(f"{world.url}/invoice-requests/{unknown}", timeout=30), 404)
 
 
 def accepted_location(accepted: dict[str, Any]) -> str:
     return f"/invoice-requests/{accepted['requestId']}"
 
 
-def test_function_key_is_required_when_configured(
+def test_no_function_key_the_caller_and_its_roles_decide(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str
 ) -> None:
+    """The API is anonymous at the host (no keys: the platform authenticates callers), so a
+    configured devhost function key gates nothing; a signed-in caller is what counts."""
+    drain(invoice_queue(connection))
     with api_world(monkeypatch, tmp_path, connection, DEVHOST_FUNCTION_KEY="s3cret-function-key") as world:
-        for method, path in (("GET", "/bookings"), ("POST", "/invoice-requests"), ("GET", "/openapi.json")):
-            assert (
-                requests.request(method, f"{world.url}{path}", json={"all": True}, timeout=30).status_code
-                == 401
-            )
-        with_header = requests.get(
-            f"{world.url}/bookings", headers={"x-functions-key": "s3cret-function-key"}, timeout=30
-        )
-        assert with_header.status_code == 200
-        with_code = requests.get(f"{world.url}/bookings", params={"code": "s3cret-function-key"}, timeout=30)
-        assert with_code.status_code == 200 and with_code.json()["value"] == []
+        seed(world.connection, [make_booking(world.business, 1)])  # something a forged POST could take
+        for method, path in (("GET", "/bookings"), ("POST", "/invoice-requests")):
+            key = {"x-functions-key": "s3cret-function-key"}
+            url = f"{world.url}{path}"
+            anonymous = requests.request(method, url, json={"all": True}, headers=key, timeout=30)
+            assert_problem(anonymous, 401)
+            assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
+        assert requests.get(f"{world.url}/openapi.json", timeout=30).status_code == 200
+        signed_in = world.get(f"{world.url}/bookings", timeout=30)
+        assert signed_in.status_code == 200 and len(signed_in.json()["value"]) == 1
+        reader = sign_in(world.host.url, roles=[ROLE_READ])
+        assert reader.get(f"{world.url}/bookings", timeout=30).status_code == 200
+        refused = reader.post(f"{world.url}/invoice-requests", json={"all": True}, timeout=30)
+        assert "Bookings.Invoice" in assert_problem(refused, 403)["detail"]
+        assert drain(world.queue()) == []
 
 
 class _BrokenStorage(BaseHTTPRequestHandler):
@@ -457,7 +474,7 @@ def test_queue_refusing_every_message_undoes_all_claims(
         assert (
             restored is not None and restored.status is BookingStatus.FAILED and restored.request_id is None
         )
-        status = requests.get(f"{world.url}/invoice-requests/{document['requestId']}", timeout=30).json()
+        status = world.get(f"{world.url}/invoice-requests/{document['requestId']}", timeout=30).json()
         assert status["total"] == 0
 
 
@@ -471,7 +488,7 @@ def test_unexpected_failure_is_a_500_with_an_incident_id_in_the_log(
     tables_elsewhere = connection.replace(connection.split("TableEndpoint=")[1].split(";")[0], broken_storage)
     with api_world(monkeypatch, tmp_path, connection, AzureWebJobsStorage=tables_elsewhere) as world:
         with caplog.at_level(logging.ERROR, logger="bookings.http_api"):
-            response = requests.get(f"{world.url}/bookings", timeout=60)
+            response = world.get(f"{world.url}/bookings", timeout=60)
         document = assert_problem(response, 500)
         incident = document["incidentId"]
         assert incident in document["detail"]
@@ -483,12 +500,13 @@ def test_unexpected_failure_is_a_500_with_an_incident_id_in_the_log(
 def test_booking_json_of_the_contract(world: ApiWorld) -> None:
     booking = make_booking(world.business, 3, email="Siobhan@Example.com")
     seed(world.connection, [replace(booking, customer_name="Siobhán O'Brien")])
-    (item,) = requests.get(f"{world.url}/bookings", timeout=30).json()["value"]
+    (item,) = world.get(f"{world.url}/bookings", timeout=30).json()["value"]
     assert set(item) == {
         "key", "businessId", "appointmentId", "serviceId", "serviceName", "customerName", "customerEmail",
         "staffMemberIds", "start", "end", "price", "priceType", "status", "invoiceId", "invoiceNumber",
-        "errorCode", "error", "updatedAt",
+        "errorCode", "error", "updatedAt", "updatedBy",
     }  # fmt: skip
+    assert item["updatedBy"] is None  # only the sync wrote it
     assert item["customerName"] == "Siobhán O'Brien" and item["customerEmail"] == "Siobhan@Example.com"
     assert item["appointmentId"] == booking.appointment_id
 
@@ -498,10 +516,27 @@ def test_a_bad_setting_is_a_503_naming_it_without_secrets(
 ) -> None:
     with api_world(monkeypatch, tmp_path, connection, BC_COMPANY_ID="contoso") as world:
         for response in (
-            requests.get(f"{world.url}/bookings", timeout=30),
+            world.get(f"{world.url}/bookings", timeout=30),
             post(world, {"all": True}),
         ):
             document = assert_problem(response, 503)
             assert "BC_COMPANY_ID" in document["detail"]
             assert world.settings["ENTRA_CLIENT_SECRET"] not in response.text
             assert "AccountKey" not in response.text
+
+
+def test_in_azure_without_app_service_authentication_every_route_but_health_and_openapi_is_a_503(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str
+) -> None:
+    drain(invoice_queue(connection))
+    with api_world(monkeypatch, tmp_path, connection, WEBSITE_SITE_NAME="bookinv-func") as world:
+        seed(world.connection, [make_booking(world.business, 1)])
+        # Even a signed-in caller: without the platform in front, the principal could be forged.
+        for response in (world.get(f"{world.url}/bookings"), post(world, {"all": True})):
+            assert "App Service Authentication is not enabled" in assert_problem(response, 503)["detail"]
+        assert world.get(f"{world.url}/health").status_code == 200
+        assert world.get(f"{world.url}/openapi.json").status_code == 200
+        assert drain(world.queue()) == []
+    monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
+    with api_world(monkeypatch, tmp_path, connection, WEBSITE_SITE_NAME="bookinv-func") as world:
+        assert world.get(f"{world.url}/bookings").status_code == 200

@@ -1,8 +1,9 @@
 """The Swagger 2.0 document: valid, complete, kept in the connector, and true to the running API.
 
 `schemathesis` fuzzes every operation of the served document against the real API (devhost +
-Azurite, a function key set) with a bounded number of examples per operation: no 5xx, status
-codes, headers and bodies as documented, invalid input refused, requests without the key refused.
+Azurite, the sandbox's Entra ID issuing the token) with a bounded number of examples per operation:
+no 5xx, status codes, headers and bodies as documented, invalid input refused, requests without
+the token refused.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from openapi_spec_validator import validate
 import function_app
 from devhost.azurite import start_azurite
 from devhost.functions import discover_functions
+from sandbox import SandboxHandle
 from shared.api.openapi import build_document, render
 from tests.api_support import ApiWorld, api_world, make_booking, seed
+from tests.auth_support import client_credentials_token
 from tests.conftest import PRODUCT_ROOT, product_settings
 
 CONNECTOR = PRODUCT_ROOT / "infra" / "connector" / "apiDefinition.swagger.json"
-FUNCTION_KEY = "schemathesis-function-key"
 MAX_EXAMPLES = 12
 # Methods the coverage phase may try on each path; exotic ones (TRACE, QUERY) are the host's business.
 SCHEMATHESIS_CONFIG = """
@@ -41,10 +43,21 @@ def connection() -> Iterator[str]:
         yield azurite.connection_string
 
 
+ENTRA_SETTINGS = ("ENTRA_AUTHORITY_HOST", "ENTRA_TENANT_ID", "ENTRA_CLIENT_ID", "ENTRA_CLIENT_SECRET")
+
+
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str) -> Iterator[ApiWorld]:
-    with api_world(monkeypatch, tmp_path, connection, DEVHOST_FUNCTION_KEY=FUNCTION_KEY) as world:
+def world(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str, fresh_sandbox: SandboxHandle
+) -> Iterator[ApiWorld]:
+    """An API host whose callers present tokens from the sandbox's Entra ID (on its clock)."""
+    entra = {name: fresh_sandbox.settings[name] for name in ENTRA_SETTINGS}
+    with api_world(monkeypatch, tmp_path, connection, clock=fresh_sandbox.clock.now, **entra) as world:
         yield world
+
+
+def token(world: ApiWorld, sandbox: SandboxHandle) -> str:
+    return client_credentials_token(world.settings, verify=str(sandbox.ca_bundle_path))
 
 
 def test_connector_definition_is_the_generated_document() -> None:
@@ -67,26 +80,25 @@ def test_document_describes_every_http_function_of_the_app() -> None:
     }
     assert set(operations) == http_functions
     assert all(operation.get("summary") for operation in operations.values())
-    assert document["securityDefinitions"]["functionKey"] == {
-        "type": "apiKey",
-        "in": "header",
-        "name": "x-functions-key",
-        "description": "A function key of the Function App.",
-    }
+    (scheme,) = document["securityDefinitions"].values()
+    assert scheme["type"] == "oauth2" and scheme["flow"] == "accessCode"
+    assert document["security"] == [{"oauth2-auth": []}]
+    for operation in operations.values():
+        open_to_all = operation["operationId"] in ("health", "openapi")
+        assert (operation.get("security") == []) is open_to_all
+        assert ({"401", "403"} <= set(operation["responses"])) is not open_to_all
+    booking = document["definitions"]["Booking"]
+    assert "updatedBy" in booking["required"] and booking["properties"]["updatedBy"]["x-nullable"]
+    status = document["definitions"]["InvoiceRequestStatus"]["properties"]
+    assert {"requestedBy", "requestedAt"} <= set(status)
     assert document["basePath"] == "/api" and document["swagger"] == "2.0"
 
 
 def test_served_document_points_at_its_host_and_validates(world: ApiWorld) -> None:
-    response = requests.get(
-        f"{world.url}/openapi.json",
-        headers={"x-functions-key": FUNCTION_KEY, "Host": "evil/host"},
-        timeout=30,
-    )
+    response = requests.get(f"{world.url}/openapi.json", headers={"Host": "evil/host"}, timeout=30)
     assert response.status_code == 200
     assert response.json()["host"] == "your-function-app.azurewebsites.net"  # a bad Host is not echoed
-    response = requests.get(
-        f"{world.url}/openapi.json", headers={"x-functions-key": FUNCTION_KEY}, timeout=30
-    )
+    response = requests.get(f"{world.url}/openapi.json", timeout=30)  # no caller needed
     document = response.json()
     validate(document)
     assert document["host"] == world.url.split("//")[1].split("/")[0]
@@ -94,7 +106,7 @@ def test_served_document_points_at_its_host_and_validates(world: ApiWorld) -> No
 
 
 def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
-    world: ApiWorld, tmp_path: Path
+    world: ApiWorld, tmp_path: Path, fresh_sandbox: SandboxHandle
 ) -> None:
     seed(world.connection, [make_booking(world.business, i) for i in range(5)])
     config = tmp_path / "schemathesis.toml"
@@ -103,14 +115,14 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
         str(Path(sys.executable).with_name("st")),
         "--config-file", str(config),
         "run", f"{world.url}/openapi.json",
-        "--header", f"x-functions-key: {FUNCTION_KEY}",
+        "--header", f"Authorization: Bearer {token(world, fresh_sandbox)}",
         "--max-examples", str(MAX_EXAMPLES),
         "--seed", "20260302",
         "--workers", "1",
         "--request-timeout", "60",
         # Swagger 2.0 cannot say "bookingKeys or all" or "to after from": schema-valid requests the
-        # API rightly refuses are not failures. The host's 401 carries no body, hence no content type,
-        # and the Functions host answers 404 (not 405) for a method a route does not take.
+        # API rightly refuses are not failures. The Functions host answers 404 (not 405) for a
+        # method a route does not take, without a body (hence no content type).
         "--exclude-checks", "positive_data_acceptance,content_type_conformance,unsupported_method",
         "--no-color",
         "--report", "junit", "--report-dir", str(tmp_path / "report"),

@@ -1,0 +1,80 @@
+"""App Service Authentication (authsettingsV2) in front of the Function App, as infra/ deploys it.
+
+Property names and values were checked against the Azure REST API specification,
+Azure/azure-rest-api-specs `specification/web/resource-manager/Microsoft.Web/stable/2024-04-01`
+(definitions `SiteAuthSettingsV2`, `GlobalValidation` with `excludedPaths` and
+`unauthenticatedClientAction` = AllowAnonymous | RedirectToLoginPage | Return401 | Return403,
+`AzureActiveDirectoryRegistration` with `openIdIssuer`, `clientId`, `clientSecretSettingName`,
+`AzureActiveDirectoryValidation.allowedAudiences`, `Login.tokenStore`, `HttpSettings.requireHttps`),
+and the Microsoft Learn pages "Configure your App Service or Azure Functions app to use Microsoft
+Entra sign-in" and "Work with user identities in Azure App Service authentication".
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.api.auth import APP_ROLES
+from tests.infra.templates import INFRA, ROOT, Template, load
+
+REST_SPEC_UNAUTHENTICATED_ACTIONS = {"AllowAnonymous", "RedirectToLoginPage", "Return401", "Return403"}
+
+
+@pytest.fixture(scope="module")
+def easy_auth() -> Template:
+    return load("modules/easyauth.bicep")
+
+
+def test_authentication_is_required_in_front_of_the_whole_app(easy_auth: Template) -> None:
+    config = easy_auth.one("Microsoft.Web/sites/config")
+    assert config.api_version == "2024-04-01" and config.body["name"] == "authsettingsV2"
+    assert config.get("properties/platform/enabled") is True
+    validation = config.get("properties/globalValidation")
+    assert validation["requireAuthentication"] is True
+    assert validation["unauthenticatedClientAction"] in REST_SPEC_UNAUTHENTICATED_ACTIONS
+    assert validation["unauthenticatedClientAction"] == "Return401"  # API callers get 401, not a login page
+    assert config.get("properties/httpSettings/requireHttps") is True
+    # Only the probe and the API description answer without sign-in, exactly the app's open routes.
+    assert validation["excludedPaths"] == "excludedPaths"
+    assert easy_auth.parameters["excludedPaths"]["default"] == ["/api/health", "/api/openapi.json"]
+
+
+def test_the_entra_provider_accepts_the_app_registrations_tokens(easy_auth: Template) -> None:
+    provider = easy_auth.one("Microsoft.Web/sites/config").get(
+        "properties/identityProviders/azureActiveDirectory"
+    )
+    assert provider["enabled"] is True
+    registration = provider["registration"]
+    assert registration["clientId"] == "clientId"
+    assert registration["openIdIssuer"] == "${authorityHost}/${tenantId}/v2.0"
+    # Browser sign-in (authorization code flow) uses the secret the app already has (Key Vault reference).
+    assert easy_auth.parameters["clientSecretSettingName"]["default"] == "ENTRA_CLIENT_SECRET"
+    # v2 tokens carry the client id as audience, v1 tokens the App ID URI.
+    assert provider["validation"]["allowedAudiences"] == ["clientId", "api://${clientId}"]
+
+
+def test_main_wires_the_app_registration_into_it() -> None:
+    main = load("main.bicep")
+    assert main.module_path("easyAuth") == "modules/easyauth.bicep"
+    params = main.module_params("easyAuth")
+    assert (params["tenantId"], params["clientId"], params["authorityHost"]) == (
+        "entraTenantId",
+        "entraClientId",
+        "entraAuthorityHost",
+    )
+    assert "functionApp" in json.dumps(params["siteName"])
+
+
+def test_the_runbook_documents_the_app_roles_manifest_and_assignment() -> None:
+    runbook = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = runbook.split("## Sign-in and roles", 1)[1].split("\n## ", 1)[0]
+    manifest = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    roles = {role["value"]: role for role in manifest["appRoles"]}
+    assert set(roles) == set(APP_ROLES)
+    for role in roles.values():
+        assert sorted(role["allowedMemberTypes"]) == ["Application", "User"] and role["isEnabled"] is True
+    assert manifest["identifierUris"] == ["api://<client id>"]
+    assert "az rest" in section and "appRoleAssignedTo" in section  # how roles are assigned
+    assert (INFRA / "modules" / "easyauth.bicep").exists()
