@@ -20,6 +20,7 @@ from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem, Link
 from shared.domain.errors import BusinessCentralError, ConcurrentChangeError
 from shared.domain.filters import BookingFilter
 from shared.domain.models import (
+    Actor,
     Appointment,
     AppointmentPage,
     Booking,
@@ -354,11 +355,20 @@ class FakeRequestStore:
         self.fail_add_items: Exception | None = None
         self._lock = threading.Lock()
 
-    def start(self, request_id: str, selection: dict[str, Any], traceparent: str | None) -> RequestHeader:
+    def start(
+        self,
+        request_id: str,
+        selection: dict[str, Any],
+        traceparent: str | None,
+        *,
+        requested_by: Actor | None = None,
+    ) -> RequestHeader:
         with self._lock:
             if request_id in self.headers:
                 raise ConcurrentChangeError(f"request {request_id} exists")
-            header = RequestHeader(request_id, self.clock(), dict(selection), traceparent=traceparent)
+            header = RequestHeader(
+                request_id, self.clock(), dict(selection), traceparent=traceparent, requested_by=requested_by
+            )
             self.headers[request_id] = replace(header)
             return header
 

@@ -10,7 +10,7 @@ import pytest
 
 from shared.domain import lifecycle
 from shared.domain.lifecycle import IllegalTransition
-from shared.domain.models import Booking, BookingStatus
+from shared.domain.models import Actor, Booking, BookingStatus
 from tests.unit.builders import make_booking
 
 UNBILLED = BookingStatus.UNBILLED
@@ -241,3 +241,11 @@ def test_the_questions_each_state_answers(status: BookingStatus) -> None:
 def test_in_flight_is_what_recovery_scans_and_filters_select_unbilled_only() -> None:
     assert frozenset({QUEUED, INVOICING}) == lifecycle.IN_FLIGHT
     assert lifecycle.FILTER_SELECTABLE == UNBILLED
+
+
+def test_a_claim_records_who_asked_and_undoing_it_restores_the_previous_author() -> None:
+    before = make_booking(status=UNBILLED, updated_by=Actor("sync-id", "an earlier change"))
+    by = Actor("oid-1", "Ada Bookkeeper")
+    claimed = lifecycle.claim(before, "req-9", AT, by)
+    assert claimed.updated_by == by
+    assert lifecycle.release_claim(claimed, before).updated_by == Actor("sync-id", "an earlier change")
