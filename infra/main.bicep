@@ -99,15 +99,27 @@ param invoiceDate string = 'appointment'
 @maxValue(100000)
 param maxSelection int = 10000
 
+@description('Business Central requests in flight, all instances and callers of the app together (BC_MAX_CONCURRENCY). Business Central runs 5 per app registration at a time.')
+@minValue(1)
+@maxValue(5)
+param bcMaxConcurrency int = 5
+
+@description('Business Central requests per sliding 5 minutes, all instances together (BC_MAX_REQUESTS_PER_5_MIN). Business Central allows 6,000 per app registration; the default leaves a margin.')
+@minValue(1)
+@maxValue(6000)
+param bcMaxRequestsPer5Min int = 5400
+
 @description('More app settings as [{"name": ..., "value": ...}] (for example OTEL_* switches); names must not repeat the ones set here.')
 param additionalAppSettings array = []
 
 // ----- Scale and hosting -----
 
-@description('Most Function App instances. Business Central runs 5 requests at a time per app and rejects connections beyond 100: more instances only queue longer there.')
-@minValue(1)
+@description('Most Function App instances (per function group; Flex Consumption accepts 40 to 1000). Invoicing is bound by the Business Central budget (bcMaxConcurrency, bcMaxRequestsPer5Min) shared by all instances, not by this: more instances help the HTTP API and the sync. docs/operations.md, "Scale and limits".')
+// The lowest maximum scale Flex Consumption accepts is 40 in most regions (the highest 1000):
+// https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations
+@minValue(40)
 @maxValue(1000)
-param maximumInstanceCount int = 10
+param maximumInstanceCount int = 40
 
 @description('Memory per instance in MB.')
 @allowed([
@@ -133,6 +145,11 @@ param storageSkuName string = 'Standard_GZRS'
 
 @description('Browser origins allowed to call the API from a web portal. Power Apps custom connectors need none.')
 param corsAllowedOrigins array = []
+
+@description('Most worker spans (requests, dependencies) per second sent to Application Insights; more are sampled out (OTEL_TRACES_SAMPLER microsoft.rate_limited). Alert and runbook queries weight rows by itemCount.')
+@minValue(1)
+@maxValue(1000)
+param telemetryTracesPerSecond int = 5
 
 @description('Days Log Analytics keeps telemetry.')
 @minValue(30)
@@ -324,6 +341,14 @@ var contractSettings = [
     name: 'MAX_SELECTION'
     value: string(maxSelection)
   }
+  {
+    name: 'BC_MAX_CONCURRENCY'
+    value: string(bcMaxConcurrency)
+  }
+  {
+    name: 'BC_MAX_REQUESTS_PER_5_MIN'
+    value: string(bcMaxRequestsPer5Min)
+  }
 ]
 
 module functionApp 'modules/functionapp.bicep' = {
@@ -343,6 +368,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appSettings: concat(contractSettings, additionalAppSettings)
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    telemetryTracesPerSecond: telemetryTracesPerSecond
     zoneRedundant: zoneRedundant
     corsAllowedOrigins: corsAllowedOrigins
   }

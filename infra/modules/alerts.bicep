@@ -1,6 +1,10 @@
 // Azure Monitor log search alerts over Application Insights, and the action group they notify.
 // Each query reads the fields the app logs (OpenTelemetry: logger `extra` fields become
 // customDimensions); docs/operations.md says what each alert means and what to do.
+//
+// Rows may be sampled (the Python worker's spans are rate-limited; a kept row stands for itemCount
+// rows), so a query that counts sums itemCount instead of counting rows. A rule that only asks
+// whether any row exists (threshold 0 or 1 on the row count) is not changed by sampling.
 
 @description('Azure region of the alert rules.')
 param location string
@@ -34,10 +38,11 @@ param createInvoiceFailureRatePercent int = 10
 @minValue(1)
 param createInvoiceMinExecutions int = 5
 
-@description('How often the poison, failed-booking and failure-rate alerts run, and the span they look back over.')
+@description('How often the poison, failed-booking and failure-rate alerts run; they look back over two of these (the poison alert over at least two sync intervals).')
+// Only intervals whose double is a window Azure accepts: 10 would make a 20-minute windowSize and
+// 45 a 90-minute one, which the API rejects (see windowMinutes below).
 @allowed([
   5
-  10
   15
   30
   60
@@ -46,27 +51,66 @@ param alertIntervalMinutes int = 5
 
 var createActionGroup = empty(actionGroupResourceId) && !empty(alertEmailAddress)
 var actionGroups = createActionGroup ? [actionGroup.id] : (empty(actionGroupResourceId) ? [] : [actionGroupResourceId])
-var interval = 'PT${alertIntervalMinutes}M'
+// The windows (windowSize) a log search alert accepts, in minutes, and their ISO 8601 durations.
+// The API answers any other value with "Supported granularities are: 5, 10, 15, 30, 45, 60, 120,
+// 180, 240, 300, 360, 1440, 2880" (github.com/Azure/azure-rest-api-specs/issues/21258, against
+// specification/monitor/resource-manager/Microsoft.Insights/stable/2021-08-01/scheduledQueryRule_API.json,
+// which types windowSize as a bare duration). Durations are written as Microsoft Learn's samples
+// write them (PT1H, P1D), so a value is valid whether or not the service normalises PT60M.
+// Looking a value up here fails the deployment at validation for a window Azure would reject.
+var windowDurations = {
+  '5': 'PT5M'
+  '10': 'PT10M'
+  '15': 'PT15M'
+  '30': 'PT30M'
+  '45': 'PT45M'
+  '60': 'PT1H'
+  '120': 'PT2H'
+  '180': 'PT3H'
+  '240': 'PT4H'
+  '300': 'PT5H'
+  '360': 'PT6H'
+  '1440': 'P1D'
+  '2880': 'P2D'
+}
+
+var interval = windowDurations[string(alertIntervalMinutes)]
 // Telemetry reaches Log Analytics minutes after it happens: look back over two intervals so a late
 // row is still seen; the alerts are stateful (autoMitigate), so overlap does not notify twice.
-var lookback = 'PT${2 * alertIntervalMinutes}M'
+var lookback = windowDurations[string(2 * alertIntervalMinutes)]
 
-// The heartbeat looks back over two schedule intervals. A rule's window takes only a few values, so
-// the window is the smallest one that covers them and the query itself cuts it to the exact span.
+// The heartbeat looks back over two schedule intervals. A rule's window takes only the values above,
+// so the window is the smallest one that covers them and the query itself cuts it to the exact span.
 var heartbeatMinutes = 2 * syncIntervalMinutes
-var heartbeatWindow = heartbeatMinutes <= 30 ? 'PT30M' : heartbeatMinutes <= 60 ? 'PT1H' : heartbeatMinutes <= 120 ? 'PT2H' : heartbeatMinutes <= 360 ? 'PT6H' : heartbeatMinutes <= 1440 ? 'P1D' : 'P2D'
+var heartbeatWindowMinutes = heartbeatMinutes <= 30 ? 30 : heartbeatMinutes <= 60 ? 60 : heartbeatMinutes <= 120 ? 120 : heartbeatMinutes <= 180 ? 180 : heartbeatMinutes <= 240 ? 240 : heartbeatMinutes <= 300 ? 300 : heartbeatMinutes <= 360 ? 360 : heartbeatMinutes <= 1440 ? 1440 : 2880
+var heartbeatWindow = windowDurations[string(heartbeatWindowMinutes)]
 var heartbeatFrequency = syncIntervalMinutes < 15 ? 'PT5M' : 'PT15M'
 
-// A message the host gave up on (after maxDequeueCount attempts) and moved to the poison queue, and
-// the timer's per-run report of the poison queue's depth: the alert stays on until it is drained.
+// The poison alert's standing evidence is the backlog line sync_bookings logs once per run, that is
+// every syncIntervalMinutes (functions/sync.py -> shared/backlog.py, poisonDepth). A window shorter
+// than that interval holds no such line between two runs: the alert would resolve and fire again
+// (flicker). So it looks back over two sync intervals (a late run, ingestion delay), and never less
+// than the other alerts' lookback; the query keeps only the latest evidence, so a drained queue
+// resolves the alert at the next run however long the window is.
+var poisonMinutes = max(2 * syncIntervalMinutes, 2 * alertIntervalMinutes)
+var poisonWindowMinutes = poisonMinutes <= 5 ? 5 : poisonMinutes <= 10 ? 10 : poisonMinutes <= 15 ? 15 : poisonMinutes <= 30 ? 30 : poisonMinutes <= 45 ? 45 : poisonMinutes <= 60 ? 60 : poisonMinutes <= 120 ? 120 : poisonMinutes <= 180 ? 180 : poisonMinutes <= 240 ? 240 : poisonMinutes <= 300 ? 300 : poisonMinutes <= 360 ? 360 : poisonMinutes <= 1440 ? 1440 : 2880
+var poisonWindow = windowDurations[string(poisonWindowMinutes)]
+
+// The latest word on the poison queue: the host's line when it gives up on a message (after
+// maxDequeueCount attempts) and moves it there (depth at least 1), or the timer's per-run report of
+// the queue's depth. The alert is on while the latest of them says the queue is not empty, so it
+// stays on until the queue is drained and resolves at the first report of an empty queue.
 var poisonQuery = '''
 union
   (traces
    | where message startswith "Message has reached MaxDequeueCount"
-   | project timestamp, source = "host", message),
+   | project timestamp, source = "host", poisonDepth = 1),
   (traces
-   | where isnotempty(customDimensions.poisonDepth) and toint(customDimensions.poisonDepth) > 0
-   | project timestamp, source = "sync_bookings", message = strcat("poison queue depth ", tostring(customDimensions.poisonDepth)))
+   | where isnotempty(customDimensions.poisonDepth)
+   | project timestamp, source = "sync_bookings", poisonDepth = toint(customDimensions.poisonDepth))
+| summarize arg_max(timestamp, source, poisonDepth)
+| where poisonDepth > 0
+| project timestamp, source, poisonDepth, message = strcat("poison queue depth at least ", tostring(poisonDepth))
 '''
 
 // A booking became Failed (errorCode NO_CUSTOMER, BC_REJECTED, BC_UNAVAILABLE, ...); one alert per code.
@@ -75,14 +119,14 @@ traces
 | where tostring(customDimensions.outcome) == "failed" and isnotempty(customDimensions.bookingKey)
 | extend errorCode = tostring(customDimensions.errorCode)
 | where isnotempty(errorCode)
-| project timestamp, errorCode, businessId = tostring(customDimensions.businessId), bookingKey = tostring(customDimensions.bookingKey)
+| summarize failures = sum(itemCount) by errorCode
 '''
 
 // Executions of create_invoice that threw (each retry counts): Business Central or storage trouble.
 var failureRateQuery = '''
 requests
 | where name endswith "create_invoice" or tostring(customDimensions["faas.name"]) == "create_invoice"
-| summarize executions = count(), failed = countif(success == false)
+| summarize executions = sum(itemCount), failed = sumif(itemCount, success == false)
 | where executions >= {0}
 | extend failureRatePercent = 100.0 * failed / executions
 '''
@@ -126,7 +170,7 @@ resource poisonAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
       applicationInsightsId
     ]
     evaluationFrequency: interval
-    windowSize: lookback
+    windowSize: poisonWindow
     criteria: {
       allOf: [
         {
@@ -167,7 +211,8 @@ resource failedBookingsAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15'
       allOf: [
         {
           query: failedBookingsQuery
-          timeAggregation: 'Count'
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'failures'
           dimensions: [
             {
               name: 'errorCode'

@@ -33,11 +33,18 @@ param tableServiceUri string
 @description('Application Insights connection string (not a secret with local auth off: ingestion needs the identity).')
 param applicationInsightsConnectionString string
 
+@description('Worker spans (requests, dependencies) the Python worker sends per second at most; the rest are sampled out and the kept ones carry itemCount.')
+@minValue(1)
+@maxValue(1000)
+param telemetryTracesPerSecond int = 5
+
 @description('The app\'s own settings (the contract\'s settings), as name/value pairs with string values.')
 param appSettings array
 
-@description('Most instances the app scales out to. Business Central runs 5 requests at a time per app and turns away connections beyond 100, so more instances do not make invoicing faster.')
-@minValue(1)
+@description('Most instances the app scales out to (per function group: create_invoice scales on its own). Flex Consumption accepts 40 to 1000. The shared Business Central budget (BC_MAX_CONCURRENCY) caps requests in flight across all instances, so more instances do not make invoicing faster.')
+// Flex Consumption's lowest maximum scale is 40 (1000 the highest); a lower value fails the
+// deployment in most regions: https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations
+@minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int
 
@@ -77,6 +84,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_62:Power Platform connectors call from Microsoft's shared outbound ranges in many regions; callers are authenticated with Entra ID (App Service Authentication) instead.
   // checkov:skip=CKV_AZURE_212:Flex Consumption scales instances itself (to zero when idle); there is no fixed minimum count to fail over to.
   // checkov:skip=CKV_AZURE_213:App Service health check pings running instances, which Flex Consumption scales to zero; GET /api/health serves external probes and an availability test instead.
+  // checkov:skip=CKV_AZURE_78:FTP is closed by the basicPublishingCredentialsPolicies 'ftp' (allow false) below; siteConfig.ftpsState is not set because current Flex Consumption stamps reject it ("site configuration properties (Site.SiteConfig.FtpsState, ...) for Flex Consumption sites is invalid", github.com/microsoft/azure-pipelines-tasks/issues/21032).
   // checkov:skip=CKV_AZURE_222:The HTTP API must be reachable by Power Apps (custom connector), portals and scripts; App Service Authentication signs every caller in with Entra ID.
   name: name
   location: location
@@ -98,7 +106,9 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState (nor linuxFxVersion): Flex Consumption stamps reject them as invalid site
+      // configuration properties (github.com/microsoft/azure-pipelines-tasks/issues/21032); FTP is
+      // closed by the 'ftp' basicPublishingCredentialsPolicies resource below.
       http20Enabled: true
       remoteDebuggingEnabled: false
       cors: {
@@ -132,6 +142,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
 }
 
 // Platform settings: identity-based storage and telemetry. The app's own settings come after them.
+//
+// Sampling, where it applies. With host.json "telemetryMode": "OpenTelemetry", host.json's
+// logging.applicationInsights (samplingSettings, excludedTypes) is not used and the host's own
+// telemetry cannot be sampled (github.com/Azure/azure-functions-host/issues/11496); the Python
+// worker's Azure Monitor OpenTelemetry distro samples its spans by these OTEL_* settings
+// (https://pypi.org/project/azure-monitor-opentelemetry/1.8.11/, "Sampling").
+// Sampled rows carry itemCount: queries count with sum(itemCount), never count().
 var platformSettings = [
   {
     name: 'AzureWebJobsStorage__credential'
@@ -165,12 +182,25 @@ var platformSettings = [
     name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
     value: 'true'
   }
+  {
+    name: 'OTEL_TRACES_SAMPLER'
+    value: 'microsoft.rate_limited'
+  }
+  {
+    name: 'OTEL_TRACES_SAMPLER_ARG'
+    value: string(telemetryTracesPerSecond)
+  }
 ]
 
 // No FTP or basic-auth (publishing profile) deployments: publish with an Entra ID sign-in.
+// Both policies need `location` although the type definitions omit it (Bicep warns BCP187): without
+// it the deployment fails with "The parameter location has an invalid value"
+// (github.com/Azure/bicep-types-az/issues/1571, github.com/Azure/bicep/issues/7396).
 resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: site
   name: 'ftp'
+  #disable-next-line BCP187
+  location: location
   properties: {
     allow: false
   }
@@ -179,6 +209,8 @@ resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
 resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
   parent: site
   name: 'scm'
+  #disable-next-line BCP187
+  location: location
   properties: {
     allow: false
   }

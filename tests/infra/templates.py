@@ -213,3 +213,101 @@ _CUSTOM_DIMENSION = re.compile(r"customDimensions(?:\.([A-Za-z_]\w*)|\[\s*[\"'](
 def custom_dimensions_used(kql: str) -> set[str]:
     """Field names a KQL text reads from customDimensions (`.name` or `["name"]`)."""
     return {dotted or indexed for dotted, indexed in _CUSTOM_DIMENSION.findall(kql)}
+
+
+# --- Application Insights (classic) and Log Analytics workspace column names -------------------------
+
+# Application Insights' Logs use the classic schema (traces, timestamp, customDimensions); the same
+# rows in the Log Analytics workspace use the workspace schema (AppTraces, TimeGenerated, Properties):
+# https://learn.microsoft.com/azure/azure-monitor/app/convert-classic-resource#workspace-based-resource-changes
+CLASSIC_TO_WORKSPACE = {
+    "traces": "AppTraces",
+    "requests": "AppRequests",
+    "exceptions": "AppExceptions",
+    "timestamp": "TimeGenerated",
+    "customDimensions": "Properties",
+    "message": "Message",
+    "itemCount": "ItemCount",
+    "operation_Name": "OperationName",
+    "outerMessage": "OuterMessage",
+    "type": "ExceptionType",
+    "success": "Success",
+    "name": "Name",
+}
+
+_KQL_TOKEN = re.compile(r"\"[^\"]*\"|'[^']*'|[A-Za-z_]\w*")
+
+
+def to_workspace_schema(kql: str) -> str:
+    """A classic-schema query in the workspace schema: identifiers renamed, string literals untouched."""
+
+    def rename(match: re.Match[str]) -> str:
+        token = match.group(0)
+        return token if token[0] in "\"'" else CLASSIC_TO_WORKSPACE.get(token, token)
+
+    return _KQL_TOKEN.sub(rename, kql)
+
+
+# --- A small evaluator for the templates' integer and duration expressions --------------------------
+
+
+def _top_level(text: str, char: str, start: int = 0) -> int:
+    """Index of `char` outside parentheses, brackets and quotes, or -1."""
+    depth, quote = 0, ""
+    for index in range(start, len(text)):
+        c = text[index]
+        if quote:
+            quote = "" if c == quote else quote
+        elif c == "'":
+            quote = c
+        elif c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif c == char and depth == 0:
+            return index
+    return -1
+
+
+def _to_python(expression: str) -> str:
+    """A Bicep expression of the forms used in alerts.bicep as Python (ternaries right-nested)."""
+    expression = expression.strip()
+    question = _top_level(expression, "?")
+    if question >= 0:
+        colon = _top_level(expression, ":", question)
+        condition, when_true, otherwise = (
+            expression[:question],
+            expression[question + 1 : colon],
+            expression[colon + 1 :],
+        )
+        return f"(({_to_python(when_true)}) if ({_to_python(condition)}) else ({_to_python(otherwise)}))"
+    assert "${" not in expression, f"string interpolation is not evaluated here: {expression}"
+    return re.sub(r"\bstring\(", "str(", expression)
+
+
+class Evaluator:
+    """Evaluates `var` lines of a template for given parameter values."""
+
+    def __init__(self, template: Template) -> None:
+        self.template = template
+        self.lines = dict(re.findall(r"^var (\w+) = (.+)$", template.text, flags=re.M))
+        self.compiled: dict[str, Any] = {}
+
+    def value(self, name: str, params: dict[str, Any]) -> Any:
+        if name in params:
+            return params[name]
+        variable = self.template.variables.get(name)
+        if isinstance(variable, dict) and all(isinstance(v, str) for v in variable.values()):
+            return {key.strip("'"): value for key, value in variable.items()}  # an object literal
+        if name not in self.compiled:
+            self.compiled[name] = compile(_to_python(self.lines[name]), name, "eval")
+        names = self.compiled[name].co_names
+        scope = {n: self.value(n, params) for n in names if n not in {"str", "max", "min"}}
+        return eval(self.compiled[name], {"str": str, "max": max, "min": min}, scope)  # noqa: S307
+
+
+def duration_minutes(duration: str) -> int:
+    match = re.fullmatch(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?", duration)
+    assert match and any(match.groups()), duration
+    days, hours, minutes = (int(g or 0) for g in match.groups())
+    return days * 1440 + hours * 60 + minutes

@@ -19,7 +19,7 @@ from azure.storage.queue import QueueServiceClient
 from devhost.host import DevHost
 from sandbox import SandboxHandle
 from shared import bootstrap
-from shared.adapters.invoice_queue import INVOICE_QUEUE, InvoiceQueue
+from shared.adapters.invoice_queue import INVOICE_QUEUE, POISON_QUEUE, InvoiceQueue
 from shared.domain.models import BookingStatus, InvoiceMessage, booking_key
 from tests.e2e.stack import LogCapture, Stack, clear_product_storage, reset_sandbox, stack_settings
 from tests.helpers import wait_for
@@ -38,7 +38,11 @@ HEARTBEAT_FILTER = (
 FAILED_FILTER = 'tostring(customDimensions.outcome) == "failed" and isnotempty(customDimensions.bookingKey)'
 POISON_FILTERS = (
     f'message startswith "{POISON_PREFIX}"',
-    "isnotempty(customDimensions.poisonDepth) and toint(customDimensions.poisonDepth) > 0",
+    'project timestamp, source = "host", poisonDepth = 1',
+    "isnotempty(customDimensions.poisonDepth)",
+    'project timestamp, source = "sync_bookings", poisonDepth = toint(customDimensions.poisonDepth)',
+    "summarize arg_max(timestamp, source, poisonDepth)",
+    "| where poisonDepth > 0",
 )
 
 
@@ -68,14 +72,15 @@ def failed_rows(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
 
 
 def poison_rows(records: list[logging.LogRecord]) -> list[str]:
-    rows = []
+    """The poison alert's result: the latest evidence (a host move, depth 1; or a backlog line) if > 0."""
+    latest: tuple[str, int] | None = None
     for record in records:
         depth = dimensions(record).get("poisonDepth")
         if record.getMessage().startswith(POISON_PREFIX):
-            rows.append("host")
-        elif _present(depth) and int(depth) > 0:
-            rows.append("sync_bookings")
-    return rows
+            latest = ("host", 1)
+        elif _present(depth):
+            latest = ("sync_bookings", int(depth))
+    return [latest[0]] if latest is not None and latest[1] > 0 else []
 
 
 def test_the_filters_applied_here_are_the_alert_queries() -> None:
@@ -146,7 +151,12 @@ def test_alert_filters_select_exactly_what_they_alert_on_in_a_real_run(alert_sta
     assert {row["businessId"] for row in beats} == set(stack.business_ids)
 
     # The timer reports the poison queue's depth each run: the alert stays on until it is drained.
-    assert "sync_bookings" in poison_rows(stack.logs.records)
+    assert poison_rows(stack.logs.records) == ["sync_bookings"]
+    # Drained: the next run reports an empty poison queue, and the alert resolves on it.
+    poison = QueueServiceClient.from_connection_string(stack.connection_string).get_queue_client(POISON_QUEUE)
+    poison.clear_messages()
+    assert stack.run_function("sync_bookings") == ["Succeeded"]
+    assert poison_rows(stack.logs.records) == []
 
     # Failed bookings: select good ones and ones that must fail, through the HTTP API.
     stored = stack.bookings(business_id)

@@ -159,13 +159,16 @@ def test_function_app_is_https_only_tls12_without_ftp_or_basic_auth_publishing(
     site = function_app.one("Microsoft.Web/sites")
     assert site.get("properties/httpsOnly") is True
     assert site.get("properties/siteConfig/minTlsVersion") == "1.2"
-    assert site.get("properties/siteConfig/ftpsState") == "Disabled"
     assert site.get("properties/siteConfig/remoteDebuggingEnabled") is False
+    # FTP is closed by the publishing-credentials policies, not by siteConfig.ftpsState, which Flex
+    # Consumption stamps reject (github.com/microsoft/azure-pipelines-tasks/issues/21032; pinned
+    # with its sources in test_deployable.py).
+    assert site.get("properties/siteConfig/ftpsState") is None
     policies = {
-        p.get("name"): p.get("properties/allow")
+        p.get("name"): (p.get("properties/allow"), p.get("location"))
         for p in function_app.of_type("Microsoft.Web/sites/basicPublishingCredentialsPolicies")
     }
-    assert policies == {"ftp": False, "scm": False}
+    assert policies == {"ftp": (False, "location"), "scm": (False, "location")}
 
 
 def _app_settings(main: Template, function_app: Template) -> tuple[dict[str, object], dict[str, object]]:
@@ -362,6 +365,10 @@ def test_example_parameters_match_main_bicep(main: Template) -> None:
     for name, entry in given.items():
         declared = main.parameters[name]["type"]
         assert isinstance(entry["value"], kinds[declared]), f"{name} should be {declared}"
-        allowed = [d["argument"] for d in main.parameters[name]["decorators"] if d["type"] == "allowed"]
-        if allowed:
-            assert entry["value"] in allowed[0], f"{name}={entry['value']!r} is not allowed"
+        decorators = {d["type"]: d["argument"] for d in main.parameters[name].get("decorators", [])}
+        if "allowed" in decorators:
+            assert entry["value"] in decorators["allowed"], f"{name}={entry['value']!r} is not allowed"
+        if "min_value" in decorators:
+            assert entry["value"] >= decorators["min_value"], (name, "below minimum")
+        if "max_value" in decorators:
+            assert entry["value"] <= decorators["max_value"], (name, "above maximum")
