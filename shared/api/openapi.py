@@ -76,6 +76,7 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 "errorCode",
                 "error",
                 "updatedAt",
+                "groupAppointment",
             ],
             "properties": {
                 "key": {
@@ -104,6 +105,12 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 ),
                 "error": _nullable({**text, "description": "The failure in words."}),
                 "updatedAt": _nullable({"type": "string", "format": "date-time"}),
+                "groupAppointment": {
+                    "type": "boolean",
+                    "description": "One attendee of a group appointment (a class): each attendee is "
+                    "billed separately.",
+                    "x-ms-summary": "Group appointment",
+                },
             },
         },
         "BookingList": {
