@@ -487,8 +487,9 @@ def test_booking_json_of_the_contract(world: ApiWorld) -> None:
     assert set(item) == {
         "key", "businessId", "appointmentId", "serviceId", "serviceName", "customerName", "customerEmail",
         "staffMemberIds", "start", "end", "price", "priceType", "status", "invoiceId", "invoiceNumber",
-        "errorCode", "error", "updatedAt",
+        "errorCode", "error", "updatedAt", "groupAppointment",
     }  # fmt: skip
+    assert item["groupAppointment"] is False
     assert item["customerName"] == "Siobhán O'Brien" and item["customerEmail"] == "Siobhan@Example.com"
     assert item["appointmentId"] == booking.appointment_id
 
