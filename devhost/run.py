@@ -173,6 +173,9 @@ def start_sandbox(children: Children, args: argparse.Namespace) -> dict[str, str
         [
             sys.executable, "-m", "sandbox", "--port", str(args.sandbox_port),
             "--state-dir", str(SANDBOX_STATE), "--settings-out", str(settings_file),
+            # Every appointment shape the real Graph serves: classes (one booking per attendee),
+            # Windows time zone names, customers only in the flat fields.
+            "--seed-group-appointments", "--seed-windows-time-zones", "--seed-flat-customer-fields",
         ],
         dict(os.environ),
         "sandbox ready",

@@ -41,6 +41,7 @@ _KNOWN = frozenset(
         "ServiceId",
         "ServiceName",
         "HasCustomer",
+        "GroupAppointment",
         "StaffMemberIds",
         "Start",
         "End",
@@ -76,6 +77,8 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
             "InvoiceAttempts": int(booking.invoice_attempts),
         }
     )
+    if booking.group_appointment:  # left out for one-to-one bookings: their rows stay as they were
+        entity["GroupAppointment"] = True
     if booking.customer_email:
         entity["CustomerEmailLower"] = booking.customer_email.lower()
     for name, attribute in _OPTIONAL.items():
@@ -107,6 +110,7 @@ def entity_to_booking(entity: Any) -> Booking:
         price_type=PriceType.parse(entity.get("PriceType")),
         status=BookingStatus(entity.get("Status", BookingStatus.UNBILLED)),
         has_customer=bool(entity.get("HasCustomer", True)),
+        group_appointment=bool(entity.get("GroupAppointment", False)),
         invoice_id=entity.get("InvoiceId"),
         invoice_number=entity.get("InvoiceNumber"),
         error_code=entity.get("ErrorCode"),

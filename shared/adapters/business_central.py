@@ -60,6 +60,7 @@ def _customer(data: dict[str, Any]) -> BcCustomer:
         number=str(data.get("number", "")),
         display_name=str(data.get("displayName", "")),
         email=str(data.get("email", "")),
+        blocked=str(data.get("blocked") or ""),
     )
 
 
@@ -69,6 +70,7 @@ def _item(data: dict[str, Any]) -> BcItem:
         number=str(data.get("number", "")),
         display_name=str(data.get("displayName", "")),
         type=str(data.get("type", "")),
+        blocked=data.get("blocked") is True,
     )
 
 
@@ -258,6 +260,20 @@ class BusinessCentralClient:
         )
         return [_customer(row) for row in rows]
 
+    def get_customer(self, customer_id: str) -> BcCustomer | None:
+        """One customer by id; None when Business Central has no such customer (404)."""
+        data = self._by_id("customers", customer_id)
+        return _customer(data) if data is not None else None
+
+    def _by_id(self, collection: str, record_id: str) -> dict[str, Any] | None:
+        """`GET {collection}({id})`: the record, or None on 404 (deleted, or never there)."""
+        try:
+            return self._request("GET", f"{collection}({quote(record_id, safe='-')})")
+        except BusinessCentralError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def find_by_number(self, collection: str, number: str) -> dict[str, Any] | None:
         """One record of `customers` or `items` by its number (templates are read this way)."""
         rows = self._collection(collection, {"$filter": f"number eq {odata_string(number)}", "$top": "1"})
@@ -280,6 +296,11 @@ class BusinessCentralClient:
             },
         )
         return [_item(row) for row in rows]
+
+    def get_item(self, item_id: str) -> BcItem | None:
+        """One item by id; None when Business Central has no such item (404)."""
+        data = self._by_id("items", item_id)
+        return _item(data) if data is not None else None
 
     def create_item(self, body: dict[str, Any]) -> BcItem:
         return _item(self._request("POST", "items", body=body, timeout=CREATE_TIMEOUT))

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.adapters.time_zones import UnknownTimeZoneError, zone_named
 from shared.domain.models import Appointment, AppointmentPage, Customer, PriceType, iso_utc
 from shared.telemetry import get_logger
 
@@ -34,9 +34,6 @@ MAX_CONCURRENT_PER_MAILBOX = 4
 # (connect, read) seconds: a page of appointments is small; a stuck connection must not hang a run.
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 60.0)
 GRAPH_RETRY_POLICY = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=60.0)
-
-# Zone names Graph may put into a `dateTimeTimeZone` that are not IANA names.
-_UTC_NAMES = frozenset({"utc", "z", "gmt", "etc/utc", "coordinated universal time", "tzone://microsoft/utc"})
 
 
 class GraphError(Exception):
@@ -58,20 +55,18 @@ class AppointmentParseError(ValueError):
 # -- parsing -----------------------------------------------------------------------------------------
 
 
-def _zone(name: str | None) -> ZoneInfo | Any:
-    if not name or name.strip().lower() in _UTC_NAMES:
-        return UTC
+def _zone(name: str | None) -> Any:
     try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise AppointmentParseError(f"unknown time zone {name!r}") from None
+        return zone_named(name)
+    except UnknownTimeZoneError as exc:
+        raise AppointmentParseError(str(exc)) from None
 
 
 def parse_graph_datetime(value: Any, field_name: str) -> datetime:
     """A Graph `dateTimeTimeZone` (or a plain ISO string) as an aware UTC datetime.
 
     Graph sends seven fractional digits and usually `Z`/`timeZone: UTC`; a naive `dateTime` is
-    local to its `timeZone`.
+    local to its `timeZone`, an IANA or a Windows name (`time_zones.py`).
     """
     if isinstance(value, Mapping):
         text, zone_name = value.get("dateTime"), value.get("timeZone")
@@ -103,25 +98,41 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _customer(data: Mapping[str, Any]) -> Customer | None:
-    """The first customer with a name or email; the legacy flat fields when `customers` is empty."""
+def _customers(data: Mapping[str, Any]) -> tuple[Customer, ...]:
+    """Every entry of `customers` with a name or email (a group appointment has several);
+    the flat v1.0 fields `customerName`/`customerEmailAddress`/`customerPhone` only when
+    `customers` has none: `customers` always wins (`reference/graph-bookings.md`)."""
+    found: list[Customer] = []
     customers = data.get("customers")
-    if isinstance(customers, list):
-        for entry in customers:
-            if not isinstance(entry, Mapping):
-                continue
-            name, email = _text(entry.get("name")), _text(entry.get("emailAddress"))
-            if name or email:
-                return Customer(
+    for entry in customers if isinstance(customers, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
+        name, email = _text(entry.get("name")), _text(entry.get("emailAddress"))
+        if name or email:
+            found.append(
+                Customer(
                     name=name or email or "",
                     email=email,
                     phone=_text(entry.get("phone")),
                     bookings_customer_id=_text(entry.get("customerId")),
                 )
+            )
+    if found:
+        return tuple(found)
     name, email = _text(data.get("customerName")), _text(data.get("customerEmailAddress"))
     if name or email:
-        return Customer(name=name or email or "", email=email, phone=_text(data.get("customerPhone")))
-    return None
+        return (Customer(name=name or email or "", email=email, phone=_text(data.get("customerPhone"))),)
+    return ()
+
+
+def _attendee_limit(value: Any) -> int | None:
+    """`maximumAttendeesCount` (Edm.Int32), or None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
 
 
 def _price(value: Any) -> float:
@@ -148,18 +159,21 @@ def parse_appointment(business_id: str, data: Mapping[str, Any]) -> Appointment:
     if not isinstance(staff, list):
         raise AppointmentParseError("staffMemberIds is not a list")
     updated = data.get("lastUpdatedDateTime")
+    attendees = _customers(data)
     return Appointment(
         business_id=business_id,
         id=appointment_id,
         service_id=_text(data.get("serviceId")) or "",
         service_name=_text(data.get("serviceName")) or "",
-        customer=_customer(data),
+        customer=attendees[0] if attendees else None,
         staff_member_ids=tuple(str(s) for s in staff if s),
         start=start,
         end=end,
         price=_price(data.get("price")),
         price_type=PriceType.parse(data.get("priceType") or PriceType.NOT_SET),
         last_updated=parse_graph_datetime(updated, "lastUpdatedDateTime") if updated else None,
+        attendees=attendees,
+        maximum_attendees=_attendee_limit(data.get("maximumAttendeesCount")),
     )
 
 

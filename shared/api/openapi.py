@@ -90,6 +90,7 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 "error",
                 "updatedAt",
                 "updatedBy",
+                "groupAppointment",
             ],
             "properties": {
                 "key": {
@@ -121,6 +122,12 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 "updatedBy": _nullable(
                     {**_ACTOR, "description": "The caller whose request last changed the booking, or null."}
                 ),
+                "groupAppointment": {
+                    "type": "boolean",
+                    "description": "One attendee of a group appointment (a class): each attendee is "
+                    "billed separately.",
+                    "x-ms-summary": "Group appointment",
+                },
             },
         },
         "BookingList": {

@@ -14,6 +14,7 @@ class BcCustomer:
     number: str
     display_name: str
     email: str
+    blocked: str = ""  # `_x0020_` (blank) | `Ship` | `Invoice` | `All`; see `record_choice.py`
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class BcItem:
     number: str
     display_name: str
     type: str
+    blocked: bool = False
 
 
 @dataclass(frozen=True)

@@ -46,3 +46,22 @@ class LinkNotFoundError(Exception):
 
 class LinkBusyError(Exception):
     """Another worker is creating the record and has not finished within the wait: retry later."""
+
+
+class CustomerBlockedError(Exception):
+    """Every Business Central customer with the booking's email is blocked for invoices."""
+
+    def __init__(self, numbers: list[str]) -> None:
+        self.numbers = numbers
+        super().__init__(
+            f"every Business Central customer with the customer's email is blocked for invoices: "
+            f"{', '.join(numbers)}"
+        )
+
+
+class ItemBlockedError(Exception):
+    """The service's Business Central item is blocked (a linked one, or every one matching by name)."""
+
+    def __init__(self, numbers: list[str]) -> None:
+        self.numbers = numbers
+        super().__init__(f"the service's Business Central item is blocked: {', '.join(numbers)}")

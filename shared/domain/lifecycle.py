@@ -204,6 +204,7 @@ DESCRIPTIVE_FIELDS = (
     "service_id",
     "service_name",
     "has_customer",
+    "group_appointment",
     "staff_member_ids",
     "start",
     "end",

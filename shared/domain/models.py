@@ -18,12 +18,17 @@ KEY_PATTERN = re.compile(r"^[A-Z2-7]{26}$")
 EXTERNAL_DOCUMENT_PREFIX = "BKG-"
 
 
-def booking_key(business_id: str, appointment_id: str) -> str:
+def booking_key(business_id: str, appointment_id: str, attendee_id: str | None = None) -> str:
     """The contract's booking key: base32 of SHA-256 of `businessId\\nappointmentId`, cut to 26.
 
-    URL-safe, a legal Table RowKey, and `BKG-<key>` fits Business Central's Code[35].
+    An attendee of a group appointment (`shared/domain/group_appointments.py`) has its own key:
+    the same of `businessId\\nappointmentId\\nattendeeId`. URL-safe, a legal Table RowKey, and
+    `BKG-<key>` fits Business Central's Code[35].
     """
-    digest = hashlib.sha256(f"{business_id}\n{appointment_id}".encode()).digest()
+    text = f"{business_id}\n{appointment_id}"
+    if attendee_id is not None:
+        text += f"\n{attendee_id}"
+    digest = hashlib.sha256(text.encode()).digest()
     return base64.b32encode(digest).decode("ascii")[:KEY_LENGTH]
 
 
@@ -51,6 +56,8 @@ class ErrorCode(StrEnum):
     SERVICE_NOT_MAPPED = "SERVICE_NOT_MAPPED"
     BC_REJECTED = "BC_REJECTED"
     BC_UNAVAILABLE = "BC_UNAVAILABLE"
+    CUSTOMER_BLOCKED = "CUSTOMER_BLOCKED"
+    ITEM_BLOCKED = "ITEM_BLOCKED"
 
 
 class PriceType(StrEnum):
@@ -85,7 +92,7 @@ class Actor:
 
 @dataclass(frozen=True)
 class Customer:
-    """The booking's first customer as Bookings has it."""
+    """A customer of an appointment as Bookings has it (one attendee of a group appointment)."""
 
     name: str
     email: str | None
@@ -95,7 +102,12 @@ class Customer:
 
 @dataclass(frozen=True)
 class Appointment:
-    """A Bookings appointment, parsed from Graph (both `startDateTime` and `start` shapes)."""
+    """A Bookings appointment, parsed from Graph (both `startDateTime` and `start` shapes).
+
+    `customer` is the one billed: the first of `attendees` as parsed, or, in the appointments
+    `group_appointments.bookings_of` makes, the attendee the booking is for (`attendee_id` set,
+    `group` true). `maximum_attendees` is Graph's `maximumAttendeesCount` (None when absent).
+    """
 
     business_id: str
     id: str
@@ -108,10 +120,14 @@ class Appointment:
     price: float
     price_type: PriceType
     last_updated: datetime | None = None
+    attendees: tuple[Customer, ...] = ()
+    maximum_attendees: int | None = None
+    attendee_id: str | None = None
+    group: bool = False
 
     @property
     def key(self) -> str:
-        return booking_key(self.business_id, self.id)
+        return booking_key(self.business_id, self.id, self.attendee_id)
 
 
 @dataclass(frozen=True)
@@ -147,6 +163,7 @@ class Booking:
     price_type: PriceType
     status: BookingStatus = BookingStatus.UNBILLED
     has_customer: bool = True
+    group_appointment: bool = False
     invoice_id: str | None = None
     invoice_number: str | None = None
     error_code: str | None = None
@@ -188,6 +205,7 @@ class Booking:
             "error": self.error,
             "updatedAt": iso_utc(self.updated_at),
             "updatedBy": self.updated_by.to_json() if self.updated_by else None,
+            "groupAppointment": self.group_appointment,
         }
 
 

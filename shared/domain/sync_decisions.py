@@ -137,6 +137,7 @@ def booking_from_appointment(appointment: Appointment, at: datetime | None = Non
         price_type=appointment.price_type,
         status=BookingStatus.UNBILLED,
         has_customer=customer is not None,
+        group_appointment=appointment.group,
         updated_at=at,
         status_changed_at=at,
     )

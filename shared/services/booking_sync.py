@@ -6,9 +6,12 @@ outage nothing is skipped). Re-reading the whole lookback every run is what catc
 (a price corrected after the appointment) and cancellations within one schedule interval; it costs
 Graph reads, not table writes, because unchanged bookings are not written.
 
-An appointment is completed when its end lies before now. Pages are processed as they arrive
-(memory stays flat in the number of appointments); Unbilled bookings that Graph no longer has in
-a fully-read window are confirmed gone with one point read and then cancelled. The watermark in
+An appointment is completed when its end lies before now. A group appointment is one booking per
+attendee (`shared/domain/group_appointments.py`). Pages are processed as they arrive (memory stays
+flat in the number of appointments, plus the set of appointment ids read); Unbilled bookings that
+Graph no longer has in a fully-read window are cancelled: an attendee missing from an appointment
+the window returned has left it (nothing to confirm: the appointment was just read); a booking
+whose appointment the window did not return is confirmed gone with one point read first. The watermark in
 `SyncState` advances only after the whole window was read and stored. A failure in one business
 is logged and the others go on.
 """
@@ -26,7 +29,8 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from shared.domain import lifecycle
-from shared.domain.models import Appointment, Booking, booking_key
+from shared.domain.group_appointments import bookings_of, unkeyed_attendees
+from shared.domain.models import Appointment, AppointmentPage, Booking
 from shared.domain.moments import iso_utc, utc_now
 from shared.domain.sync_decisions import SyncOutcome
 from shared.domain.sync_window import DEFAULT_OVERLAP, SyncWindow, plan_window
@@ -160,51 +164,55 @@ class BookingSync:
         result.window = window
         snapshot = self.upserter.stored_in_window(business_id, window.start, window.end)
         read_started = self.clock()
+        seen: set[str] = set()  # ids of every appointment the window returned, readable or not
 
         def completed() -> Iterator[tuple[Appointment, datetime]]:
             pages = self.graph.calendar_view_pages(business_id, window.start, window.end)
             for page in prefetch(pages, self.prefetch_pages):
+                seen.update(page.appointment_ids)
                 result.read += len(page.appointments) + len(page.invalid)
-                for appointment_id, reason in page.invalid:
-                    result.invalid += 1
-                    if appointment_id:  # it exists in Bookings: not a cancellation
-                        snapshot.pop(booking_key(business_id, appointment_id), None)
-                    log.warning(
-                        "Appointment %s of %s skipped: %s",
-                        appointment_id or "(no id)",
-                        business_id,
-                        reason,
-                        extra={"businessId": business_id, "outcome": "invalid_appointment"},
-                    )
+                _skip_invalid(business_id, page, snapshot, result)
                 for appointment in page.appointments:
+                    _report_unkeyed(appointment)
                     if appointment.end < now:
                         result.completed += 1
-                        yield appointment, page.fetched_at
+                        yield from ((unit, page.fetched_at) for unit in bookings_of(appointment))
                     else:  # still running or moved into the future: picked up once it has ended
                         result.not_completed += 1
-                        snapshot.pop(appointment.key, None)
+                        for unit in bookings_of(appointment):
+                            snapshot.pop(unit.key, None)
 
         result.outcomes.update(self.upserter.upsert(business_id, completed(), snapshot))
         # The window was read to its last page and stored: what is missing is gone or has moved.
         missing = [stored for stored in snapshot.values() if lifecycle.sync_may_cancel(stored.status)]
         if missing:
-            result.outcomes.update(self._settle_missing(business_id, missing, read_started))
+            result.outcomes.update(self._settle_missing(business_id, missing, read_started, seen))
         self.state.record_success(business_id, window.end, result.counts())
 
     def _settle_missing(
-        self, business_id: str, missing: Iterable[Booking], read_started: datetime
+        self, business_id: str, missing: Iterable[Booking], read_started: datetime, seen: set[str]
     ) -> Counter[SyncOutcome]:
-        """Cancel what Bookings no longer has; refresh what merely moved out of the window."""
+        """Cancel what Bookings no longer has; refresh what merely moved out of the window.
+
+        A booking whose appointment the window returned is an attendee who left it: gone, without a
+        point read (the appointment exists, so reading it would "confirm" nothing). Otherwise the
+        appointment is read by id: absent, or present without this booking's attendee, it is gone.
+        """
         gone: list[Booking] = []
         moved: list[tuple[Appointment, datetime]] = []
         for stored in missing:
             appointment_id = stored.appointment_id
+            if not appointment_id or appointment_id in seen:
+                gone.append(stored)
+                continue
             fetched_at = self.clock()
-            appointment = self.graph.get_appointment(business_id, appointment_id) if appointment_id else None
-            if appointment is None:
+            appointment = self.graph.get_appointment(business_id, appointment_id)
+            units = bookings_of(appointment) if appointment is not None else ()
+            unit = next((u for u in units if u.key == stored.key), None)
+            if unit is None:
                 gone.append(stored)
             else:
-                moved.append((appointment, fetched_at))
+                moved.append((unit, fetched_at))
         outcomes: Counter[SyncOutcome] = Counter()
         if moved:
             snapshot = {stored.key: stored for stored in missing}
@@ -212,6 +220,40 @@ class BookingSync:
         if gone:
             outcomes.update(self.upserter.cancel_missing(business_id, gone, read_started))
         return outcomes
+
+
+def _skip_invalid(
+    business_id: str, page: AppointmentPage, snapshot: dict[str, Booking], result: BusinessSyncResult
+) -> None:
+    """Appointments Graph returned that we cannot read: they exist, so none of their bookings
+    (every attendee's, for a group appointment) is a cancellation. Each is logged."""
+    if not page.invalid:
+        return
+    unreadable = {appointment_id for appointment_id, _ in page.invalid if appointment_id}
+    for key in [key for key, stored in snapshot.items() if stored.appointment_id in unreadable]:
+        del snapshot[key]
+    for appointment_id, reason in page.invalid:
+        result.invalid += 1
+        log.warning(
+            "Appointment %s of %s skipped: %s",
+            appointment_id or "(no id)",
+            business_id,
+            reason,
+            extra={"businessId": business_id, "outcome": "invalid_appointment"},
+        )
+
+
+def _report_unkeyed(appointment: Appointment) -> None:
+    """Group attendees with neither a Bookings customer id nor an email cannot get a booking."""
+    count = unkeyed_attendees(appointment)
+    if count:
+        log.warning(
+            "Appointment %s of %s: %d attendee(s) without customer id or email left out",
+            appointment.id,
+            appointment.business_id,
+            count,
+            extra={"businessId": appointment.business_id, "outcome": "attendee_without_identity"},
+        )
 
 
 def _log_failure(result: BusinessSyncResult, error_code: str) -> None:

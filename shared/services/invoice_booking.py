@@ -17,6 +17,9 @@ write (ETag):
 - **Errors**: transient ones (throttling, outages, a busy customer creation) are raised so the
   queue retries the message; on its last allowed try the booking is first marked Failed with
   `BC_UNAVAILABLE`, so none stays in Invoicing. Permanent ones mark it Failed with their code.
+- **Stale links**: when Business Central refuses the invoice, the linked customer and item are
+  read; what was deleted (or, for the customer, blocked) is forgotten, linked afresh and the
+  invoice sent once more (`stale_links.py`). A refused POST created nothing, so this is safe.
 """
 
 from __future__ import annotations
@@ -31,12 +34,19 @@ from zoneinfo import ZoneInfo
 
 from shared.domain import lifecycle
 from shared.domain.bc_records import BcInvoice, Link
-from shared.domain.errors import BusinessCentralError, ConcurrentChangeError, LinkNotFoundError
+from shared.domain.errors import (
+    BusinessCentralError,
+    ConcurrentChangeError,
+    CustomerBlockedError,
+    ItemBlockedError,
+    LinkNotFoundError,
+)
 from shared.domain.invoice_lines import InvoiceDateRule, invoice_body, quantity_and_price
 from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
 from shared.domain.moments import utc_now
 from shared.services.links import CustomerLinks, ItemLinks
 from shared.services.ports import BookingRepository, BusinessCentral
+from shared.services.stale_links import check_links
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.invoicing")
@@ -67,9 +77,6 @@ class InvoiceResult:
     invoice_number: str | None = None
     error_code: str | None = None
     detail: str = ""
-
-
-_STALE_LINK_CODES = frozenset({"Application_DialogException", "BadRequest_NotFound"})
 
 
 class InvoicingRetryError(Exception):
@@ -248,15 +255,12 @@ class InvoiceBooking:
                 return self.bc.create_invoice(body), False
             except BusinessCentralError as exc:
                 if not exc.transient:
-                    if exc.code in _STALE_LINK_CODES and not relinked:
-                        # A linked customer or item may have been deleted in Business Central: Business
-                        # Central says so with an AL error (`The sell-to customer cannot be found.`,
-                        # `Item does not exist.`); link afresh and send once more.
-                        self._forget_links(booking)
-                        customer, item = self._links(booking)
-                        relinked = True
-                        continue
-                    raise _Permanent(ErrorCode.BC_REJECTED, exc.message[:ERROR_LENGTH]) from None
+                    if relinked:
+                        raise _Permanent(ErrorCode.BC_REJECTED, exc.message[:ERROR_LENGTH]) from None
+                    self._drop_stale_links(booking, customer, item, exc)
+                    customer, item = self._links(booking)
+                    relinked = True
+                    continue
                 if not exc.may_have_committed:
                     raise
                 log.warning(
@@ -279,6 +283,8 @@ class InvoiceBooking:
             customer = self.customers.resolve(
                 booking.customer_email, booking.customer_name, booking.customer_phone
             )
+        except CustomerBlockedError as exc:
+            raise _Permanent(ErrorCode.CUSTOMER_BLOCKED, str(exc)) from None
         except LinkNotFoundError:
             raise _Permanent(
                 ErrorCode.CUSTOMER_NOT_FOUND,
@@ -291,6 +297,8 @@ class InvoiceBooking:
         _, price = quantity_and_price(booking)
         try:
             item = self.items.resolve(booking.service_id, booking.service_name, price)
+        except ItemBlockedError as exc:
+            raise _Permanent(ErrorCode.ITEM_BLOCKED, str(exc)) from None
         except LinkNotFoundError:
             raise _Permanent(
                 ErrorCode.SERVICE_NOT_MAPPED,
@@ -303,10 +311,34 @@ class InvoiceBooking:
             raise _Permanent(ErrorCode.BC_REJECTED, exc.message[:ERROR_LENGTH]) from None
         return customer, item
 
-    def _forget_links(self, booking: Booking) -> None:
-        if booking.customer_email:
+    def _drop_stale_links(
+        self, booking: Booking, customer: Link, item: Link, refused: BusinessCentralError
+    ) -> None:
+        """Forget the links that point at deleted (or invoice-blocked) records, or fail the booking."""
+        rejection = refused.message[:ERROR_LENGTH]
+        try:
+            check = check_links(self.bc, customer, item)
+        except BusinessCentralError as exc:
+            if exc.transient:
+                raise
+            raise _Permanent(ErrorCode.BC_REJECTED, rejection) from None
+        if check.customer_stale and booking.customer_email:
             self.customers.forget(booking.customer_email)
-        self.items.forget(booking.service_id, booking.service_name)
+        if check.item_gone:
+            self.items.forget(booking.service_id, booking.service_name)
+        if check.any_stale or check.item_blocked:
+            log.warning(
+                "Invoice for booking %s refused: %s",
+                booking.key,
+                check.describe(customer, item),
+                extra={"bookingKey": booking.key, "outcome": "stale_link"},
+            )
+        if check.item_blocked:
+            raise _Permanent(
+                ErrorCode.ITEM_BLOCKED, f"the service's Business Central item {item.number} is blocked"
+            )
+        if not check.any_stale:
+            raise _Permanent(ErrorCode.BC_REJECTED, rejection)
 
     # -- recording ---------------------------------------------------------------------------
 

@@ -18,6 +18,10 @@ instances) invoice bookings of the same new customer at the same moment. The rul
 
 A creation whose outcome is unknown (connection lost, timeout) keeps its marker, so nobody creates
 a second record until the lookup after `stale_after` has had its chance.
+
+Among the records that match, blocked ones are passed over (`shared/domain/record_choice.py`);
+when every match is blocked nothing is linked or created and the caller gets
+`CustomerBlockedError` / `ItemBlockedError`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from shared.domain.bc_records import BLANK_GUID, Link
 from shared.domain.errors import BusinessCentralError, LinkBusyError, LinkNotFoundError
+from shared.domain.record_choice import choose_customer, choose_item
 from shared.services.ports import BusinessCentral, LinkRepository
 from shared.telemetry import get_logger
 
@@ -210,14 +215,15 @@ class CustomerLinks(_Resolver):
 
         def lookup() -> Link | None:
             matches = self.bc.find_customers_by_email(address)
-            if len(matches) > 1:
+            chosen = choose_customer(matches)  # unblocked first; CustomerBlockedError if none is
+            if chosen is not None and len(matches) > 1:
                 log.warning(
                     "%d Business Central customers share the email of a Bookings customer; using %s",
                     len(matches),
-                    matches[0].number,
+                    chosen.number,
                     extra={"outcome": "ambiguous_customer"},
                 )
-            return Link(matches[0].id, matches[0].number) if matches else None
+            return Link(chosen.id, chosen.number) if chosen else None
 
         def create() -> Link:
             created = self.bc.create_customer(self.new_customer_body(email.strip(), name, phone))
@@ -259,8 +265,8 @@ class ItemLinks(_Resolver):
             raise LinkNotFoundError("the service has no name")
 
         def lookup() -> Link | None:
-            matches = self.bc.find_service_items_by_name(name)
-            return Link(matches[0].id, matches[0].number) if matches else None
+            chosen = choose_item(self.bc.find_service_items_by_name(name))  # ItemBlockedError if all are
+            return Link(chosen.id, chosen.number) if chosen else None
 
         def create() -> Link:
             created = self.bc.create_item(self.new_item_body(name, unit_price))

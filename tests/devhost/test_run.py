@@ -84,6 +84,14 @@ def test_make_run_starts_syncs_and_ctrl_c_stops_everything(tmp_path) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         bookings = requests.get(f"{base}/api/bookings", params={"top": 5}, headers=headers, timeout=30).json()
         assert len(bookings["value"]) == 5 and all(b["status"] == "Unbilled" for b in bookings["value"])
+        # The sandbox runs with every seed shape: classes show as one booking per attendee.
+        unbilled = requests.get(
+            f"{base}/api/bookings", params={"top": 1000}, headers=headers, timeout=30
+        ).json()["value"]
+        classes: dict[str, int] = {}
+        for booking in (b for b in unbilled if b["groupAppointment"]):
+            classes[booking["appointmentId"]] = classes.get(booking["appointmentId"], 0) + 1
+        assert classes and max(classes.values()) >= 2, classes
     finally:
         process.send_signal(signal.SIGINT)
         try:

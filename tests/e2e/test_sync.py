@@ -27,16 +27,30 @@ LOOKBACK = timedelta(days=30)
 CALENDAR_VIEW = "GET /solutions/bookingBusinesses/{businessId}/calendarView"
 
 
+def contract_keys(business_id: str, appointment: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
+    """CONTRACT.md's booking keys of one Graph appointment, each with the customer it bills: one
+    per attendee of a group appointment (`maximumAttendeesCount` > 1), else the appointment's."""
+    customers = appointment["customers"]
+    if appointment.get("maximumAttendeesCount", 1) <= 1 or not customers:
+        return {booking_key(business_id, appointment["id"]): customers[0] if customers else None}
+    return {
+        booking_key(business_id, appointment["id"], c["customerId"] or (c["emailAddress"] or "").lower()): c
+        for c in customers
+    }
+
+
 def completed_in_window(
     stack: Stack, business_id: str, now: datetime, start: datetime
-) -> dict[str, dict[str, Any]]:
-    """Graph's appointments that overlap [start, now) and have ended, by booking key."""
+) -> dict[str, tuple[dict[str, Any], dict[str, Any] | None]]:
+    """Graph's appointments that overlap [start, now) and have ended, by booking key, with the
+    customer each booking bills."""
     result = {}
     for appointment in stack.graph_appointments(business_id):
         begins = parse_graph_datetime(appointment["startDateTime"], "start")
         ends = parse_graph_datetime(appointment["endDateTime"], "end")
         if ends > start and begins < now and ends < now:
-            result[booking_key(business_id, appointment["id"])] = appointment
+            for key, customer in contract_keys(business_id, appointment).items():
+                result[key] = (appointment, customer)
     return result
 
 
@@ -82,7 +96,7 @@ def test_first_run_stores_every_completed_appointment_of_the_lookback(stack: Sta
         expected = completed_in_window(stack, business_id, E2E_NOW, E2E_NOW - LOOKBACK)
         stored = by_key(stack.bookings(business_id))
         assert set(stored) == set(expected) and expected
-        for key, appointment in expected.items():
+        for key, (appointment, customer) in expected.items():
             booking = stored[key]
             assert booking.appointment_id == appointment["id"]
             assert booking.status == BookingStatus.UNBILLED
@@ -92,9 +106,9 @@ def test_first_run_stores_every_completed_appointment_of_the_lookback(stack: Sta
             assert booking.price == appointment["price"]
             assert booking.price_type == appointment["priceType"]
             assert booking.service_name == appointment["serviceName"]
-            customers = appointment["customers"]
-            assert booking.has_customer == bool(customers)
-            assert booking.customer_email == (customers[0]["emailAddress"] if customers else None)
+            assert booking.has_customer == (customer is not None)
+            assert booking.customer_email == (customer["emailAddress"] if customer else None)
+            assert booking.group_appointment == (appointment.get("maximumAttendeesCount", 1) > 1)
 
         # The seed has one appointment without customers: stored, marked for NO_CUSTOMER.
         assert [b for b in stored.values() if not b.has_customer]

@@ -209,7 +209,7 @@ def test_settled_bookings_are_a_no_op(world: World, status: BookingStatus) -> No
         ({"customer_email": None}, True, "NO_CUSTOMER_EMAIL"),
         ({"customer_email": "nobody@example.org"}, False, "CUSTOMER_NOT_FOUND"),
         ({"service_id": "svc-new", "service_name": "Aqua yoga"}, False, "SERVICE_NOT_MAPPED"),
-        ({"customer_email": "jordanm@contoso.com"}, True, "BC_REJECTED"),  # blocked in BC
+        ({"customer_email": "jordanm@contoso.com"}, True, "CUSTOMER_BLOCKED"),  # blocked in BC
     ],
 )
 def test_permanent_problems_fail_the_booking_with_a_reason(

@@ -542,13 +542,17 @@ class FakeBusinessCentral:
 
     # -- seeding ---------------------------------------------------------------------------------
 
-    def add_customer(self, email: str, number: str = "C00010", name: str = "Customer") -> BcCustomer:
-        customer = BcCustomer(self._next_id(), number, name, email)
+    def add_customer(
+        self, email: str, number: str = "C00010", name: str = "Customer", blocked: str = "_x0020_"
+    ) -> BcCustomer:
+        customer = BcCustomer(self._next_id(), number, name, email, blocked)
         self.customers[customer.id] = customer
         return customer
 
-    def add_item(self, name: str, number: str = "SVC-0001", kind: str = "Service") -> BcItem:
-        item = BcItem(self._next_id(), number, name, kind)
+    def add_item(
+        self, name: str, number: str = "SVC-0001", kind: str = "Service", blocked: bool = False
+    ) -> BcItem:
+        item = BcItem(self._next_id(), number, name, kind, blocked)
         self.items[item.id] = item
         return item
 
@@ -568,6 +572,12 @@ class FakeBusinessCentral:
                 (c for c in self.customers.values() if c.email.lower() == wanted), key=lambda c: c.number
             ),
         )
+
+    def get_customer(self, customer_id: str) -> BcCustomer | None:
+        return self._call("get_customer", customer_id, lambda: self.customers.get(customer_id))
+
+    def get_item(self, item_id: str) -> BcItem | None:
+        return self._call("get_item", item_id, lambda: self.items.get(item_id))
 
     def find_by_number(self, collection: str, number: str) -> dict[str, Any] | None:
         return self._call("find_by_number", number, lambda: self.records.get((collection, number)))

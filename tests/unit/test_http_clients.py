@@ -16,6 +16,7 @@ from requests.structures import CaseInsensitiveDict
 from shared.adapters.business_central import BusinessCentralClient, odata_string
 from shared.adapters.graph_bookings import GraphBookingsClient, GraphError
 from shared.adapters.http_retry import RetryPolicy
+from shared.domain.bc_records import BcCustomer, BcItem
 from shared.domain.errors import BusinessCentralError
 from tests.unit.fakes import ManualClock
 
@@ -138,6 +139,34 @@ def test_a_429_on_the_invoice_post_is_retried_in_place() -> None:
     assert invoice.number == "S-INV-1001"
     assert [r.method for r in world.adapter.sent] == ["POST", "POST"]
     assert json.loads(world.adapter.sent[1].body or b"") == BODY
+
+
+def test_records_by_id_read_404_as_gone_and_carry_blocked() -> None:
+    """`GET customers({id})` / `items({id})` of a deleted record answer 404 (ALAppExtensions APIV2
+    pages are keyed on SystemId); `blocked` is the customer enum / the item Boolean."""
+    customer = {"id": "c-1", "number": "C00010", "email": "a@x.com", "blocked": "Invoice"}
+    item = {"id": "i-1", "number": "SVC-1", "displayName": "Bento", "type": "Service", "blocked": True}
+    world = BcWorld(
+        ok(customer),
+        ok(item),
+        error(404, "BadRequest_NotFound", "The Customer does not exist."),
+        error(404, "BadRequest_NotFound", "The Item does not exist."),
+    )
+    assert world.client.get_customer("c-1") == BcCustomer("c-1", "C00010", "", "a@x.com", "Invoice")
+    assert world.client.get_item("i-1") == BcItem("i-1", "SVC-1", "Bento", "Service", True)
+    assert world.client.get_customer("c-2") is None and world.client.get_item("i-2") is None
+    assert [urlsplit(r.url or "").path.rsplit("/", 1)[1] for r in world.adapter.sent] == [
+        "customers(c-1)",
+        "items(i-1)",
+        "customers(c-2)",
+        "items(i-2)",
+    ]
+
+
+def test_a_record_read_that_fails_otherwise_raises() -> None:
+    world = BcWorld(error(403, "Authorization_Failed", "No permission."))
+    with pytest.raises(BusinessCentralError):
+        world.client.get_customer("c-1")
 
 
 def test_a_bad_request_is_permanent_with_business_centrals_message() -> None:

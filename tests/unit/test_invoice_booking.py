@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -206,20 +207,99 @@ def test_a_refused_invoice_fails_with_business_centrals_message(world: World) ->
     assert world.bc.count("create_invoice") == 1
 
 
-def test_a_deleted_linked_record_is_linked_afresh_once(world: World) -> None:
-    _, message = world.seed(queued())
+@pytest.mark.parametrize("code", ["Application_DialogException", "BadRequest_NotFound", None])
+def test_a_deleted_linked_customer_is_found_out_by_reading_it_whatever_the_code(
+    world: World, code: str | None
+) -> None:
+    """The decision is taken on `GET customers({id})` answering 404, never on the error code."""
+    booking, message = world.seed(queued())
+    world.bc.customers.pop(world.customer.id)  # deleted in Business Central after it was linked
+    successor = world.bc.add_customer("customer1@example.com", "C00002")
     world.bc.fail(
         "create_invoice",
-        BusinessCentralError("customer not found", status=400, code="BadRequest_NotFound", transient=False),
+        BusinessCentralError("The sell-to customer cannot be found.", status=400, code=code, transient=False),
     )
     result = world.invoice(message)
     assert result.outcome is InvoiceOutcome.INVOICED
     assert [name for name, _ in world.bc.calls] == [
         "create_invoice",
+        "get_customer",
+        "get_item",
         "find_customers_by_email",
-        "find_service_items_by_name",
         "create_invoice",
     ]
+    assert world.links.link_of(CUSTOMER, "customer1@example.com") == Link(successor.id, successor.number)
+    [invoice] = world.bc.invoices.values()
+    assert world.bc.invoice_bodies[invoice.id]["customerId"] == successor.id
+    assert world.stored(booking).invoice_id == invoice.id
+
+
+def test_a_rejection_with_both_linked_records_in_place_fails_without_a_second_post(world: World) -> None:
+    booking, message = world.seed(queued())
+    world.bc.fail(
+        "create_invoice",
+        BusinessCentralError(
+            "Some AL rule said no.", status=400, code="Application_DialogException", transient=False
+        ),
+    )
+    result = world.invoice(message)
+    assert (result.outcome, result.error_code) == (InvoiceOutcome.FAILED, "BC_REJECTED")
+    assert world.bc.count("create_invoice") == 1
+    assert world.stored(booking).error == "Some AL rule said no."
+    assert world.links.link_of(CUSTOMER, "customer1@example.com") == Link(
+        world.customer.id, world.customer.number
+    )
+
+
+def test_a_linked_item_that_became_blocked_fails_item_blocked(world: World) -> None:
+    booking, message = world.seed(queued())
+    world.bc.items[world.item.id] = replace(world.item, blocked=True)
+    world.bc.fail(
+        "create_invoice",
+        BusinessCentralError("Blocked must be equal to 'No'", status=400, transient=False),
+    )
+    result = world.invoice(message)
+    assert (result.outcome, result.error_code) == (InvoiceOutcome.FAILED, "ITEM_BLOCKED")
+    assert "SVC-0001" in (world.stored(booking).error or "")
+    assert world.bc.count("create_invoice") == 1
+
+
+def test_a_linked_customer_blocked_for_invoices_is_replaced_by_an_unblocked_one(world: World) -> None:
+    _, message = world.seed(queued())
+    world.bc.customers[world.customer.id] = replace(world.customer, blocked="Invoice")
+    other = world.bc.add_customer("Customer1@Example.com", "C00003")
+    world.bc.fail("create_invoice", BusinessCentralError("blocked", status=400, transient=False))
+    assert world.invoice(message).outcome is InvoiceOutcome.INVOICED
+    assert world.links.link_of(CUSTOMER, "customer1@example.com") == Link(other.id, other.number)
+
+
+def test_only_blocked_customers_with_the_email_fail_customer_blocked_naming_them() -> None:
+    world = World(linked=False, sync_customers=True)
+    world.bc.customers.pop(world.customer.id)
+    world.bc.add_customer("customer1@example.com", "C00007", blocked="All")
+    world.bc.add_customer("CUSTOMER1@example.com", "C00008", blocked="Invoice")
+    booking, message = world.seed(queued())
+    result = world.invoice(message)
+    assert (result.outcome, result.error_code) == (InvoiceOutcome.FAILED, "CUSTOMER_BLOCKED")
+    assert "C00007" in (world.stored(booking).error or "") and "C00008" in (world.stored(booking).error or "")
+    assert world.bc.count("create_customer") == 0  # never created past the block
+    assert world.bc.count("create_invoice") == 0
+
+
+def test_blocked_items_are_passed_over_by_name_and_only_blocked_fails_item_blocked() -> None:
+    world = World(linked=False)
+    world.bc.items.pop(world.item.id)
+    world.bc.add_item("Catered bento", "SVC-0001", blocked=True)
+    usable = world.bc.add_item("catered BENTO", "SVC-0002")
+    _, message = world.seed(queued())
+    assert world.invoice(message).outcome is InvoiceOutcome.INVOICED
+    assert world.links.link_of(ITEM, "svc-1") == Link(usable.id, usable.number)
+
+    world = World(linked=False)
+    world.bc.items[world.item.id] = replace(world.item, blocked=True)
+    _, message = world.seed(queued())
+    result = world.invoice(message)
+    assert (result.outcome, result.error_code) == (InvoiceOutcome.FAILED, "ITEM_BLOCKED")
 
 
 def test_a_transient_error_is_raised_for_a_retry_and_leaves_the_claim(world: World) -> None:

@@ -504,9 +504,10 @@ def test_booking_json_of_the_contract(world: ApiWorld) -> None:
     assert set(item) == {
         "key", "businessId", "appointmentId", "serviceId", "serviceName", "customerName", "customerEmail",
         "staffMemberIds", "start", "end", "price", "priceType", "status", "invoiceId", "invoiceNumber",
-        "errorCode", "error", "updatedAt", "updatedBy",
+        "errorCode", "error", "updatedAt", "updatedBy", "groupAppointment",
     }  # fmt: skip
     assert item["updatedBy"] is None  # only the sync wrote it
+    assert item["groupAppointment"] is False
     assert item["customerName"] == "Siobhán O'Brien" and item["customerEmail"] == "Siobhan@Example.com"
     assert item["appointmentId"] == booking.appointment_id
 

@@ -1,0 +1,68 @@
+"""Group appointments: one booking per attendee.
+
+A Bookings service with `maximumAttendeesCount` > 1 (a class, a workshop) books several customers
+into one appointment: `customers` is a collection (`Collection(bookingCustomerInformationBase)` in
+the Graph v1.0 CSDL, `microsoftgraph/msgraph-metadata` `schemas/v1.0-Prod.csdl`; the appointment
+carries `maximumAttendeesCount` and `filledAttendeesCount`). Each attendee is billed on its own:
+
+- a group appointment becomes one booking per attendee, keyed by
+  `booking_key(businessId, appointmentId, attendeeId)`, where `attendeeId` is the attendee's
+  `customerId`, or its lower-cased `emailAddress` when that is empty (the contract's formula);
+  each is billed the appointment's price, to its own customer;
+- a one-to-one appointment keeps its key (`booking_key(businessId, appointmentId)`), so bookings
+  stored before group appointments were understood stay where they are;
+- an attendee who leaves is like an appointment that is gone: its Unbilled booking is cancelled
+  (the sync sees the appointment without that attendee; `booking_sync`).
+
+Robust to what no source settles:
+
+- `maximumAttendeesCount` absent (an older or trimmed payload): several attendees make it a group;
+- a group appointment with no attendee at all keeps one booking under the one-to-one key, without
+  a customer, so a person sees it (`NO_CUSTOMER`) instead of it vanishing silently;
+- an attendee with neither `customerId` nor email cannot be keyed (two of them would collide); it is
+  left out and reported by `unkeyed_attendees`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from shared.domain.models import Appointment, Customer
+
+
+def is_group(appointment: Appointment) -> bool:
+    """A group appointment: `maximumAttendeesCount` > 1, or several attendees when it is absent."""
+    if appointment.maximum_attendees is not None:
+        return appointment.maximum_attendees > 1
+    return len(appointment.attendees) > 1
+
+
+def attendee_id(customer: Customer) -> str | None:
+    """The contract's `attendeeId`: the `customerId`, else the lower-cased email, else None."""
+    if customer.bookings_customer_id and customer.bookings_customer_id.strip():
+        return customer.bookings_customer_id.strip()
+    if customer.email and customer.email.strip():
+        return customer.email.strip().lower()
+    return None
+
+
+def bookings_of(appointment: Appointment) -> tuple[Appointment, ...]:
+    """The appointment as its bookings see it: itself (one-to-one), or one per attendee (group)."""
+    if not is_group(appointment):
+        return (appointment,)
+    if not appointment.attendees:
+        return (replace(appointment, group=True),)
+    units: dict[str, Appointment] = {}
+    for attendee in appointment.attendees:
+        identity = attendee_id(attendee)
+        if identity is None or identity in units:
+            continue  # the same attendee twice is billed once
+        units[identity] = replace(appointment, customer=attendee, attendee_id=identity, group=True)
+    return tuple(units.values())
+
+
+def unkeyed_attendees(appointment: Appointment) -> int:
+    """Attendees of a group appointment that `bookings_of` had to leave out (no id, no email)."""
+    if not is_group(appointment):
+        return 0
+    return sum(1 for attendee in appointment.attendees if attendee_id(attendee) is None)

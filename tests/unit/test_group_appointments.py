@@ -1,0 +1,142 @@
+"""Group appointments: the contract's key formula, one booking per attendee, and the sync's
+treatment of an attendee who leaves (cancelled, without a point read of the appointment)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import replace
+from datetime import timedelta
+
+from shared.domain.group_appointments import attendee_id, bookings_of, is_group
+from shared.domain.models import BookingStatus, Customer, booking_key
+from shared.services.booking_sync import BookingSync
+from tests.unit.builders import LUNCH, appointment_id, make_appointment
+from tests.unit.fakes import FakeBookingStore, FakeGraph, FakeSyncState, FakeSyncWriter, ManualClock
+from tests.unit.test_booking_sync import LOOKBACK_DAYS, NOW
+
+
+def contract_key(text: str) -> str:
+    """CONTRACT.md, Storage: base32 (RFC 4648) of SHA-256, cut to 26 characters."""
+    return base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:26]
+
+
+def attendee(number: int, *, customer_id: str | None = None, email: str | None = None) -> Customer:
+    return Customer(
+        name=f"Attendee {number}",
+        email=email if email is not None else f"Attendee{number}@Example.com",
+        bookings_customer_id=customer_id if customer_id is not None else f"cust-{number}",
+    )
+
+
+def group(number: int = 1, *attendees: Customer, maximum: int | None = 8):  # type: ignore[no-untyped-def]
+    return make_appointment(
+        LUNCH,
+        number,
+        customer=attendees[0] if attendees else None,
+        attendees=attendees,
+        maximum_attendees=maximum,
+    )
+
+
+def test_the_key_formulas_are_the_contracts() -> None:
+    assert booking_key("biz@x.com", "AAMk/+=") == contract_key("biz@x.com\nAAMk/+=")
+    assert booking_key("biz@x.com", "AAMk/+=", "cust-1") == contract_key("biz@x.com\nAAMk/+=\ncust-1")
+    assert booking_key("biz@x.com", "AAMk/+=", "cust-1") != booking_key("biz@x.com", "AAMk/+=")
+
+
+def test_attendee_id_is_the_customer_id_else_the_lower_cased_email() -> None:
+    assert attendee_id(attendee(1)) == "cust-1"
+    assert attendee_id(attendee(1, customer_id="")) == "attendee1@example.com"
+    assert attendee_id(Customer(name="Walk-in", email=None)) is None
+
+
+def test_a_group_appointment_is_one_booking_per_attendee_at_the_appointments_price() -> None:
+    people = [attendee(n) for n in range(1, 6)]
+    appointment = group(1, *people)
+    units = bookings_of(appointment)
+    assert [u.customer for u in units] == people
+    assert [u.key for u in units] == [booking_key(LUNCH, appointment_id(1), f"cust-{n}") for n in range(1, 6)]
+    assert all(u.group and u.price == appointment.price and u.id == appointment.id for u in units)
+
+
+def test_one_to_one_appointments_keep_todays_key() -> None:
+    appointment = make_appointment(LUNCH, 1, maximum_attendees=1)
+    (unit,) = bookings_of(appointment)
+    assert unit.key == booking_key(LUNCH, appointment_id(1)) and not unit.group
+    assert not is_group(make_appointment(LUNCH, 1))  # maximumAttendeesCount absent, one customer
+
+
+def test_robust_shapes_of_group_appointments() -> None:
+    # maximumAttendeesCount absent but several attendees: a group all the same.
+    assert is_group(group(1, attendee(1), attendee(2), maximum=None))
+    # No attendee: one booking without customer, under the one-to-one key, shown as NO_CUSTOMER later.
+    (empty,) = bookings_of(group(2))
+    assert (empty.customer, empty.key, empty.group) == (None, booking_key(LUNCH, appointment_id(2)), True)
+    # The same attendee twice is billed once; an attendee with no id and no email cannot be keyed.
+    units = bookings_of(group(3, attendee(1), attendee(1), Customer(name="Walk-in", email=None)))
+    assert [u.attendee_id for u in units] == ["cust-1"]
+
+
+class World:
+    def __init__(self) -> None:
+        self.clock = ManualClock(NOW)
+        self.store = FakeBookingStore(self.clock)
+        self.graph = FakeGraph(self.clock)
+        self.sync = BookingSync(
+            self.graph,
+            FakeSyncWriter(self.store),
+            FakeSyncState(),
+            (LUNCH,),
+            LOOKBACK_DAYS,
+            clock=self.clock,
+            prefetch_pages=0,
+            max_parallel_businesses=1,
+        )
+
+    def statuses(self) -> dict[str, BookingStatus]:
+        return {b.customer_email or "": b.status for b in self.store.all()}
+
+
+def test_an_attendee_who_leaves_is_cancelled_without_reading_the_appointment_again() -> None:
+    world = World()
+    people = [attendee(n) for n in range(1, 6)]
+    world.graph.add(group(1, *people))
+    world.sync.run()
+    assert len(world.store.all()) == 5 and all(b.group_appointment for b in world.store.all())
+
+    world.graph.add(group(1, *people[:2], *people[3:]))  # attendee 3 cancels their seat
+    world.clock.advance(minutes=15)
+    (result,) = world.sync.run().results
+    assert result.counts()["cancelled"] == 1
+    assert world.statuses()["Attendee3@Example.com"] is BookingStatus.CANCELLED
+    assert sum(s is BookingStatus.UNBILLED for s in world.statuses().values()) == 4
+    assert world.graph.point_reads == []  # the appointment was just read: nothing to confirm
+
+
+def test_a_group_appointment_that_moved_out_of_the_window_keeps_its_attendees() -> None:
+    world = World()
+    people = [attendee(n) for n in range(1, 4)]
+    world.graph.add(group(1, *people))
+    world.sync.run()
+    long_ago = NOW - timedelta(days=LOOKBACK_DAYS + 30)
+    world.graph.add(replace(group(1, *people[:2]), start=long_ago, end=long_ago + timedelta(minutes=45)))
+    world.clock.advance(minutes=15)
+    world.sync.run()
+    # Out of the window: read by id; attendees 1 and 2 are still in it, attendee 3 is not.
+    assert len(world.graph.point_reads) == 3
+    statuses = world.statuses()
+    assert statuses["Attendee3@Example.com"] is BookingStatus.CANCELLED
+    assert statuses["Attendee1@Example.com"] is statuses["Attendee2@Example.com"] is BookingStatus.UNBILLED
+
+
+def test_an_unreadable_group_appointment_cancels_none_of_its_attendees() -> None:
+    world = World()
+    world.graph.add(group(1, attendee(1), attendee(2)))
+    world.sync.run()
+    world.graph.remove(LUNCH, appointment_id(1))
+    world.graph.add_invalid(LUNCH, appointment_id(1), "unknown time zone 'Mars Standard Time'")
+    world.clock.advance(minutes=15)
+    (result,) = world.sync.run().results
+    assert result.counts()["cancelled"] == 0 and result.invalid == 1
+    assert set(world.statuses().values()) == {BookingStatus.UNBILLED}
