@@ -12,7 +12,12 @@ carries `maximumAttendeesCount` and `filledAttendeesCount`). Each attendee is bi
 - a one-to-one appointment keeps its key (`booking_key(businessId, appointmentId)`), so bookings
   stored before group appointments were understood stay where they are;
 - an attendee who leaves is like an appointment that is gone: its Unbilled booking is cancelled
-  (the sync sees the appointment without that attendee; `booking_sync`).
+  (the sync sees the appointment without that attendee; `booking_sync`);
+- a booking stored before group appointments were understood (one row under the one-to-one key,
+  for the first attendee only) that invoicing already touched (Queued, Invoicing, Invoiced, Failed)
+  keeps standing for that attendee: no per-attendee booking is made for them, so they can never be
+  billed twice (`without_legacy_attendee`). An Unbilled one is retired by the sync like any
+  booking that is gone, and every attendee gets their own booking.
 
 Robust to what no source settles:
 
@@ -27,7 +32,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.domain.models import Appointment, Customer
+from shared.domain import lifecycle
+from shared.domain.models import Appointment, Booking, Customer
 
 
 def is_group(appointment: Appointment) -> bool:
@@ -66,3 +72,20 @@ def unkeyed_attendees(appointment: Appointment) -> int:
     if not is_group(appointment):
         return 0
     return sum(1 for attendee in appointment.attendees if attendee_id(attendee) is None)
+
+
+def without_legacy_attendee(
+    units: tuple[Appointment, ...], legacy: Booking | None
+) -> tuple[Appointment, ...]:
+    """The attendees' bookings minus the one a legacy one-to-one-key booking already stands for.
+
+    `legacy` is the stored booking under the appointment's one-to-one key. Once invoicing has
+    touched it (the sync can neither cancel nor revive it), it is that attendee's booking: making a
+    second one would bill them twice. Its attendee is recognised by email, case-insensitively.
+    """
+    if legacy is None or lifecycle.sync_may_cancel(legacy.status) or lifecycle.sync_may_revive(legacy.status):
+        return units
+    email = (legacy.customer_email or "").strip().lower()
+    if not email:
+        return units
+    return tuple(u for u in units if not (u.customer and (u.customer.email or "").strip().lower() == email))

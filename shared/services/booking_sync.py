@@ -29,8 +29,8 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from shared.domain import lifecycle
-from shared.domain.group_appointments import bookings_of, unkeyed_attendees
-from shared.domain.models import Appointment, AppointmentPage, Booking
+from shared.domain.group_appointments import bookings_of, unkeyed_attendees, without_legacy_attendee
+from shared.domain.models import Appointment, AppointmentPage, Booking, booking_key
 from shared.domain.moments import iso_utc, utc_now
 from shared.domain.sync_decisions import SyncOutcome
 from shared.domain.sync_window import DEFAULT_OVERLAP, SyncWindow, plan_window
@@ -176,7 +176,9 @@ class BookingSync:
                     _report_unkeyed(appointment)
                     if appointment.end < now:
                         result.completed += 1
-                        yield from ((unit, page.fetched_at) for unit in bookings_of(appointment))
+                        legacy = snapshot.get(booking_key(business_id, appointment.id))
+                        units = without_legacy_attendee(bookings_of(appointment), legacy)
+                        yield from ((unit, page.fetched_at) for unit in units)
                     else:  # still running or moved into the future: picked up once it has ended
                         result.not_completed += 1
                         for unit in bookings_of(appointment):

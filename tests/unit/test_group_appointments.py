@@ -11,7 +11,7 @@ from datetime import timedelta
 from shared.domain.group_appointments import attendee_id, bookings_of, is_group
 from shared.domain.models import BookingStatus, Customer, booking_key
 from shared.services.booking_sync import BookingSync
-from tests.unit.builders import LUNCH, appointment_id, make_appointment
+from tests.unit.builders import LUNCH, appointment_id, make_appointment, make_booking
 from tests.unit.fakes import FakeBookingStore, FakeGraph, FakeSyncState, FakeSyncWriter, ManualClock
 from tests.unit.test_booking_sync import LOOKBACK_DAYS, NOW
 
@@ -140,3 +140,33 @@ def test_an_unreadable_group_appointment_cancels_none_of_its_attendees() -> None
     (result,) = world.sync.run().results
     assert result.counts()["cancelled"] == 0 and result.invalid == 1
     assert set(world.statuses().values()) == {BookingStatus.UNBILLED}
+
+
+def test_a_legacy_booking_invoicing_touched_keeps_standing_for_its_attendee() -> None:
+    """Before group appointments were understood, only the first attendee was stored, under the
+    one-to-one key. If that booking was invoiced, the attendee must not get a second booking."""
+    world = World()
+    people = [attendee(n) for n in range(1, 4)]
+    legacy = replace(
+        make_booking(LUNCH, 1, status=BookingStatus.INVOICED, invoice_number="S-INV-OLD"),
+        customer_email="attendee1@example.com",
+    )
+    world.store.put(legacy)
+    world.graph.add(group(1, *people))
+    world.sync.run()
+    rows = {b.customer_email.lower(): b for b in world.store.all() if b.customer_email}
+    assert rows["attendee1@example.com"].key == legacy.key  # still the one booking for attendee 1
+    assert rows["attendee1@example.com"].status is BookingStatus.INVOICED
+    assert len(world.store.all()) == 3  # attendees 2 and 3 got their own, attendee 1 no second one
+
+
+def test_an_unbilled_legacy_booking_is_retired_and_every_attendee_gets_their_own() -> None:
+    world = World()
+    people = [attendee(n) for n in range(1, 4)]
+    legacy = replace(make_booking(LUNCH, 1), customer_email="attendee1@example.com")
+    world.store.put(legacy)
+    world.graph.add(group(1, *people))
+    world.sync.run()
+    assert world.store.get(LUNCH, legacy.key).status is BookingStatus.CANCELLED  # type: ignore[union-attr]
+    unbilled = [b for b in world.store.all() if b.status is BookingStatus.UNBILLED]
+    assert sorted(b.customer_email for b in unbilled) == [p.email for p in people]
