@@ -88,4 +88,11 @@ def without_legacy_attendee(
     email = (legacy.customer_email or "").strip().lower()
     if not email:
         return units
-    return tuple(u for u in units if not (u.customer and (u.customer.email or "").strip().lower() == email))
+    return tuple(
+        unit
+        for unit in units
+        # A unit under the legacy key itself (a one-to-one appointment, a class without attendees)
+        # is that booking: never dropped.
+        if unit.key == legacy.key
+        or not (unit.customer and (unit.customer.email or "").strip().lower() == email)
+    )

@@ -107,7 +107,7 @@ def invoice(stack: Stack, keys: list[str]) -> dict[str, dict[str, Any]]:
     location = response.headers["Location"]
 
     def settled() -> dict[str, Any] | None:
-        document = stack.session.get(f"{stack.url}{location}", timeout=30).json()
+        document = stack.api("GET", location.removeprefix("/api/")).json()
         return document if all(item["status"] in SETTLED for item in document["items"]) else None
 
     document = wait_for(settled, timeout=180, interval=0.3, what="the selected bookings to settle")

@@ -170,3 +170,14 @@ def test_an_unbilled_legacy_booking_is_retired_and_every_attendee_gets_their_own
     assert world.store.get(LUNCH, legacy.key).status is BookingStatus.CANCELLED  # type: ignore[union-attr]
     unbilled = [b for b in world.store.all() if b.status is BookingStatus.UNBILLED]
     assert sorted(b.customer_email for b in unbilled) == [p.email for p in people]
+
+
+def test_a_one_to_one_booking_in_invoicings_hands_is_never_mistaken_for_a_legacy_row() -> None:
+    """The legacy rule applies to group appointments only: a Failed one-to-one booking is refreshed."""
+    world = World()
+    appointment = make_appointment(LUNCH, 1)
+    world.store.put(make_booking(LUNCH, 1, status=BookingStatus.FAILED, error_code="BC_REJECTED"))
+    world.graph.add(replace(appointment, service_name="Renamed"))
+    world.sync.run()
+    (only,) = world.store.all()
+    assert (only.status, only.service_name) == (BookingStatus.FAILED, "Renamed")
