@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from shared.adapters.storage import TRANSACTION_LIMIT
-from shared.domain.models import Booking, BookingStatus, PriceType
+from shared.domain.models import Booking, BookingStatus, Caller, InvoiceSource, PriceType
 from shared.domain.moments import aware
 
 BOOKINGS_TABLE = "Bookings"
@@ -31,6 +31,8 @@ _OPTIONAL = {
     "ClaimedBy": "claimed_by",
     "UpdatedAt": "updated_at",
     "StatusChangedAt": "status_changed_at",
+    "InvoiceStatus": "invoice_status",
+    "Note": "note",
 }
 _KNOWN = frozenset(
     {
@@ -49,6 +51,9 @@ _KNOWN = frozenset(
         "Status",
         "InvoiceAttempts",
         "CustomerEmailLower",
+        "InvoiceSource",
+        "UpdatedById",
+        "UpdatedByName",
         *_OPTIONAL,
     }
 )
@@ -80,7 +85,28 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         value = getattr(booking, attribute)
         if value is not None:
             entity[name] = value
+    if booking.invoice_source is not None:
+        entity["InvoiceSource"] = str(booking.invoice_source)
+    if booking.updated_by is not None:
+        for name, value in (
+            ("UpdatedById", booking.updated_by.object_id),
+            ("UpdatedByName", booking.updated_by.name),
+        ):
+            if value is not None:
+                entity[name] = value
     return entity
+
+
+def _caller(entity: Any) -> Caller | None:
+    object_id, name = entity.get("UpdatedById"), entity.get("UpdatedByName")
+    return Caller(object_id, name) if object_id or name else None
+
+
+def _source(value: object) -> InvoiceSource | None:
+    try:
+        return InvoiceSource(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def entity_to_booking(entity: Any) -> Booking:
@@ -111,6 +137,10 @@ def entity_to_booking(entity: Any) -> Booking:
         claimed_by=entity.get("ClaimedBy"),
         updated_at=aware(entity.get("UpdatedAt")),
         status_changed_at=aware(entity.get("StatusChangedAt")),
+        invoice_status=entity.get("InvoiceStatus"),
+        invoice_source=_source(entity.get("InvoiceSource")),
+        note=entity.get("Note"),
+        updated_by=_caller(entity),
         etag=metadata.get("etag"),
         extra={name: value for name, value in entity.items() if name not in _KNOWN},
     )

@@ -42,6 +42,25 @@ class BookingStatus(StrEnum):
     INVOICED = "Invoiced"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    EXCLUDED = "Excluded"
+
+
+class InvoiceSource(StrEnum):
+    """Who billed an Invoiced booking: this app (a Business Central invoice) or a person, elsewhere."""
+
+    APP = "app"
+    MANUAL = "manual"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who made a request (from App Service Authentication's principal): object id and display name."""
+
+    object_id: str | None
+    name: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"objectId": self.object_id, "displayName": self.name}
 
 
 class ErrorCode(StrEnum):
@@ -149,6 +168,14 @@ class Booking:
     claimed_by: str | None = None
     updated_at: datetime | None = None
     status_changed_at: datetime | None = None
+    # Business Central's status of the invoice (Draft, Open, Paid, Canceled, Corrective, ...), as
+    # last seen by invoicing or reconcile_invoices; None for manual outcomes and unbilled bookings.
+    invoice_status: str | None = None
+    invoice_source: InvoiceSource | None = None
+    note: str | None = None
+    # The person (or daemon) who last changed the booking by hand, and when (`updated_at` is stamped
+    # by every write; this is the manual change's own time).
+    updated_by: Caller | None = None
     etag: str | None = field(default=None, compare=False)
     # Stored properties this version does not know (written by a newer one): kept on every write.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -174,7 +201,20 @@ class Booking:
             "errorCode": self.error_code,
             "error": self.error,
             "updatedAt": iso_utc(self.updated_at),
+            "invoiceStatus": self.invoice_status,
+            "invoiceSource": str(self.source) if self.source else None,
+            "note": self.note,
+            "updatedBy": self.updated_by.to_json() if self.updated_by else None,
         }
+
+    @property
+    def source(self) -> InvoiceSource | None:
+        """`invoice_source`, or `app` for an Invoiced booking stored before the field existed."""
+        if self.invoice_source is not None:
+            return self.invoice_source
+        if self.status is BookingStatus.INVOICED and self.invoice_id:
+            return InvoiceSource.APP
+        return None
 
 
 class InvalidMessageError(ValueError):
