@@ -70,6 +70,19 @@ param syncSchedule string = '0 */15 * * * *'
 @maxValue(1440)
 param syncIntervalMinutes int = 15
 
+@description('NCRONTAB schedule of reconcile_invoices, six fields, UTC (RECONCILE_SCHEDULE).')
+param reconcileSchedule string = '0 5 * * * *'
+
+@description('Minutes between two reconcile_invoices runs under reconcileSchedule; the stalled-reconcile alert fires after two of them.')
+@minValue(1)
+@maxValue(1440)
+param reconcileIntervalMinutes int = 60
+
+@description('Days after an appointment ended that finished bookings are deleted (RETENTION_DAYS); must exceed syncLookbackDays + 7.')
+@minValue(38)
+@maxValue(36500)
+param retentionDays int = 400
+
 @description('Days the sync reads back for late edits and cancellations (SYNC_LOOKBACK_DAYS).')
 @minValue(1)
 @maxValue(365)
@@ -297,6 +310,14 @@ var contractSettings = [
     value: syncSchedule
   }
   {
+    name: 'RECONCILE_SCHEDULE'
+    value: reconcileSchedule
+  }
+  {
+    name: 'RETENTION_DAYS'
+    value: string(retentionDays)
+  }
+  {
     name: 'SYNC_LOOKBACK_DAYS'
     value: string(syncLookbackDays)
   }
@@ -362,6 +383,7 @@ module alerts 'modules/alerts.bicep' = {
     actionGroupResourceId: actionGroupResourceId
     alertEmailAddress: alertEmailAddress
     syncIntervalMinutes: syncIntervalMinutes
+    reconcileIntervalMinutes: reconcileIntervalMinutes
     createInvoiceFailureRatePercent: createInvoiceFailureRatePercent
   }
 }

@@ -71,7 +71,7 @@ def _log_counts(report: ReconcileReport, ms: int) -> None:
         k["deleted_cancelled"],
         k["deleted_excluded"],
         extra={
-            "outcome": "failed" if report.failed else "ok",
+            "outcome": "failed" if report.failed else "reconciled",
             "durationMs": ms,
             **{f"reconcile_{name}": n for name, n in r.items()},
             **{f"retention_{name}": n for name, n in k.items()},

@@ -144,7 +144,7 @@ def test_request_status_counts_and_lists_every_booking_with_a_missing_one_shown(
         "Failed": 1,
         "Cancelled": 0,
         "Excluded": 0,
-            "Missing": 1,
+        "Missing": 1,
     }
     rows = {row["key"]: row for row in document["items"]}
     assert rows[bookings[0].key]["invoiceNumber"] == "S-INV-1"
