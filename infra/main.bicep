@@ -200,6 +200,7 @@ var queueNames = [
 var tableNames = [
   'Bookings'
   'SyncState'
+  'ReconcileState'
   'InvoiceRequests'
   'BusinessCentralLinks'
 ]

@@ -487,7 +487,7 @@ def test_booking_json_of_the_contract(world: ApiWorld) -> None:
     assert set(item) == {
         "key", "businessId", "appointmentId", "serviceId", "serviceName", "customerName", "customerEmail",
         "staffMemberIds", "start", "end", "price", "priceType", "status", "invoiceId", "invoiceNumber",
-        "errorCode", "error", "updatedAt",
+        "errorCode", "error", "updatedAt", "invoiceStatus", "invoiceSource", "note", "updatedBy",
     }  # fmt: skip
     assert item["customerName"] == "Siobhán O'Brien" and item["customerEmail"] == "Siobhan@Example.com"
     assert item["appointmentId"] == booking.appointment_id
