@@ -154,11 +154,12 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 },
                 "reference": {
                     "type": "string",
+                    "x-nullable": True,
                     "maxLength": 35,
                     "description": "markInvoiced only: where it was billed (becomes invoiceNumber).",
                     "x-ms-summary": "Reference",
                 },
-                "note": {"type": "string", "maxLength": 500, "x-ms-summary": "Note"},
+                "note": {"type": "string", "x-nullable": True, "maxLength": 500, "x-ms-summary": "Note"},
             },
         },
         "BookingUpdateResult": {

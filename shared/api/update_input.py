@@ -22,7 +22,7 @@ def parse_update(document: Mapping[str, Any], *, max_selection: int) -> BookingU
     action = document.get("action")
     if action is None:
         raise InvalidInput.field("action", f"is required: one of {', '.join(MANUAL_ACTIONS)}")
-    if action not in MANUAL_ACTIONS:
+    if not isinstance(action, str) or action not in MANUAL_ACTIONS:
         shown = repr(action)[:40] if isinstance(action, str) else f"a {type(action).__name__} value"
         raise InvalidInput.field(
             "action", f"{shown} is not an action; use one of {', '.join(MANUAL_ACTIONS)}"

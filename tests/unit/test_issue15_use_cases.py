@@ -77,6 +77,7 @@ def test_update_body_is_checked_all_or_nothing() -> None:
     for body in (
         {"action": "exclude", "bookingKeys": [key] * 1 + ["x"]},
         {"action": "nope", "bookingKeys": [key]},
+        {"action": {}, "bookingKeys": [key]},
         {"action": "include", "bookingKeys": [key], "reference": "R"},
         {"action": "exclude", "bookingKeys": [key], "note": 5},
         {"action": "exclude", "bookingKeys": [make_booking(number=n).key for n in range(6)]},
