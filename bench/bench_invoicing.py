@@ -195,6 +195,7 @@ def main() -> int:
             "CUSTOMER_TEMPLATE": "CT-BOOKINGS",
             "ITEM_TEMPLATE": "IT-BOOKINGS",
             "SYNC_SCHEDULE": NEVER,
+            "RECONCILE_SCHEDULE": NEVER,
         }
         results = [
             run(sandbox, settings, args, 0.0),

@@ -28,7 +28,7 @@ import requests
 
 from devhost.azurite import Azurite, start_azurite
 from devhost.token import api_token
-from shared.settings import DEFAULT_SYNC_SCHEDULE
+from shared.settings import DEFAULT_RECONCILE_SCHEDULE, DEFAULT_SYNC_SCHEDULE
 
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".devhost"
@@ -264,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             env["AzureWebJobsStorage"] = children.azurite.connection_string
             # The host resolves %SYNC_SCHEDULE% from app settings, so it must be set (infra sets it too).
             env.setdefault("SYNC_SCHEDULE", DEFAULT_SYNC_SCHEDULE)
+            env.setdefault("RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE)
         say(f"==> starting devhost on port {args.port}")
         STATE.mkdir(exist_ok=True)
         line = children.start(

@@ -28,6 +28,7 @@ from shared.api.input import InvalidInput, parse_json_object
 from shared.api.list_query import parse_list_query, read_page
 from shared.api.openapi import build_document
 from shared.api.selection_input import parse_selection
+from shared.api.update_input import parse_update
 from shared.bootstrap import Container
 from shared.domain.errors import SelectionTooLargeError
 from shared.services.health import check_health
@@ -222,6 +223,22 @@ def get_invoice_request(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(status)
 
     return _answer("get_invoice_request", handle, caller)
+
+
+@bp.function_name("update_bookings")
+@bp.route(route="booking-updates", methods=["POST"])
+def update_bookings(req: func.HttpRequest) -> func.HttpResponse:
+    caller = _caller(req, "update_bookings", ROLE_INVOICE)
+    if not isinstance(caller, Caller):
+        return caller
+
+    def handle(c: Container) -> func.HttpResponse:
+        document = parse_json_object(req.get_body(), req.headers.get("content-type"))
+        update = parse_update(document, max_selection=c.settings.max_selection)
+        result = c.booking_updates.apply(update, caller.actor)
+        return json_response(result.to_json())
+
+    return _answer("update_bookings", handle, caller)
 
 
 @bp.function_name("health")

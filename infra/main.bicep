@@ -70,6 +70,19 @@ param syncSchedule string = '0 */15 * * * *'
 @maxValue(1440)
 param syncIntervalMinutes int = 15
 
+@description('NCRONTAB schedule of reconcile_invoices, six fields, UTC (RECONCILE_SCHEDULE).')
+param reconcileSchedule string = '0 5 * * * *'
+
+@description('Minutes between two reconcile_invoices runs under reconcileSchedule; the stalled-reconcile alert fires after two of them.')
+@minValue(1)
+@maxValue(1440)
+param reconcileIntervalMinutes int = 60
+
+@description('Days after an appointment ended that finished bookings are deleted (RETENTION_DAYS); must exceed syncLookbackDays + 7.')
+@minValue(38)
+@maxValue(36500)
+param retentionDays int = 400
+
 @description('Days the sync reads back for late edits and cancellations (SYNC_LOOKBACK_DAYS).')
 @minValue(1)
 @maxValue(365)
@@ -204,6 +217,7 @@ var queueNames = [
 var tableNames = [
   'Bookings'
   'SyncState'
+  'ReconcileState'
   'InvoiceRequests'
   'BusinessCentralLinks'
 ]
@@ -314,6 +328,14 @@ var contractSettings = [
     value: syncSchedule
   }
   {
+    name: 'RECONCILE_SCHEDULE'
+    value: reconcileSchedule
+  }
+  {
+    name: 'RETENTION_DAYS'
+    value: string(retentionDays)
+  }
+  {
     name: 'SYNC_LOOKBACK_DAYS'
     value: string(syncLookbackDays)
   }
@@ -400,6 +422,7 @@ module alerts 'modules/alerts.bicep' = {
     actionGroupResourceId: actionGroupResourceId
     alertEmailAddress: alertEmailAddress
     syncIntervalMinutes: syncIntervalMinutes
+    reconcileIntervalMinutes: reconcileIntervalMinutes
     createInvoiceFailureRatePercent: createInvoiceFailureRatePercent
   }
 }

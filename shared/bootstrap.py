@@ -17,6 +17,7 @@ from functools import cached_property
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared.adapters.bc_invoice_feed import InvoiceFeed
 from shared.adapters.booking_entities import BOOKINGS_TABLE
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.business_central import BusinessCentralClient
@@ -24,6 +25,7 @@ from shared.adapters.graph_bookings import GraphBookingsClient
 from shared.adapters.invoice_queue import InvoiceQueue
 from shared.adapters.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequestStore
 from shared.adapters.link_store import LINKS_TABLE, LinkStore
+from shared.adapters.reconcile_state import RECONCILE_STATE_TABLE, ReconcileStateStore
 from shared.adapters.storage import queue_service_client, table_service_client
 from shared.adapters.sync_state import SYNC_STATE_TABLE, SyncStateStore
 from shared.adapters.token_provider import TokenProvider
@@ -31,9 +33,13 @@ from shared.api.continuation import ContinuationTokens, derive_token_key
 from shared.domain.moments import utc_now
 from shared.services.booking_queries import BookingQueries
 from shared.services.booking_sync import BookingSync
+from shared.services.booking_updates import BookingUpdates
 from shared.services.invoice_booking import InvoiceBooking
 from shared.services.links import CustomerLinks, ItemLinks
+from shared.services.reconcile import InvoiceReconciler
+from shared.services.reconcile_run import ReconcileTimerRun
 from shared.services.request_status import RequestStatusReader
+from shared.services.retention import Retention
 from shared.services.selection import SelectionService
 from shared.services.timer_run import SyncTimerRun
 from shared.settings import Settings, SettingsError, load_settings
@@ -158,6 +164,34 @@ class Container:
     def sync_timer_run(self) -> SyncTimerRun:
         return SyncTimerRun(self.booking_sync, self.booking_store, self.invoice_queue, self.now)
 
+    # -- reconcile_invoices (timer) ----------------------------------------------------------
+
+    @cached_property
+    def reconcile_state(self) -> ReconcileStateStore:
+        store = ReconcileStateStore(self.tables.get_table_client(RECONCILE_STATE_TABLE), clock=self.now)
+        store.ensure_table()
+        return store
+
+    @cached_property
+    def reconcile_timer_run(self) -> ReconcileTimerRun:
+        settings = self.settings
+        reconciler = InvoiceReconciler(
+            self.booking_store,
+            InvoiceFeed(self.business_central),
+            self.reconcile_state,
+            business_ids=settings.bookings_business_ids,
+            company_id=settings.bc_company_id,
+            clock=self.now,
+        )
+        retention = Retention(
+            self.booking_store,
+            self.invoice_requests,
+            business_ids=settings.bookings_business_ids,
+            retention_days=settings.retention_days,
+            clock=self.now,
+        )
+        return ReconcileTimerRun(reconciler, retention)
+
     # -- HTTP API (list, select, request status) ------------------------------------------------
 
     @property
@@ -206,6 +240,12 @@ class Container:
             max_selection=self.settings.max_selection,
             executor=self.api_executor,
             clock=self.now,
+        )
+
+    @cached_property
+    def booking_updates(self) -> BookingUpdates:
+        return BookingUpdates(
+            self.booking_store, self.booking_queries, executor=self.api_executor, clock=self.now
         )
 
     @cached_property

@@ -61,6 +61,9 @@ DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
 DEFAULT_BC_BASE_URL = "https://api.businesscentral.dynamics.com/v2.0"
 DEFAULT_SYNC_SCHEDULE = "0 */15 * * * *"
+DEFAULT_RECONCILE_SCHEDULE = "0 5 * * * *"
+RETENTION_MARGIN_DAYS = 7
+"""RETENTION_DAYS must exceed SYNC_LOOKBACK_DAYS by more than this: a deleted booking is never re-read."""
 
 _E = TypeVar("_E", bound=Enum)
 
@@ -109,6 +112,8 @@ class Settings:
     item_template: str | None
     invoice_date: InvoiceDateRule
     max_selection: int
+    reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
+    retention_days: int = 400
 
     @property
     def authority(self) -> str:
@@ -158,6 +163,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         item_template=reader.bc_code("ITEM_TEMPLATE"),
         invoice_date=reader.choice("INVOICE_DATE", InvoiceDateRule, InvoiceDateRule.APPOINTMENT),
         max_selection=reader.integer("MAX_SELECTION", 10000, minimum=1, maximum=100000),
+        reconcile_schedule=reader.ncrontab("RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE),
+        retention_days=reader.retention_days(
+            "RETENTION_DAYS", 400, reader.integer("SYNC_LOOKBACK_DAYS", 30, minimum=1, maximum=365)
+        ),
     )
 
 
@@ -296,6 +305,17 @@ class _Reader:
         if not minimum <= number <= maximum:
             raise SettingsError(name, f"must be between {minimum} and {maximum}, got {number}")
         return number
+
+    def retention_days(self, name: str, default: int, lookback_days: int) -> int:
+        days = self.integer(name, default, minimum=1, maximum=36500)
+        if days <= lookback_days + RETENTION_MARGIN_DAYS:
+            raise SettingsError(
+                name,
+                f"must exceed SYNC_LOOKBACK_DAYS + {RETENTION_MARGIN_DAYS} "
+                f"({lookback_days} + {RETENTION_MARGIN_DAYS} = {lookback_days + RETENTION_MARGIN_DAYS}), "
+                f"got {days}: the sync would re-read, and bring back as Unbilled, bookings retention deleted",
+            )
+        return days
 
     def boolean(self, name: str, default: bool) -> bool:
         value = self.optional(name)

@@ -49,6 +49,7 @@ def product_settings(storage_connection_string: str, **overrides: str) -> dict[s
         "BC_COMPANY_ID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
         # The host resolves %SYNC_SCHEDULE% at start; once a year keeps the timer quiet in tests.
         "SYNC_SCHEDULE": "0 0 0 1 1 *",
+        "RECONCILE_SCHEDULE": "0 0 0 1 1 *",
     }
     settings.update(overrides)
     return settings
@@ -90,6 +91,7 @@ _APP_SETTING_NAMES = {
     "ENTRA_AUTHORITY_HOST", "GRAPH_BASE_URL", "BOOKINGS_BUSINESS_IDS", "BOOKINGS_TIME_ZONE", "BC_BASE_URL",
     "BC_ENVIRONMENT", "BC_COMPANY_ID", "SYNC_SCHEDULE", "SYNC_LOOKBACK_DAYS", "SYNC_CUSTOMERS",
     "SYNC_SERVICES", "CUSTOMER_TEMPLATE", "ITEM_TEMPLATE", "INVOICE_DATE", "MAX_SELECTION",
+    "RECONCILE_SCHEDULE", "RETENTION_DAYS",
     "DEVHOST_FUNCTION_KEY", "DEVHOST_MASTER_KEY",
 }  # fmt: skip
 

@@ -29,6 +29,11 @@ param alertEmailAddress string = ''
 @maxValue(1440)
 param syncIntervalMinutes int
 
+@description('Minutes between two runs of reconcile_invoices (must match RECONCILE_SCHEDULE). Its heartbeat alert fires when no run succeeded for two intervals.')
+@minValue(1)
+@maxValue(1440)
+param reconcileIntervalMinutes int = 60
+
 @description('Percentage of failed create_invoice executions (in the alert window) above which the failure-rate alert fires.')
 @minValue(1)
 @maxValue(100)
@@ -238,6 +243,16 @@ resource failedBookingsAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15'
   }
 }
 
+// reconcile_invoices logs one summary per run; a run in which both parts succeeded says
+// outcome "reconciled". None for two intervals: it failed (or stopped), like a stalled sync.
+var reconcileHeartbeatMinutes = 2 * reconcileIntervalMinutes
+var reconcileHeartbeatWindow = reconcileHeartbeatMinutes <= 30 ? 'PT30M' : reconcileHeartbeatMinutes <= 60 ? 'PT1H' : reconcileHeartbeatMinutes <= 120 ? 'PT2H' : reconcileHeartbeatMinutes <= 360 ? 'PT6H' : reconcileHeartbeatMinutes <= 1440 ? 'P1D' : 'P2D'
+var reconcileHeartbeatQuery = '''
+traces
+| where timestamp > ago({0}m)
+| where tostring(customDimensions.outcome) == "reconciled"
+'''
+
 resource failureRateAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: '${namePrefix}-create-invoice-failure-rate'
   location: location
@@ -311,10 +326,47 @@ resource heartbeatAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   }
 }
 
+resource reconcileHeartbeatAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-reconcile-stalled'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Bookings invoicing: reconcile_invoices stalled'
+    description: 'reconcile_invoices has not completed a successful run for two schedule intervals (${reconcileHeartbeatMinutes} minutes). See docs/operations.md, "Reconcile stalled".'
+    severity: 1
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: 'PT15M'
+    windowSize: reconcileHeartbeatWindow
+    criteria: {
+      allOf: [
+        {
+          query: format(reconcileHeartbeatQuery, reconcileHeartbeatMinutes)
+          timeAggregation: 'Count'
+          operator: 'LessThan'
+          threshold: 1
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
 output actionGroupIds array = actionGroups
 output alertRuleIds array = [
   poisonAlert.id
   failedBookingsAlert.id
   failureRateAlert.id
   heartbeatAlert.id
+  reconcileHeartbeatAlert.id
 ]

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from shared.adapters.storage import TRANSACTION_LIMIT
-from shared.domain.models import Actor, Booking, BookingStatus, PriceType
+from shared.domain.models import Actor, Booking, BookingStatus, InvoiceSource, PriceType
 from shared.domain.moments import aware
 
 BOOKINGS_TABLE = "Bookings"
@@ -31,6 +31,8 @@ _OPTIONAL = {
     "ClaimedBy": "claimed_by",
     "UpdatedAt": "updated_at",
     "StatusChangedAt": "status_changed_at",
+    "InvoiceStatus": "invoice_status",
+    "Note": "note",
 }
 _KNOWN = frozenset(
     {
@@ -50,6 +52,7 @@ _KNOWN = frozenset(
         "Status",
         "InvoiceAttempts",
         "CustomerEmailLower",
+        "InvoiceSource",
         "UpdatedById",
         "UpdatedByName",
         *_OPTIONAL,
@@ -85,10 +88,19 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
         value = getattr(booking, attribute)
         if value is not None:
             entity[name] = value
+    if booking.invoice_source is not None:
+        entity["InvoiceSource"] = str(booking.invoice_source)
     if booking.updated_by is not None:
         entity["UpdatedById"] = booking.updated_by.id
         entity["UpdatedByName"] = booking.updated_by.name
     return entity
+
+
+def _source(value: object) -> InvoiceSource | None:
+    try:
+        return InvoiceSource(str(value)) if value else None
+    except ValueError:
+        return None
 
 
 def entity_to_booking(entity: Any) -> Booking:
@@ -120,6 +132,9 @@ def entity_to_booking(entity: Any) -> Booking:
         claimed_by=entity.get("ClaimedBy"),
         updated_at=aware(entity.get("UpdatedAt")),
         status_changed_at=aware(entity.get("StatusChangedAt")),
+        invoice_status=entity.get("InvoiceStatus"),
+        invoice_source=_source(entity.get("InvoiceSource")),
+        note=entity.get("Note"),
         updated_by=_actor(entity.get("UpdatedById"), entity.get("UpdatedByName")),
         etag=metadata.get("etag"),
         extra={name: value for name, value in entity.items() if name not in _KNOWN},

@@ -123,7 +123,36 @@ class BookingStore:
         ):
             yield entity_to_booking(entity)
 
+    def ended_before(
+        self, business_id: str, statuses: Collection[BookingStatus], cutoff: datetime
+    ) -> Iterator[Booking]:
+        """Bookings of one business in one of `statuses` whose appointment ended before `cutoff`."""
+        names = sorted(str(status) for status in statuses)
+        either = " or ".join(f"Status eq @s{index}" for index in range(len(names)))
+        parameters: dict[str, Any] = {f"s{index}": name for index, name in enumerate(names)}
+        parameters.update(pk=business_id, cutoff=cutoff)
+        for entity in self._table.query_entities(
+            f"PartitionKey eq @pk and End lt @cutoff and ( {either} )",
+            parameters=parameters,
+            results_per_page=PAGE_SIZE,
+        ):
+            yield entity_to_booking(entity)
+
     # -- writes ------------------------------------------------------------------------------
+
+    def delete(self, booking: Booking) -> None:
+        """Delete a booking unchanged since it was read (retention); else `ConcurrentChangeError`."""
+        if booking.etag is None:
+            raise ValueError("delete() needs a booking read from the store (it carries the ETag)")
+        try:
+            self._table.delete_entity(
+                partition_key=booking.business_id,
+                row_key=booking.key,
+                etag=booking.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            raise ConcurrentChangeError(f"booking {booking.key} changed meanwhile") from None
 
     def create(self, booking: Booking) -> Booking:
         """Insert a new booking; `ConcurrentChangeError` if it already exists."""
@@ -205,4 +234,7 @@ def _table_filter(flt: BookingFilter, business_id: str) -> tuple[str, dict[str, 
     if flt.start_before is not None:
         clauses.append("Start lt @to")
         parameters["to"] = flt.start_before
+    if flt.invoice_status is not None:
+        clauses.append("InvoiceStatus eq @istatus")
+        parameters["istatus"] = flt.invoice_status
     return " and ".join(clauses), parameters

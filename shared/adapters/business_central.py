@@ -319,6 +319,14 @@ class BusinessCentralClient:
         """One deep-insert POST (header and lines, atomic on Business Central's side)."""
         return _invoice(self._request("POST", "salesInvoices", body=body))
 
+    # -- reads for reconcile_invoices ---------------------------------------------------------
+
+    def read(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
+        """A GET of a company resource, or of an absolute `@odata.nextLink` under it (retried, counted)."""
+        if path.startswith(self.company_url + "/"):
+            path = path[len(self.company_url) + 1 :]
+        return self._request("GET", path, query=query)
+
 
 def _json_of(response: requests.Response) -> dict[str, Any]:
     if response.status_code == 204 or not response.content:

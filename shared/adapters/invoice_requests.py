@@ -77,6 +77,18 @@ class InvoiceRequestStore:
         operations = [("delete", {"PartitionKey": request_id, "RowKey": key}) for key in keys]
         self._submit_batches(operations)
 
+    def forget_booking(self, request_id: str, key: str) -> None:
+        """Retention: drop a booking's row, and the request's header once no booking is left."""
+        self._table.delete_entity(partition_key=request_id, row_key=key)
+        rest = self._table.query_entities(
+            "PartitionKey eq @rid and RowKey gt @header",
+            parameters={"rid": request_id, "header": HEADER_ROW},
+            select=["RowKey"],
+            results_per_page=1,
+        )
+        if next(iter(rest), None) is None:
+            self._table.delete_entity(partition_key=request_id, row_key=HEADER_ROW)
+
     def _submit_batches(self, operations: list[tuple[str, dict[str, Any]]]) -> None:
         batches = [
             operations[i : i + TRANSACTION_LIMIT] for i in range(0, len(operations), TRANSACTION_LIMIT)

@@ -17,7 +17,18 @@ from shared.services.booking_queries import BookingQueries
 
 DEFAULT_TOP = 100
 MAX_TOP = 1000
-LIST_PARAMETERS = ("status", "businessId", "customerEmail", "from", "to", "top", "continuationToken")
+LIST_PARAMETERS = (
+    "status",
+    "businessId",
+    "customerEmail",
+    "from",
+    "to",
+    "invoiceStatus",
+    "top",
+    "continuationToken",
+)
+INVOICE_STATUSES = ("Draft", "In Review", "Open", "Paid", "Canceled", "Corrective")
+"""Business Central's salesInvoice status values (enum "Invoice Entity Aggregate Status")."""
 # `code` carries the function key when it is not sent as the x-functions-key header.
 _HOST_PARAMETERS = ("code",)
 
@@ -66,8 +77,19 @@ def parse_list_query(params: Mapping[str, str], business_ids: Sequence[str], zon
         if not re.fullmatch(r"\d{1,7}", text) or not 1 <= int(text) <= MAX_TOP:
             raise InvalidInput.field("top", f"must be a whole number from 1 to {MAX_TOP}, got {text[:20]!r}")
         top = int(text)
+    if "invoiceStatus" in values:
+        fields["invoice_status"] = _invoice_status(values["invoiceStatus"])
     token = values.get("continuationToken")
     return ListQuery(BookingFilter(status=status, **fields), top, token)
+
+
+def _invoice_status(value: str) -> str:
+    for known in INVOICE_STATUSES:
+        if known.lower() == value.strip().lower():
+            return known
+    raise InvalidInput.field(
+        "invoiceStatus", f"{value[:40]!r} is not an invoice status; use one of {', '.join(INVOICE_STATUSES)}"
+    )
 
 
 def read_page(

@@ -16,9 +16,9 @@ import json
 import sys
 from typing import Any
 
-from shared.api.list_query import DEFAULT_TOP, MAX_TOP
+from shared.api.list_query import DEFAULT_TOP, INVOICE_STATUSES, MAX_TOP
 from shared.domain import lifecycle
-from shared.domain.models import BookingStatus, ErrorCode, PriceType
+from shared.domain.models import BookingStatus, ErrorCode, InvoiceSource, PriceType
 
 # What a selection may claim, as the lifecycle says (the connector's copy is checked against this).
 BY_KEY = " or ".join(str(status) for status in BookingStatus if lifecycle.selectable_by_key(status))
@@ -89,6 +89,9 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 "errorCode",
                 "error",
                 "updatedAt",
+                "invoiceStatus",
+                "invoiceSource",
+                "note",
                 "updatedBy",
                 "groupAppointment",
             ],
@@ -119,6 +122,22 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                 ),
                 "error": _nullable({**text, "description": "The failure in words."}),
                 "updatedAt": _nullable({"type": "string", "format": "date-time"}),
+                "invoiceStatus": _nullable(
+                    {
+                        **text,
+                        "description": "Business Central's status of the app's invoice (Draft, Open, "
+                        "Paid, Canceled, Corrective, ...), followed by reconcile_invoices.",
+                        "x-ms-summary": "Invoice status",
+                    }
+                ),
+                "invoiceSource": _nullable(
+                    {
+                        **text,
+                        "enum": [str(s) for s in InvoiceSource],
+                        "description": "app: an invoice this app created; manual: marked invoiced by hand.",
+                    }
+                ),
+                "note": _nullable({**text, "description": "Why a person or reconcile changed it."}),
                 "updatedBy": _nullable(
                     {**_ACTOR, "description": "The caller whose request last changed the booking, or null."}
                 ),
@@ -128,6 +147,49 @@ def _definitions(max_selection: int) -> dict[str, Any]:
                     "billed separately.",
                     "x-ms-summary": "Group appointment",
                 },
+            },
+        },
+        "BookingUpdate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["action", "bookingKeys"],
+            "description": "A manual outcome for bookings: exclude (Unbilled/Failed -> Excluded), include "
+            "(Excluded -> Unbilled), markInvoiced (Unbilled/Failed -> Invoiced, billed some other way).",
+            "properties": {
+                "action": {
+                    "type": "string",
+                    "enum": list(lifecycle.MANUAL_ACTIONS),
+                    "x-ms-summary": "Action",
+                },
+                "bookingKeys": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": max_selection,
+                    "items": {"type": "string", "pattern": KEY_PATTERN},
+                    "description": f"Booking keys, at most {max_selection} (MAX_SELECTION).",
+                    "x-ms-summary": "Booking keys",
+                },
+                "reference": {
+                    "type": "string",
+                    "x-nullable": True,
+                    "maxLength": 35,
+                    "description": "markInvoiced only: where it was billed (becomes invoiceNumber).",
+                    "x-ms-summary": "Reference",
+                },
+                "note": {"type": "string", "x-nullable": True, "maxLength": 500, "x-ms-summary": "Note"},
+            },
+        },
+        "BookingUpdateResult": {
+            "type": "object",
+            "required": ["updated", "skipped", "notFound"],
+            "properties": {
+                "updated": {"type": "array", "items": text, "description": "Keys of the bookings changed."},
+                "skipped": {
+                    "type": "array",
+                    "items": _ref("SkippedBooking"),
+                    "description": "Bookings not in a state the action applies to, with their state.",
+                },
+                "notFound": {"type": "array", "items": text, "description": "Keys with no booking."},
             },
         },
         "BookingList": {
@@ -357,6 +419,15 @@ def _paths() -> dict[str, Any]:
                         "x-ms-summary": "To",
                     },
                     {
+                        "name": "invoiceStatus",
+                        "in": "query",
+                        "allowEmptyValue": True,
+                        "type": "string",
+                        "enum": list(INVOICE_STATUSES),
+                        "description": "Business Central status of the booking's invoice.",
+                        "x-ms-summary": "Invoice status",
+                    },
+                    {
                         "name": "top",
                         "in": "query",
                         "allowEmptyValue": True,
@@ -397,6 +468,22 @@ def _paths() -> dict[str, Any]:
                 "responses": {
                     "200": {"description": "The booking.", "schema": _ref("Booking")},
                     "404": _problem("No booking has this key (or it is not a well-formed key)."),
+                    **errors,
+                },
+            }
+        },
+        "/booking-updates": {
+            "post": {
+                "operationId": "update_bookings",
+                "summary": "Exclude, include or mark bookings invoiced",
+                "description": "Each booking changes alone, by a conditional write: one claimed meanwhile "
+                "is reported in skipped with its state. Who and when are recorded on the booking.",
+                "consumes": ["application/json"],
+                "parameters": [
+                    {"name": "body", "in": "body", "required": True, "schema": _ref("BookingUpdate")}
+                ],
+                "responses": {
+                    "200": {"description": "What changed.", "schema": _ref("BookingUpdateResult")},
                     **errors,
                 },
             }

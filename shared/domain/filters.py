@@ -22,6 +22,7 @@ class BookingFilter:
     customer_email: str | None = None  # lower-cased
     start_from: datetime | None = None  # inclusive, on the appointment's start
     start_before: datetime | None = None  # exclusive
+    invoice_status: str | None = None  # Business Central's status of the booking's invoice
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -30,6 +31,7 @@ class BookingFilter:
             "customerEmail": self.customer_email,
             "from": iso_utc(self.start_from),
             "to": iso_utc(self.start_before),
+            **({"invoiceStatus": self.invoice_status} if self.invoice_status is not None else {}),
         }
 
     def fingerprint(self) -> str:

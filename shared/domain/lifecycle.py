@@ -4,7 +4,12 @@
     Queued/Invoicing -> Failed (errorCode, error);  Failed -> Queued (selected again by key)
     Queued -> its state before the claim (a claim undone because its message could not be sent)
     Unbilled -> Cancelled (gone from Bookings);  Cancelled -> Unbilled (it exists again)
-    Unbilled/Failed: descriptive fields refreshed by the sync, state kept
+    Unbilled/Failed/Excluded: descriptive fields refreshed by the sync, state kept
+    Unbilled/Failed -> Excluded (a person: not to be billed);  Excluded -> Unbilled (included again)
+    Unbilled/Failed -> Invoiced (a person: billed some other way; invoiceSource manual)
+    Invoiced -> Unbilled (reconcile_invoices: the app's draft was deleted in Business Central)
+    Invoiced: invoiceStatus/number follow Business Central (reconcile_invoices), state kept
+    Invoiced (final or manual)/Cancelled/Excluded: deleted by retention once old enough
 
 Each transition is a pure function from a booking to the new booking; it raises `IllegalTransition`
 when the booking's state does not allow it. Nothing here writes: the store saves the result with
@@ -20,7 +25,7 @@ from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
 
-from shared.domain.models import Actor, Booking, BookingStatus
+from shared.domain.models import Actor, Booking, BookingStatus, InvoiceSource
 
 UNBILLED = BookingStatus.UNBILLED
 QUEUED = BookingStatus.QUEUED
@@ -28,6 +33,12 @@ INVOICING = BookingStatus.INVOICING
 INVOICED = BookingStatus.INVOICED
 FAILED = BookingStatus.FAILED
 CANCELLED = BookingStatus.CANCELLED
+EXCLUDED = BookingStatus.EXCLUDED
+
+FINAL_INVOICE_STATUSES = frozenset({"Paid", "Canceled", "Corrective"})
+"""Business Central invoice statuses after which retention may forget the booking."""
+DRAFT_INVOICE_STATUSES = frozenset({"Draft", "In Review", "In_x0020_Review", " ", "_x0020_", ""})
+"""Statuses of an invoice that is still a draft (a person may delete it in Business Central)."""
 
 
 class IllegalTransition(ValueError):
@@ -60,9 +71,18 @@ TRANSITIONS: Mapping[str, _Transition] = MappingProxyType(
         # A claim whose message could not be sent goes back to the state it was claimed from.
         "release_claim": _Transition(frozenset({QUEUED}), None),
         # The sync: Bookings' data refreshed on a booking at rest; gone -> Cancelled; back -> Unbilled.
-        "refresh": _Transition(frozenset({UNBILLED, FAILED}), None),
+        "refresh": _Transition(frozenset({UNBILLED, FAILED, EXCLUDED}), None),
         "cancel": _Transition(frozenset({UNBILLED}), CANCELLED),
         "revive": _Transition(frozenset({CANCELLED}), UNBILLED),
+        # A person (POST /api/booking-updates), audited with who and when.
+        "exclude": _Transition(frozenset({UNBILLED, FAILED}), EXCLUDED),
+        "include": _Transition(frozenset({EXCLUDED}), UNBILLED),
+        "mark_invoiced": _Transition(frozenset({UNBILLED, FAILED}), INVOICED),
+        # reconcile_invoices: the app's draft is gone -> billable again; or its status followed.
+        "reopen": _Transition(frozenset({INVOICED}), UNBILLED),
+        "follow_invoice": _Transition(frozenset({INVOICED}), None),
+        # Retention deletes the row (no target state); Invoiced only once final or manual.
+        "purge": _Transition(frozenset({INVOICED, CANCELLED, EXCLUDED}), None),
     }
 )
 
@@ -120,6 +140,28 @@ def sync_may_revive(status: BookingStatus) -> bool:
     return allows("revive", status)
 
 
+def is_draft(invoice_status: str | None) -> bool:
+    """Is an app-created invoice in this Business Central status still a deletable draft?"""
+    return invoice_status is None or invoice_status in DRAFT_INVOICE_STATUSES
+
+
+def may_purge(booking: Booking) -> bool:
+    """May retention delete this booking (once its appointment is old enough)?"""
+    if not allows("purge", booking.status):
+        return False
+    if booking.status is not INVOICED:
+        return True
+    return booking.source is InvoiceSource.MANUAL or booking.invoice_status in FINAL_INVOICE_STATUSES
+
+
+def purge(booking: Booking) -> Booking:
+    """Retention's check before it deletes a booking: the booking, or `IllegalTransition`."""
+    next_status("purge", booking.status, booking.key)
+    if not may_purge(booking):
+        raise IllegalTransition("purge", booking.status, booking.key)
+    return booking
+
+
 def held_by_invoicing(status: BookingStatus) -> bool:
     """A state the sync must leave alone because invoicing (or a person) owns it."""
     return not (sync_may_refresh(status) or sync_may_revive(status) or status == CANCELLED)
@@ -152,13 +194,17 @@ def start_invoicing(booking: Booking, delivery_id: str | None, at: datetime) -> 
     )
 
 
-def record_invoice(booking: Booking, invoice_id: str, invoice_number: str, at: datetime) -> Booking:
+def record_invoice(
+    booking: Booking, invoice_id: str, invoice_number: str, at: datetime, invoice_status: str = "Draft"
+) -> Booking:
     return _move(
         booking,
         "record_invoice",
         at,
         invoice_id=invoice_id,
         invoice_number=invoice_number,
+        invoice_status=invoice_status or "Draft",
+        invoice_source=InvoiceSource.APP,
         error_code=None,
         error=None,
     )
@@ -219,3 +265,73 @@ DESCRIPTIVE_FIELDS = (
 
 def descriptive_fields(booking: Booking) -> dict[str, object]:
     return {name: getattr(booking, name) for name in DESCRIPTIVE_FIELDS}
+
+
+# -- manual outcomes (a person) ----------------------------------------------------------------------
+
+
+def exclude(booking: Booking, by: Actor | None, note: str | None, at: datetime) -> Booking:
+    """Unbilled/Failed -> Excluded: not to be billed; an earlier failure's error is cleared."""
+    return _move(booking, "exclude", at, error_code=None, error=None, note=note, updated_by=by)
+
+
+def include(booking: Booking, by: Actor | None, note: str | None, at: datetime) -> Booking:
+    """Excluded -> Unbilled: billable again."""
+    return _move(booking, "include", at, note=note, updated_by=by)
+
+
+def mark_invoiced(
+    booking: Booking, reference: str | None, by: Actor | None, note: str | None, at: datetime
+) -> Booking:
+    """Unbilled/Failed -> Invoiced, billed some other way: no Business Central invoice of ours."""
+    return _move(
+        booking,
+        "mark_invoiced",
+        at,
+        invoice_id=None,
+        invoice_number=reference,
+        invoice_status=None,
+        invoice_source=InvoiceSource.MANUAL,
+        error_code=None,
+        error=None,
+        note=note,
+        updated_by=by,
+    )
+
+
+MANUAL_ACTIONS = {"exclude": "exclude", "include": "include", "markInvoiced": "mark_invoiced"}
+"""The API's action names and the transitions they stand for."""
+
+
+# -- reconcile_invoices ----------------------------------------------------------------------------
+
+
+def _require_app_invoice(booking: Booking, transition: str) -> None:
+    next_status(transition, booking.status, booking.key)
+    if booking.source is not InvoiceSource.APP or not booking.invoice_id:
+        raise IllegalTransition(transition, booking.status, booking.key)
+
+
+def reopen(booking: Booking, note: str, at: datetime) -> Booking:
+    """Invoiced -> Unbilled: the app's draft was deleted in Business Central. The attempt count is
+    kept, so the next invoicing looks the invoice up by externalDocumentNumber before creating one."""
+    _require_app_invoice(booking, "reopen")
+    return _move(
+        booking,
+        "reopen",
+        at,
+        invoice_id=None,
+        invoice_number=None,
+        invoice_status=None,
+        invoice_source=None,
+        request_id=None,
+        note=note,
+    )
+
+
+def follow_invoice(booking: Booking, invoice_id: str, number: str, status: str) -> Booking:
+    """Business Central's current id, number (the posted one once posted) and status; state kept."""
+    _require_app_invoice(booking, "follow_invoice")
+    return replace(
+        booking, invoice_id=invoice_id, invoice_number=number or booking.invoice_number, invoice_status=status
+    )

@@ -47,6 +47,14 @@ class BookingStatus(StrEnum):
     INVOICED = "Invoiced"
     FAILED = "Failed"
     CANCELLED = "Cancelled"
+    EXCLUDED = "Excluded"
+
+
+class InvoiceSource(StrEnum):
+    """Who billed an Invoiced booking: this app (a Business Central invoice) or a person, elsewhere."""
+
+    APP = "app"
+    MANUAL = "manual"
 
 
 class ErrorCode(StrEnum):
@@ -177,6 +185,11 @@ class Booking:
     claimed_by: str | None = None
     updated_at: datetime | None = None
     status_changed_at: datetime | None = None
+    # Business Central's status of the invoice (Draft, Open, Paid, Canceled, Corrective, ...), as
+    # last seen by invoicing or reconcile_invoices; None for manual outcomes and unbilled bookings.
+    invoice_status: str | None = None
+    invoice_source: InvoiceSource | None = None
+    note: str | None = None
     # The person or application whose API request last changed this booking (None: only the app).
     updated_by: Actor | None = None
     etag: str | None = field(default=None, compare=False)
@@ -204,9 +217,21 @@ class Booking:
             "errorCode": self.error_code,
             "error": self.error,
             "updatedAt": iso_utc(self.updated_at),
+            "invoiceStatus": self.invoice_status,
+            "invoiceSource": str(self.source) if self.source else None,
+            "note": self.note,
             "updatedBy": self.updated_by.to_json() if self.updated_by else None,
             "groupAppointment": self.group_appointment,
         }
+
+    @property
+    def source(self) -> InvoiceSource | None:
+        """`invoice_source`, or `app` for an Invoiced booking stored before the field existed."""
+        if self.invoice_source is not None:
+            return self.invoice_source
+        if self.status is BookingStatus.INVOICED and self.invoice_id:
+            return InvoiceSource.APP
+        return None
 
 
 class InvalidMessageError(ValueError):

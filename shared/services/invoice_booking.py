@@ -344,7 +344,9 @@ class InvoiceBooking:
 
     def _record(self, booking: Booking, invoice: BcInvoice, *, adopted: bool) -> InvoiceResult:
         try:
-            self.store.save(lifecycle.record_invoice(booking, invoice.id, invoice.number, self.clock()))
+            self.store.save(
+                lifecycle.record_invoice(booking, invoice.id, invoice.number, self.clock(), invoice.status)
+            )
         except ConcurrentChangeError:
             current = self.store.get(booking.business_id, booking.key)
             if current is None or current.invoice_id != invoice.id:

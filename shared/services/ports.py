@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem, Link
 from shared.domain.filters import BookingFilter
 from shared.domain.models import Actor, Appointment, AppointmentPage, Booking, BookingStatus, InvoiceMessage
+from shared.domain.reconcile_rules import InvoiceState, Watermark
 from shared.domain.requests import RequestHeader, RequestItem
 from shared.domain.sync_decisions import SyncOutcome
 
@@ -145,3 +146,35 @@ class LinkRepository(Protocol):
     def release(self, kind: str, natural_key: str, etag: str) -> None: ...
 
     def forget(self, kind: str, natural_key: str) -> None: ...
+
+
+class InvoiceFeed(Protocol):
+    """Reads of `salesInvoices` for reconcile_invoices (`adapters/bc_invoice_feed.py`)."""
+
+    def changed_since(self, since: datetime | None) -> Iterator[InvoiceState]: ...
+
+    def draft_ids(self) -> set[str]: ...
+
+    def get(self, invoice_id: str) -> InvoiceState | None: ...
+
+    def find_by_external_document_number(self, number: str) -> list[InvoiceState]: ...
+
+
+class WatermarkRepository(Protocol):
+    def get(self, company_id: str) -> Watermark | None: ...
+
+    def save(self, company_id: str, mark: Watermark, counts: dict[str, int]) -> None: ...
+
+
+class RetentionTarget(Protocol):
+    """What retention deletes: bookings (conditionally, by ETag) and their request records."""
+
+    def ended_before(
+        self, business_id: str, statuses: Collection[BookingStatus], cutoff: datetime
+    ) -> Iterator[Booking]: ...
+
+    def delete(self, booking: Booking) -> None: ...
+
+
+class RequestRecords(Protocol):
+    def forget_booking(self, request_id: str, key: str) -> None: ...

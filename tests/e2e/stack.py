@@ -210,6 +210,7 @@ def stack_settings(sandbox: SandboxHandle, connection_string: str, **overrides: 
         CUSTOMER_TEMPLATE=info.customer_template,
         ITEM_TEMPLATE=info.item_template,
         SYNC_SCHEDULE=NEVER,
+        RECONCILE_SCHEDULE=NEVER,
     )
     settings.update(overrides)
     return settings

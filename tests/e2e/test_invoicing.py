@@ -186,6 +186,7 @@ def world(
             "CUSTOMER_TEMPLATE": "CT-BOOKINGS",
             "ITEM_TEMPLATE": "IT-BOOKINGS",
             "SYNC_SCHEDULE": NEVER,
+            "RECONCILE_SCHEDULE": NEVER,
         },
     )
     return World(fresh_sandbox, settings, store, queue, business_id, start_product_host)

@@ -40,7 +40,13 @@ def alerts() -> Template:
 
 def _rules(alerts: Template) -> dict[str, dict]:
     rules = {r.symbol: r for r in alerts.of_type("Microsoft.Insights/scheduledQueryRules")}
-    assert set(rules) == {"poisonAlert", "failedBookingsAlert", "failureRateAlert", "heartbeatAlert"}
+    assert set(rules) == {
+        "poisonAlert",
+        "failedBookingsAlert",
+        "failureRateAlert",
+        "heartbeatAlert",
+        "reconcileHeartbeatAlert",
+    }
     return rules
 
 
@@ -108,6 +114,32 @@ def test_heartbeat_fires_when_no_sync_succeeded_for_two_intervals(alerts: Templa
     assert function_args(criterion["query"], "format")[1] == "heartbeatMinutes"
     assert re.search(r"^var heartbeatMinutes = 2 \* syncIntervalMinutes$", alerts.text, flags=re.M)
     assert "ago({0}m)" in _query(alerts, rule)
+
+
+def test_a_failing_reconcile_raises_the_same_kind_of_alert_as_a_failing_sync(alerts: Template) -> None:
+    rules = _rules(alerts)
+    sync, reconcile = rules["heartbeatAlert"], rules["reconcileHeartbeatAlert"]
+    (sync_criterion,) = sync.get("properties/criteria/allOf")
+    (criterion,) = reconcile.get("properties/criteria/allOf")
+    for name in ("operator", "threshold", "timeAggregation"):
+        assert criterion[name] == sync_criterion[name], name
+    assert reconcile.get("properties/severity") == sync.get("properties/severity")
+    assert function_args(criterion["query"], "format")[1] == "reconcileHeartbeatMinutes"
+    assert '"reconciled"' in _query(alerts, reconcile)
+    assert re.search(
+        r"^var reconcileHeartbeatMinutes = 2 \* reconcileIntervalMinutes$", alerts.text, flags=re.M
+    )
+    # Only a run whose reconcile and retention both succeeded logs that outcome.
+    source = (ROOT / "shared" / "services" / "reconcile_run.py").read_text(encoding="utf-8")
+    assert '"failed" if report.failed else "reconciled"' in source
+
+
+def _window_minutes(duration: str) -> int:
+    match = re.fullmatch(r"PT(\d+)([MH])|P(\d+)D", duration)
+    assert match, duration
+    if match.group(3):
+        return int(match.group(3)) * 1440
+    return int(match.group(1)) * (60 if match.group(2) == "H" else 1)
 
 
 def test_heartbeat_window_covers_two_intervals_for_every_allowed_interval(alerts: Template) -> None:

@@ -234,6 +234,8 @@ def _matches(flt: BookingFilter, booking: Booking) -> bool:
         return False
     if flt.start_from is not None and booking.start < flt.start_from:
         return False
+    if flt.invoice_status is not None and booking.invoice_status != flt.invoice_status:
+        return False
     return not (flt.start_before is not None and booking.start >= flt.start_before)
 
 

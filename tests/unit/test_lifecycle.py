@@ -10,7 +10,7 @@ import pytest
 
 from shared.domain import lifecycle
 from shared.domain.lifecycle import IllegalTransition
-from shared.domain.models import Actor, Booking, BookingStatus
+from shared.domain.models import Actor, Booking, BookingStatus, InvoiceSource
 from tests.unit.builders import make_booking
 
 UNBILLED = BookingStatus.UNBILLED
@@ -19,30 +19,55 @@ INVOICING = BookingStatus.INVOICING
 INVOICED = BookingStatus.INVOICED
 FAILED = BookingStatus.FAILED
 CANCELLED = BookingStatus.CANCELLED
+EXCLUDED = BookingStatus.EXCLUDED
 X = IllegalTransition
 
 AT = datetime(2026, 2, 1, 10, 0, tzinfo=UTC)
 
 # Written out by hand (not derived from lifecycle.TRANSITIONS), so a change to the table shows here.
 # release_claim is computed against a booking claimed from Unbilled, so it leads back to Unbilled.
+UN, QU, IG, IN, FA, CA, EX = UNBILLED, QUEUED, INVOICING, INVOICED, FAILED, CANCELLED, EXCLUDED
 EXPECTED: dict[str, dict[BookingStatus, BookingStatus | type[IllegalTransition]]] = {
-    "claim": {UNBILLED: QUEUED, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: QUEUED, CANCELLED: X},
+    "claim": {UN: QU, QU: X, IG: X, IN: X, FA: QU, CA: X, EX: X},
     "start_invoicing": {
-        UNBILLED: X,
-        QUEUED: INVOICING,
-        INVOICING: INVOICING,
-        INVOICED: X,
-        FAILED: X,
-        CANCELLED: X,
+        UN: X,
+        QU: IG,
+        IG: IG,
+        IN: X,
+        FA: X,
+        CA: X,
+        EX: X,
     },
-    "record_invoice": {UNBILLED: X, QUEUED: X, INVOICING: INVOICED, INVOICED: X, FAILED: X, CANCELLED: X},
-    "fail": {UNBILLED: X, QUEUED: FAILED, INVOICING: FAILED, INVOICED: X, FAILED: X, CANCELLED: X},
-    "release_claim": {UNBILLED: X, QUEUED: UNBILLED, INVOICING: X, INVOICED: X, FAILED: X, CANCELLED: X},
-    "refresh": {UNBILLED: UNBILLED, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: FAILED, CANCELLED: X},
-    "cancel": {UNBILLED: CANCELLED, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: X, CANCELLED: X},
-    "revive": {UNBILLED: X, QUEUED: X, INVOICING: X, INVOICED: X, FAILED: X, CANCELLED: UNBILLED},
-}
+    "record_invoice": {
+        UN: X, QU: X, IG: IN, IN: X, FA: X, CA: X, EX: X
+    },
+    "fail": {UN: X, QU: FA, IG: FA, IN: X, FA: X, CA: X, EX: X},
+    "release_claim": {
+        UN: X, QU: UN, IG: X, IN: X, FA: X, CA: X, EX: X
+    },
+    "refresh": {
+        UN: UN, QU: X, IG: X, IN: X, FA: FA, CA: X, EX: EX
+    },
+    "cancel": {UN: CA, QU: X, IG: X, IN: X, FA: X, CA: X, EX: X},
+    "revive": {UN: X, QU: X, IG: X, IN: X, FA: X, CA: UN, EX: X},
+    "exclude": {
+        UN: EX, QU: X, IG: X, IN: X, FA: EX, CA: X, EX: X
+    },
+    "include": {UN: X, QU: X, IG: X, IN: X, FA: X, CA: X, EX: UN},
+    "mark_invoiced": {
+        UN: IN, QU: X, IG: X, IN: X, FA: IN, CA: X, EX: X
+    },
+    "reopen": {UN: X, QU: X, IG: X, IN: UN, FA: X, CA: X, EX: X},
+    "follow_invoice": {
+        UN: X, QU: X, IG: X, IN: IN, FA: X, CA: X, EX: X
+    },
+    # purge is computed against a booking whose invoice (if any) is Paid: final, so it may go.
+    "purge": {
+        UN: X, QU: X, IG: X, IN: IN, FA: X, CA: CA, EX: EX
+    },
+}  # fmt: skip
 
+WHO = Actor("00000000-0000-0000-0000-0000000000aa", "Bea Bookkeeper")
 FRESH = make_booking(service_name="Renamed service", price=12.5)
 
 
@@ -56,8 +81,18 @@ def _invoke(name: str, booking: Booking) -> Booking:
         "refresh": lambda b: lifecycle.refresh(b, FRESH),
         "cancel": lambda b: lifecycle.cancel(b, AT),
         "revive": lambda b: lifecycle.revive(b, FRESH, AT),
+        "exclude": lambda b: lifecycle.exclude(b, WHO, "no-show", AT),
+        "include": lambda b: lifecycle.include(b, WHO, None, AT),
+        "mark_invoiced": lambda b: lifecycle.mark_invoiced(b, "POS-17", WHO, None, AT),
+        "reopen": lambda b: lifecycle.reopen(_app_invoiced(b), "draft gone", AT),
+        "follow_invoice": lambda b: lifecycle.follow_invoice(_app_invoiced(b), "inv-id", "PS-INV-3", "Open"),
+        "purge": lambda b: lifecycle.purge(replace(_app_invoiced(b), invoice_status="Paid")),
     }
     return calls[name](booking)
+
+
+def _app_invoiced(booking: Booking) -> Booking:
+    return replace(booking, invoice_id="inv-id", invoice_number="S-INV-1", invoice_source=InvoiceSource.APP)
 
 
 def test_the_table_covers_every_state_and_every_transition() -> None:
@@ -229,6 +264,7 @@ ANSWERS: dict[BookingStatus, tuple[bool, ...]] = {
     INVOICED: (F, F, F, F, F, F, F, T),
     FAILED: (T, F, T, F, F, F, F, F),
     CANCELLED: (F, F, F, F, T, F, F, F),
+    EXCLUDED: (F, F, T, F, F, F, F, F),
 }
 
 

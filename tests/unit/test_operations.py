@@ -143,6 +143,7 @@ def test_request_status_counts_and_lists_every_booking_with_a_missing_one_shown(
         "Invoiced": 1,
         "Failed": 1,
         "Cancelled": 0,
+        "Excluded": 0,
         "Missing": 1,
     }
     rows = {row["key"]: row for row in document["items"]}

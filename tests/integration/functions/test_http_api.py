@@ -504,7 +504,8 @@ def test_booking_json_of_the_contract(world: ApiWorld) -> None:
     assert set(item) == {
         "key", "businessId", "appointmentId", "serviceId", "serviceName", "customerName", "customerEmail",
         "staffMemberIds", "start", "end", "price", "priceType", "status", "invoiceId", "invoiceNumber",
-        "errorCode", "error", "updatedAt", "updatedBy", "groupAppointment",
+        "errorCode", "error", "updatedAt", "invoiceStatus", "invoiceSource", "note", "updatedBy",
+        "groupAppointment",
     }  # fmt: skip
     assert item["updatedBy"] is None  # only the sync wrote it
     assert item["groupAppointment"] is False

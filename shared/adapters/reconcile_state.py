@@ -1,0 +1,62 @@
+"""The `ReconcileState` table: reconcile_invoices' watermark, one row per Business Central company.
+
+PartitionKey = company id, RowKey `salesInvoices`: `ModifiedThrough` (the newest
+`lastModifiedDateTime` read, Business Central's clock, never ours), `FullReadAt`, and the last run's
+counts for operations. The timer is a singleton, so a plain upsert is enough; the watermark still
+never moves backwards.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+from shared.adapters.storage import create_table_if_missing
+from shared.domain.moments import aware, utc_now
+from shared.domain.reconcile_rules import Watermark
+
+RECONCILE_STATE_TABLE = "ReconcileState"
+ROW = "salesInvoices"
+
+
+class ReconcileStateStore:
+    def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
+        self._table = table
+        self.clock = clock
+
+    def ensure_table(self) -> None:
+        create_table_if_missing(self._table)
+
+    def _entity(self, company_id: str) -> Any | None:
+        try:
+            return self._table.get_entity(partition_key=company_id, row_key=ROW)
+        except ResourceNotFoundError:
+            return None
+
+    def get(self, company_id: str) -> Watermark | None:
+        entity = self._entity(company_id)
+        if entity is None:
+            return None
+        return Watermark(aware(entity.get("ModifiedThrough")), aware(entity.get("FullReadAt")))
+
+    def save(self, company_id: str, mark: Watermark, counts: dict[str, int]) -> None:
+        before = self.get(company_id)
+        through = mark.modified_through
+        if before is not None and before.modified_through is not None:
+            through = max(through, before.modified_through) if through else before.modified_through
+        entity: dict[str, Any] = {
+            "PartitionKey": company_id,
+            "RowKey": ROW,
+            "LastRunAt": self.clock(),
+            "LastCounts": json.dumps(counts, sort_keys=True),
+        }
+        if through is not None:
+            entity["ModifiedThrough"] = through
+        if mark.full_read_at is not None:
+            entity["FullReadAt"] = mark.full_read_at
+        self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
