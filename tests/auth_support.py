@@ -62,12 +62,16 @@ def sign_in(
     user: str = DEFAULT_USER,
     roles: Sequence[str] = APP_ROLES,
     session: requests.Session | None = None,
+    user_id: str | None = None,
 ) -> requests.Session:
     """A session signed in through devhost's mock `/.auth/login/aad` form (`base_url`: the host)."""
     session = session or requests.Session()
+    form = {"userDetails": user, "userRoles": "\n".join(roles), "post_login_redirect_uri": "/"}
+    if user_id:
+        form["userId"] = user_id
     response = session.post(
         f"{base_url}/.auth/login/aad",
-        data={"userDetails": user, "userRoles": "\n".join(roles), "post_login_redirect_uri": "/"},
+        data=form,
         allow_redirects=False,
         timeout=30,
     )

@@ -246,7 +246,10 @@ resource failedBookingsAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15'
 // reconcile_invoices logs one summary per run; a run in which both parts succeeded says
 // outcome "reconciled". None for two intervals: it failed (or stopped), like a stalled sync.
 var reconcileHeartbeatMinutes = 2 * reconcileIntervalMinutes
-var reconcileHeartbeatWindow = reconcileHeartbeatMinutes <= 30 ? 'PT30M' : reconcileHeartbeatMinutes <= 60 ? 'PT1H' : reconcileHeartbeatMinutes <= 120 ? 'PT2H' : reconcileHeartbeatMinutes <= 360 ? 'PT6H' : reconcileHeartbeatMinutes <= 1440 ? 'P1D' : 'P2D'
+// The smallest accepted window covering two intervals, as for the sync's heartbeat.
+var reconcileHeartbeatWindowMinutes = reconcileHeartbeatMinutes <= 30 ? 30 : reconcileHeartbeatMinutes <= 60 ? 60 : reconcileHeartbeatMinutes <= 120 ? 120 : reconcileHeartbeatMinutes <= 180 ? 180 : reconcileHeartbeatMinutes <= 240 ? 240 : reconcileHeartbeatMinutes <= 300 ? 300 : reconcileHeartbeatMinutes <= 360 ? 360 : reconcileHeartbeatMinutes <= 1440 ? 1440 : 2880
+var reconcileHeartbeatWindow = windowDurations[string(reconcileHeartbeatWindowMinutes)]
+var reconcileHeartbeatFrequency = reconcileIntervalMinutes < 15 ? 'PT5M' : 'PT15M'
 var reconcileHeartbeatQuery = '''
 traces
 | where timestamp > ago({0}m)
@@ -339,7 +342,7 @@ resource reconcileHeartbeatAlert 'Microsoft.Insights/scheduledQueryRules@2022-06
     scopes: [
       applicationInsightsId
     ]
-    evaluationFrequency: 'PT15M'
+    evaluationFrequency: reconcileHeartbeatFrequency
     windowSize: reconcileHeartbeatWindow
     criteria: {
       allOf: [

@@ -5,16 +5,17 @@ sandbox's Business Central ends up with: one live invoice per booking, whatever 
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 
+from shared.api.auth import ROLE_INVOICE, ROLE_READ
 from shared.domain.models import Booking, BookingStatus
+from tests.auth_support import sign_in
 from tests.e2e.stack import Stack
 from tests.helpers import force_state, wait_for
 from tests.sandbox.support import SandboxClient
@@ -22,18 +23,13 @@ from tests.sandbox.support import SandboxClient
 pytestmark = pytest.mark.e2e
 
 OID = "0a1b2c3d-0000-4000-8000-00000000beaa"
-PRINCIPAL = base64.b64encode(
-    json.dumps(
-        {
-            "auth_typ": "aad",
-            "claims": [
-                {"typ": "http://schemas.microsoft.com/identity/claims/objectidentifier", "val": OID},
-                {"typ": "name", "val": "Bea Bookkeeper"},
-                {"typ": "roles", "val": "Bookings.Invoice"},
-            ],
-        }
-    ).encode()
-).decode()
+BEA = "Bea Bookkeeper"
+
+
+@pytest.fixture
+def bea(stack: Stack) -> requests.Session:
+    """A bookkeeper signed in through the portal's sign-in (devhost's mock form), as a person is."""
+    return sign_in(stack.url, user=BEA, user_id=OID, roles=[ROLE_READ, ROLE_INVOICE])
 
 
 @pytest.fixture
@@ -45,8 +41,10 @@ def bc(stack: Stack) -> Iterator[SandboxClient]:
         client.close()
 
 
-def update(stack: Stack, body: dict[str, Any], *, status: int = 200) -> dict[str, Any]:
-    response = stack.api("POST", "booking-updates", json=body, headers={"X-MS-CLIENT-PRINCIPAL": PRINCIPAL})
+def update(
+    session: requests.Session, stack: Stack, body: dict[str, Any], *, status: int = 200
+) -> dict[str, Any]:
+    response = session.post(f"{stack.url}/api/booking-updates", json=body, timeout=30)
     assert response.status_code == status, response.text
     if status != 200:
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -104,19 +102,20 @@ def reconcile(stack: Stack) -> None:
 
 
 def test_exclude_include_and_mark_invoiced_are_audited_and_refused_where_they_do_not_apply(
+    bea: requests.Session,
     stack: Stack,
 ) -> None:
     a, b, c = (x.key for x in unbilled(stack, 3))
 
-    done = update(stack, {"action": "exclude", "bookingKeys": [a], "note": "no-show, not billed"})
+    done = update(bea, stack, {"action": "exclude", "bookingKeys": [a], "note": "no-show, not billed"})
     assert done == {"updated": [a], "skipped": [], "notFound": []}
     excluded = booking(stack, a)
     assert (excluded["status"], excluded["note"]) == ("Excluded", "no-show, not billed")
-    assert excluded["updatedBy"] == {"objectId": OID, "displayName": "Bea Bookkeeper"}
+    assert excluded["updatedBy"] == {"id": OID, "name": BEA}
     assert stack.logs.where("bookings.updates", action="exclude", updatedById=OID)
 
     # Already in the target state, or not in a state the action applies to: skipped with its state.
-    assert update(stack, {"action": "exclude", "bookingKeys": [a]})["skipped"] == [
+    assert update(bea, stack, {"action": "exclude", "bookingKeys": [a]})["skipped"] == [
         {"key": a, "status": "Excluded"}
     ]
     listed = stack.api("GET", "bookings", params={"status": "Excluded"}).json()["value"]
@@ -128,7 +127,7 @@ def test_exclude_include_and_mark_invoiced_are_audited_and_refused_where_they_do
     assert selected.status_code == 202
     assert booking(stack, a)["status"] == "Excluded" and live_invoices(stack, a) == []
 
-    marked = update(stack, {"action": "markInvoiced", "bookingKeys": [b], "reference": "POS-17"})
+    marked = update(bea, stack, {"action": "markInvoiced", "bookingKeys": [b], "reference": "POS-17"})
     assert marked["updated"] == [b]
     manual = booking(stack, b)
     assert (manual["status"], manual["invoiceSource"], manual["invoiceId"], manual["invoiceNumber"]) == (
@@ -137,15 +136,15 @@ def test_exclude_include_and_mark_invoiced_are_audited_and_refused_where_they_do
         None,
         "POS-17",
     )
-    assert update(stack, {"action": "include", "bookingKeys": [b]})["skipped"] == [
+    assert update(bea, stack, {"action": "include", "bookingKeys": [b]})["skipped"] == [
         {"key": b, "status": "Invoiced"}
     ]
-    assert update(stack, {"action": "include", "bookingKeys": [a]})["updated"] == [a]
+    assert update(bea, stack, {"action": "include", "bookingKeys": [a]})["updated"] == [a]
     assert booking(stack, a)["status"] == "Unbilled"
 
     # All-or-nothing validation: one bad part and nothing changes.
     unknown = "A" * 26
-    assert update(stack, {"action": "exclude", "bookingKeys": [unknown]})["notFound"] == [unknown]
+    assert update(bea, stack, {"action": "exclude", "bookingKeys": [unknown]})["notFound"] == [unknown]
     for body in (
         {"action": "delete", "bookingKeys": [c]},
         {"action": "exclude", "bookingKeys": [c], "colour": "red"},
@@ -154,28 +153,28 @@ def test_exclude_include_and_mark_invoiced_are_audited_and_refused_where_they_do
         {"action": "exclude", "bookingKeys": []},
         {"bookingKeys": [c]},
     ):
-        update(stack, body, status=400)
+        update(bea, stack, body, status=400)
     bad_json = stack.api("POST", "booking-updates", data="{", headers={"content-type": "application/json"})
     assert bad_json.status_code == 400
     assert booking(stack, c)["status"] == "Unbilled"
 
 
-def test_the_sync_never_changes_an_excluded_booking(stack: Stack) -> None:
+def test_the_sync_never_changes_an_excluded_booking(bea: requests.Session, stack: Stack) -> None:
     (target,) = unbilled(stack, 1)
-    update(stack, {"action": "exclude", "bookingKeys": [target.key]})
+    update(bea, stack, {"action": "exclude", "bookingKeys": [target.key]})
     stack.admin.cancel_appointment(target.business_id, target.appointment_id)
     assert stack.run_function("sync_bookings") == ["Succeeded"]
     assert booking(stack, target.key)["status"] == "Excluded"  # an Unbilled one would be Cancelled
 
 
-def test_a_selection_racing_an_exclude_has_exactly_one_winner(stack: Stack) -> None:
+def test_a_selection_racing_an_exclude_has_exactly_one_winner(bea: requests.Session, stack: Stack) -> None:
     keys = [b.key for b in unbilled(stack, 6)]
 
     def select(key: str) -> dict[str, Any]:
         return dict(stack.api("POST", "invoice-requests", json={"bookingKeys": [key]}).json())
 
     def exclude(key: str) -> dict[str, Any]:
-        return update(stack, {"action": "exclude", "bookingKeys": [key]})
+        return update(bea, stack, {"action": "exclude", "bookingKeys": [key]})
 
     with ThreadPoolExecutor(max_workers=4) as pool:
         races = [(key, pool.submit(select, key), pool.submit(exclude, key)) for key in keys]
@@ -281,10 +280,11 @@ def test_retention_deletes_only_what_it_may_and_a_later_sync_does_not_revive_it(
     make_stack: Any,
 ) -> None:
     stack: Stack = make_stack(SYNC_LOOKBACK_DAYS="30", RETENTION_DAYS="40")
+    bea = sign_in(stack.url, user=BEA, user_id=OID, roles=[ROLE_READ, ROLE_INVOICE])
     found = unbilled(stack, 7)
     cancelled, excluded, manual, paid, draft, left, failed = found
-    update(stack, {"action": "exclude", "bookingKeys": [excluded.key]})
-    update(stack, {"action": "markInvoiced", "bookingKeys": [manual.key]})
+    update(bea, stack, {"action": "exclude", "bookingKeys": [excluded.key]})
+    update(bea, stack, {"action": "markInvoiced", "bookingKeys": [manual.key]})
     done = invoice(stack, [paid.key, draft.key])
     stack.admin.post_invoice(done[paid.key]["invoiceId"])
     stack.admin.mark_invoice_paid(done[paid.key]["invoiceId"])

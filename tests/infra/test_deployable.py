@@ -59,11 +59,19 @@ def _param_range(template: Template, name: str) -> list[int]:
 
 
 def _every_parameter_combination(alerts: Template) -> list[dict[str, int]]:
-    return [
-        {"alertIntervalMinutes": interval, "syncIntervalMinutes": sync}
-        for interval in _param_range(alerts, "alertIntervalMinutes")
-        for sync in _param_range(alerts, "syncIntervalMinutes")
-    ]
+    """Every allowed alert interval with every allowed timer interval (one timer varied at a time:
+    each rule depends on at most one of them)."""
+    combinations = []
+    for interval in _param_range(alerts, "alertIntervalMinutes"):
+        for timer in ("syncIntervalMinutes", "reconcileIntervalMinutes"):
+            for minutes in _param_range(alerts, timer):
+                params = {
+                    "alertIntervalMinutes": interval,
+                    "syncIntervalMinutes": 15,
+                    "reconcileIntervalMinutes": 60,
+                }
+                combinations.append({**params, timer: minutes})
+    return combinations
 
 
 def _rules(alerts: Template) -> dict[str, Any]:
