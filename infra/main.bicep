@@ -209,7 +209,7 @@ var names = {
 var deploymentContainerName = 'app-package-${token}'
 var clientSecretName = 'entra-client-secret'
 
-// The contract's queue and tables (shared/invoice_queue.py, shared/*_TABLE constants).
+// The contract's queue and tables (shared/adapters/invoice_queue.py, the *_TABLE constants in shared/).
 var queueNames = [
   'bookings-to-invoice'
   'bookings-to-invoice-poison'
@@ -220,6 +220,7 @@ var tableNames = [
   'ReconcileState'
   'InvoiceRequests'
   'BusinessCentralLinks'
+  'BusinessCentralBudget'
 ]
 
 module identity 'modules/identity.bicep' = {

@@ -17,6 +17,7 @@ from functools import cached_property
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared.adapters.bc_budget import BUDGET_TABLE, StorageBudget
 from shared.adapters.bc_invoice_feed import InvoiceFeed
 from shared.adapters.booking_entities import BOOKINGS_TABLE
 from shared.adapters.booking_store import BookingStore
@@ -30,10 +31,12 @@ from shared.adapters.storage import queue_service_client, table_service_client
 from shared.adapters.sync_state import SYNC_STATE_TABLE, SyncStateStore
 from shared.adapters.token_provider import TokenProvider
 from shared.api.continuation import ContinuationTokens, derive_token_key
+from shared.domain.bc_budget import BudgetLimits
 from shared.domain.moments import utc_now
 from shared.services.booking_queries import BookingQueries
 from shared.services.booking_sync import BookingSync
 from shared.services.booking_updates import BookingUpdates
+from shared.services.budget_requeue import BudgetRequeue
 from shared.services.invoice_booking import InvoiceBooking
 from shared.services.links import CustomerLinks, ItemLinks
 from shared.services.reconcile import InvoiceReconciler
@@ -89,6 +92,19 @@ class Container:
         return TokenProvider(self.settings)
 
     @cached_property
+    def bc_budget(self) -> StorageBudget:
+        """The Business Central budget every instance shares (its own storage client: fail fast,
+        the budget waits and retries by itself)."""
+        settings = self.settings
+        tables = table_service_client(settings.storage, retry_total=1, connection_timeout=5, read_timeout=10)
+        limits = BudgetLimits(
+            concurrency=settings.bc_max_concurrency,
+            limit=settings.bc_max_requests_per_5_min,
+            window=float(settings.bc_rate_window_seconds),
+        )
+        return StorageBudget(tables.get_table_client(BUDGET_TABLE), limits)
+
+    @cached_property
     def business_central(self) -> BusinessCentralClient:
         settings = self.settings
         return BusinessCentralClient(
@@ -97,7 +113,12 @@ class Container:
             environment=settings.bc_environment,
             company_id=settings.bc_company_id,
             token=self.token_provider.business_central_token,
+            budget=self.bc_budget,
         )
+
+    @cached_property
+    def budget_requeue(self) -> BudgetRequeue:
+        return BudgetRequeue(self.booking_store, self.invoice_queue)
 
     @cached_property
     def link_store(self) -> LinkStore:

@@ -114,6 +114,12 @@ class Settings:
     max_selection: int
     reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
     retention_days: int = 400
+    bc_max_concurrency: int = 5
+    """Business Central requests in flight, all instances and callers together (BC allows 5)."""
+    bc_max_requests_per_5_min: int = 5400
+    """Business Central requests per sliding window, all instances together (BC allows 6,000)."""
+    bc_rate_window_seconds: int = 300
+    """The window of that rate: Business Central's 5 minutes. Shorter only in tests and benchmarks."""
 
     @property
     def authority(self) -> str:
@@ -166,6 +172,23 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         reconcile_schedule=reader.ncrontab("RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE),
         retention_days=reader.retention_days(
             "RETENTION_DAYS", 400, reader.integer("SYNC_LOOKBACK_DAYS", 30, minimum=1, maximum=365)
+        ),
+        bc_max_concurrency=reader.integer(
+            "BC_MAX_CONCURRENCY", 5, minimum=1, maximum=5, why="Business Central runs 5 per app registration"
+        ),
+        bc_max_requests_per_5_min=reader.integer(
+            "BC_MAX_REQUESTS_PER_5_MIN",
+            5400,
+            minimum=1,
+            maximum=6000,
+            why="Business Central allows 6,000 per 5 minutes per app registration",
+        ),
+        bc_rate_window_seconds=reader.integer(
+            "BC_RATE_WINDOW_SECONDS",
+            300,
+            minimum=1,
+            maximum=300,
+            why="only tests shorten Business Central's window",
         ),
     )
 
@@ -294,7 +317,7 @@ class _Reader:
             raise SettingsError(name, f"is not a valid NCRONTAB expression ({exc}): {value!r}") from None
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int, why: str = "") -> int:
         value = self.optional(name)
         if value is None:
             return default
@@ -303,7 +326,8 @@ class _Reader:
         except ValueError:
             raise SettingsError(name, f"is not a whole number: {value!r}") from None
         if not minimum <= number <= maximum:
-            raise SettingsError(name, f"must be between {minimum} and {maximum}, got {number}")
+            reason = f" ({why})" if why else ""
+            raise SettingsError(name, f"must be between {minimum} and {maximum}{reason}, got {number}")
         return number
 
     def retention_days(self, name: str, default: int, lookback_days: int) -> int:

@@ -2,8 +2,15 @@
 
 Why it looks the way it does:
 
-- Business Central runs at most 5 requests per app user at a time and queues the rest, so every
-  request of this process passes one process-wide semaphore of 5: the server never queues ours.
+- Business Central runs at most 5 requests per app registration at a time, for all its callers
+  together, and queues the rest. Every request passes the budget in `_send_once`, the one send
+  path: in the app the storage-backed budget all instances share (`adapters/bc_budget.py`: at most
+  `BC_MAX_CONCURRENCY` in flight, `BC_MAX_REQUESTS_PER_5_MIN` per sliding 5 minutes); a client
+  built without one keeps a process-wide semaphore of 5. A 429/503 with `Retry-After` pauses it.
+- Timeouts: with the budget at most 5 of our requests are in Business Central at once, so it runs
+  them at once and queues none; the read timeouts only have to cover a request's run time (they do
+  by far). Without the budget 480 invocations would queue there for minutes, past these timeouts,
+  and a POST cut off by our own timeout is ambiguous (docs/invoicing.md, "Limits").
 - Errors are classified once, here. 429, 5xx, timeouts, connection errors and auth failures are
   transient (the queue retries them); `BadRequest_*` / `Application_*` and other 4xx answers are
   permanent: Business Central will refuse the same request again.
@@ -20,13 +27,20 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.adapters.bc_budget import LocalBudget
+from shared.adapters.http_retry import (
+    RetriesExhaustedError,
+    RetryPolicy,
+    retry_after_seconds,
+    send_with_retries,
+)
 from shared.adapters.token_provider import TokenError
 from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem
 from shared.domain.errors import BusinessCentralError
@@ -43,6 +57,17 @@ CREATE_TIMEOUT = (10.0, 60.0)
 retries) stays well inside the time after which another worker may take its creation over."""
 
 _process_limiter = threading.BoundedSemaphore(MAX_IN_FLIGHT)
+
+_PAUSING_STATUSES = frozenset({429, 503})
+
+
+class Budget(Protocol):
+    """What every request passes: a slot for the request, and a pause Business Central asked for."""
+
+    def slot(self) -> AbstractContextManager[None]: ...
+
+    def pause(self, seconds: float) -> None: ...
+
 
 _PERMANENT_PREFIXES = ("BadRequest", "Application_")
 _AUTH_STATUSES = frozenset({401, 403})
@@ -141,6 +166,7 @@ class BusinessCentralClient:
         retry: RetryPolicy | None = None,
         timeout: tuple[float, float] = (10.0, 240.0),
         limiter: threading.Semaphore | None = None,
+        budget: Budget | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.company_url = (
@@ -151,7 +177,7 @@ class BusinessCentralClient:
         self._session = session or _pooled_session()
         self._retry = retry or RetryPolicy(max_attempts=6, base_delay=0.5, max_delay=30.0)
         self._timeout = timeout
-        self._limiter = limiter or _process_limiter
+        self._budget: Budget = budget or LocalBudget(limiter or _process_limiter)
         self._sleep = sleep
         self._requests = 0
         self._count_lock = threading.Lock()
@@ -179,10 +205,15 @@ class BusinessCentralClient:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
-        with self._limiter:
+        with self._budget.slot():
             with self._count_lock:
                 self._requests += 1
-            return self._session.request(method, url, json=body, headers=headers, timeout=timeout)
+            response = self._session.request(method, url, json=body, headers=headers, timeout=timeout)
+        if response.status_code in _PAUSING_STATUSES:
+            told = retry_after_seconds(response)
+            if told:
+                self._budget.pause(told)
+        return response
 
     def _request(
         self,

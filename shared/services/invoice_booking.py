@@ -33,6 +33,7 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from shared.domain import lifecycle
+from shared.domain.bc_budget import BudgetTimeoutError
 from shared.domain.bc_records import BcInvoice, Link
 from shared.domain.errors import (
     BusinessCentralError,
@@ -160,7 +161,7 @@ class InvoiceBooking:
         except Exception as exc:
             detail = describe(exc)
             duration = round((time.perf_counter() - started) * 1000)
-            if last_attempt:
+            if last_attempt and not isinstance(exc, BudgetTimeoutError):  # requeued, not failed
                 self._fail_after_last_try(message, detail)
             log.warning(
                 "Invoicing booking %s did not finish (try %d%s): %s",

@@ -141,3 +141,32 @@ def test_identity_based_storage_connection() -> None:
     assert settings.storage.table_service_uri == "https://stbookings.table.core.windows.net"
     assert settings.storage.queue_service_uri == "https://stbookings.queue.core.windows.net"
     assert settings.storage.managed_identity_client_id == "12121212-3434-5656-7878-909090909090"
+
+
+def test_business_central_budget_settings_default_to_its_limits_and_name_them_when_wrong() -> None:
+    settings = load_settings(valid_env())
+    assert (
+        settings.bc_max_concurrency,
+        settings.bc_max_requests_per_5_min,
+        settings.bc_rate_window_seconds,
+    ) == (
+        5,
+        5400,
+        300,
+    )
+    tuned = load_settings(valid_env(BC_MAX_CONCURRENCY="3", BC_MAX_REQUESTS_PER_5_MIN="6000"))
+    assert (tuned.bc_max_concurrency, tuned.bc_max_requests_per_5_min) == (3, 6000)
+    for name, value, problem in (
+        (
+            "BC_MAX_CONCURRENCY",
+            "6",
+            "must be between 1 and 5 (Business Central runs 5 per app registration), got 6",
+        ),
+        ("BC_MAX_CONCURRENCY", "0", "must be between 1 and 5"),
+        ("BC_MAX_CONCURRENCY", "five", "is not a whole number"),
+        ("BC_MAX_REQUESTS_PER_5_MIN", "6001", "must be between 1 and 6000 (Business Central allows 6,000"),
+        ("BC_RATE_WINDOW_SECONDS", "301", "must be between 1 and 300"),
+    ):
+        with pytest.raises(SettingsError) as raised:
+            load_settings(valid_env(**{name: value}))
+        assert raised.value.setting == name and problem in str(raised.value)
