@@ -79,6 +79,15 @@ class BookingQueries:
         """Every matching booking (for `all` selections), partition by partition."""
         return self.store.iterate(flt, self.scope(flt))
 
+    def count(self, flt: BookingFilter, limit: int) -> int:
+        """How many bookings match, counting no further than `limit`."""
+        count = 0
+        for _ in self.iterate(flt):
+            count += 1
+            if count >= limit:
+                break
+        return count
+
     def get(self, key: str) -> Booking | None:
         """A booking by key: point reads in the configured businesses (never a cross-partition scan)."""
         if not is_booking_key(key):
