@@ -92,13 +92,19 @@
     return null;
   }
 
+  // The signed-in user's name, null when signed out, undefined when `/.auth/me` cannot tell (App
+  // Service answers it from the token store only; then the API, which sees the caller, decides).
   async function whoAmI() {
     try {
       const response = await fetch("/.auth/me", { credentials: "same-origin" });
-      if (!response.ok) return null;
-      return principalName(await response.json());
+      if (response.status === 401) return null;
+      if (!response.ok) return undefined;
+      const me = await response.json();
+      if (me && "clientPrincipal" in me) return principalName(me);
+      if (Array.isArray(me)) return principalName(me);
+      return undefined;
     } catch (_) {
-      return null;
+      return undefined;
     }
   }
 
@@ -519,7 +525,15 @@
 
   async function start() {
     wire();
-    const name = await whoAmI();
+    let name = await whoAmI();
+    if (name === undefined) {
+      try {
+        state.settings = await api("/api/settings");
+        name = state.settings.caller.name;
+      } catch (_) {
+        name = null;
+      }
+    }
     if (!name) {
       showSignedOut();
       return;
@@ -530,7 +544,7 @@
     const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
     list.catch(() => {}); // read below; avoid an unhandled rejection while settings load
     try {
-      state.settings = await api("/api/settings");
+      state.settings = state.settings || (await api("/api/settings"));
     } catch (error) {
       alarm(explain(error));
       return;
