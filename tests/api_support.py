@@ -125,13 +125,15 @@ _API_APP: func.FunctionApp | None = None
 
 
 def api_app() -> func.FunctionApp:
-    """A FunctionApp with only the HTTP API blueprint (discovery is cached per app object)."""
+    """A FunctionApp with only the HTTP API blueprints (discovery is cached per app object)."""
     global _API_APP
     if _API_APP is None:
         from functions.http_triggers import bp
+        from functions.portal_api import bp as portal_api_bp
 
         _API_APP = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
         _API_APP.register_functions(bp)
+        _API_APP.register_functions(portal_api_bp)
     return _API_APP
 
 

@@ -8,18 +8,17 @@ from pathlib import Path
 import azure.functions as func
 
 import function_app
+from devhost.functions import discover_functions
 from functions.portal import CONTENT_SECURITY_POLICY, portal_response
+from tests.conftest import product_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def http_routes() -> dict[str, str]:
-    routes = {}
-    for function in function_app.app.get_functions():
-        for binding in function.get_bindings():
-            if binding.type == "httpTrigger":
-                routes[function.get_function_name()] = str(binding.route)
-    return routes
+    # Through the host's discovery: the app's metadata may be read only once per process.
+    specs = discover_functions(function_app.app, product_settings("UseDevelopmentStorage=true"))
+    return {spec.name: str(spec.trigger.get("route")) for spec in specs if spec.trigger_type == "httpTrigger"}
 
 
 def test_every_api_function_is_under_api_and_only_the_portal_is_at_the_root() -> None:
