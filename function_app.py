@@ -3,6 +3,8 @@
 import azure.functions as func
 
 from functions.http_triggers import bp as http_api_bp
+from functions.portal import bp as portal_bp
+from functions.portal_api import bp as portal_api_bp
 from functions.queue_triggers import bp as invoicing_bp
 from functions.timer_triggers import bp as sync_bp
 
@@ -12,3 +14,5 @@ app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http_api_bp)
 app.register_functions(invoicing_bp)
 app.register_functions(sync_bp)
+app.register_functions(portal_api_bp)
+app.register_functions(portal_bp)

@@ -198,6 +198,7 @@ def print_next_steps(base: str, keys: list[str], sandbox_url: str | None) -> Non
     say("=" * 78)
     say("Bookings bulk invoicing is running locally." + (" (sandbox data)" if sandbox_url else ""))
     say()
+    say(f"  Portal (browser):    {base}/  (Bookings not invoiced: sign in, filter, invoice)")
     say(f"  Sign in (browser):   {base}/.auth/login/aad  (pick a user name and the app roles")
     say(f"                       Bookings.Read / Bookings.Invoice; who you are: {base}/.auth/me)")
     say("  Get a token first:   TOKEN=$(.venv/bin/python -m devhost.token)")

@@ -21,6 +21,7 @@ from typing import Any
 
 import azure.functions as func
 
+from functions.api_blueprint import ApiBlueprint
 from functions.responses import json_response, problem
 from shared import bootstrap
 from shared.api.auth import ROLE_INVOICE, ROLE_READ, Caller, Refusal, authorize
@@ -36,7 +37,7 @@ from shared.services.selection import QueueUnavailableError
 from shared.settings import SettingsError
 from shared.telemetry import TraceParent, current_traceparent, get_logger, log_fields
 
-bp = func.Blueprint()
+bp = ApiBlueprint()  # routes under /api (host.json routePrefix is "", for the portal at /)
 log = get_logger("bookings.http_api")
 
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$")

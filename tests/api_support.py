@@ -27,8 +27,8 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 from devhost.config import HostConfig
 from devhost.host import DevHost
 from shared import bootstrap
-from shared.adapters.booking_entities import BOOKINGS_TABLE, booking_to_entity
-from shared.adapters.booking_store import BookingStore
+from shared.adapters.booking_entities import BOOKINGS_TABLE
+from shared.adapters.booking_store import CREATES_PER_TRANSACTION, BookingStore, creation_operations
 from shared.adapters.invoice_queue import INVOICE_QUEUE
 from shared.domain.models import Booking, BookingStatus, PriceType, booking_key
 from tests.auth_support import sign_in
@@ -73,7 +73,7 @@ def make_booking(
 
 
 def seed(connection: str, bookings: Iterable[Booking]) -> list[Booking]:
-    """Insert bookings in batch transactions of 100 per business (fast enough for thousands)."""
+    """Insert bookings (with their list index rows) in batch transactions per business."""
     table = TableServiceClient.from_connection_string(connection).get_table_client(BOOKINGS_TABLE)
     with contextlib.suppress(ResourceExistsError):
         table.create_table()
@@ -83,8 +83,9 @@ def seed(connection: str, bookings: Iterable[Booking]) -> list[Booking]:
     for booking in items:
         by_business.setdefault(booking.business_id, []).append(booking)
     for group in by_business.values():
-        for i in range(0, len(group), 100):
-            batches.append([("create", booking_to_entity(b)) for b in group[i : i + 100]])
+        for i in range(0, len(group), CREATES_PER_TRANSACTION):
+            chunk = group[i : i + CREATES_PER_TRANSACTION]
+            batches.append([operation for b in chunk for operation in creation_operations(b)])
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(table.submit_transaction, batches))
     return items
@@ -124,13 +125,15 @@ _API_APP: func.FunctionApp | None = None
 
 
 def api_app() -> func.FunctionApp:
-    """A FunctionApp with only the HTTP API blueprint (discovery is cached per app object)."""
+    """A FunctionApp with only the HTTP API blueprints (discovery is cached per app object)."""
     global _API_APP
     if _API_APP is None:
         from functions.http_triggers import bp
+        from functions.portal_api import bp as portal_api_bp
 
         _API_APP = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
         _API_APP.register_functions(bp)
+        _API_APP.register_functions(portal_api_bp)
     return _API_APP
 
 

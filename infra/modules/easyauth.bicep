@@ -4,7 +4,7 @@
 // access token for the app registration (audience ENTRA_CLIENT_ID or api://ENTRA_CLIENT_ID). The
 // platform passes the caller (with its app roles Bookings.Read / Bookings.Invoice) to the app in
 // X-MS-CLIENT-PRINCIPAL, and the app checks the role of each operation. Unauthenticated requests
-// get 401, except the health probe and the API description (excludedPaths).
+// get 401, except the health probe, the API description and the portal page (excludedPaths).
 // Property names: Azure/azure-rest-api-specs, Microsoft.Web stable 2024-04-01, SiteAuthSettingsV2.
 // checkov reads every Microsoft.Web/sites/config as if it were the 'web' (siteConfig) or the v1
 // 'authsettings' resource; neither applies to authsettingsV2, hence the skips below. The site's
@@ -25,10 +25,14 @@ param authorityHost string = 'https://login.microsoftonline.com'
 @description('App setting that holds the app registration\'s client secret (browser sign-in uses the authorization code flow).')
 param clientSecretSettingName string = 'ENTRA_CLIENT_SECRET'
 
-@description('Paths that answer without sign-in: the health probe and the API description.')
+@description('Paths that answer without sign-in: the health probe, the API description, and the portal page with its assets (the page signs in through /.auth/login/aad; its data comes from the API, which needs a caller).')
 param excludedPaths array = [
   '/api/health'
   '/api/openapi.json'
+  '/'
+  '/assets/portal.css'
+  '/assets/portal.js'
+  '/assets/favicon.svg'
 ]
 
 resource site 'Microsoft.Web/sites@2024-04-01' existing = {

@@ -14,11 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.adapters.booking_entities import MAX_BATCH, booking_to_entity, entity_to_booking
+from shared.adapters import booking_index as index
+from shared.adapters.booking_entities import booking_to_entity, entity_to_booking
+from shared.adapters.booking_list import IndexSlice, read_index_slice
 from shared.adapters.booking_upserts import BookingUpserter
+from shared.adapters.storage import TRANSACTION_LIMIT as MAX_OPERATIONS
 from shared.adapters.storage import create_table_if_missing
 from shared.domain.errors import ConcurrentChangeError
 from shared.domain.filters import BookingFilter
@@ -26,12 +29,16 @@ from shared.domain.models import Booking, BookingStatus, is_booking_key
 from shared.domain.moments import utc_now
 
 PAGE_SIZE = 1000  # the most entities one table query page returns
+# Every query of booking rows carries this clause: index rows (`booking_index.py`) sort above "~".
+BOOKING_ROWS = "RowKey lt @bookingRowsBelow"
+_BOOKING_ROWS_PARAMETER = {"bookingRowsBelow": index.BOOKING_ROWS_BELOW}
 
 
 class BookingStore:
     """Reads and conditional writes of bookings."""
 
-    max_batch = MAX_BATCH
+    # A booking write is up to 3 operations (booking, new and old index row): 33 per transaction.
+    max_batch = index.BOOKINGS_PER_TRANSACTION
 
     def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
         self._table = table
@@ -64,20 +71,12 @@ class BookingStore:
             return entity_to_booking(entity)
         return None
 
-    def page(
-        self,
-        flt: BookingFilter,
-        business_id: str,
-        top: int,
-        marker: dict[str, str] | None,
-    ) -> tuple[list[Booking], dict[str, str] | None]:
-        """One storage round trip: up to `top` matches in one business and the marker of the rest."""
-        text, parameters = _table_filter(flt, business_id)
-        pages = self._table.query_entities(
-            text, parameters=parameters, results_per_page=min(top, PAGE_SIZE)
-        ).by_page(continuation_token=marker)
-        items = [entity_to_booking(entity) for entity in next(pages, [])]
-        return items, pages.continuation_token or None
+    def index_slice(
+        self, flt: BookingFilter, business_id: str, after: str | None, top: int, max_round_trips: int
+    ) -> IndexSlice:
+        """Up to `top` matches of one business in appointment order, newest first (the list index),
+        read after the cursor `after` (None: from the start); see `booking_list.py`."""
+        return read_index_slice(self._table, flt, business_id, after, top, max_round_trips)
 
     def iterate(self, flt: BookingFilter, business_ids: Sequence[str]) -> Iterator[Booking]:
         """Every matching booking, business by business (never a scan across partitions)."""
@@ -89,14 +88,16 @@ class BookingStore:
     def of_business(self, business_id: str) -> Iterator[Booking]:
         """Every booking of one business, whatever its state (operations and tests)."""
         for entity in self._table.query_entities(
-            "PartitionKey eq @pk", parameters={"pk": business_id}, results_per_page=PAGE_SIZE
+            f"PartitionKey eq @pk and {BOOKING_ROWS}",
+            parameters={"pk": business_id, **_BOOKING_ROWS_PARAMETER},
+            results_per_page=PAGE_SIZE,
         ):
             yield entity_to_booking(entity)
 
     def count_by_status(self, status: BookingStatus) -> int:
         entities = self._table.query_entities(
-            "Status eq @status",
-            parameters={"status": str(status)},
+            f"Status eq @status and {BOOKING_ROWS}",
+            parameters={"status": str(status), **_BOOKING_ROWS_PARAMETER},
             select=["RowKey"],
             results_per_page=PAGE_SIZE,
         )
@@ -109,16 +110,19 @@ class BookingStore:
         either = " or ".join(f"Status eq @s{index}" for index in range(len(names)))
         parameters: dict[str, Any] = {f"s{index}": name for index, name in enumerate(names)}
         parameters["cutoff"] = cutoff
+        parameters.update(_BOOKING_ROWS_PARAMETER)
         for entity in self._table.query_entities(
-            f"( {either} ) and StatusChangedAt lt @cutoff", parameters=parameters, results_per_page=PAGE_SIZE
+            f"( {either} ) and StatusChangedAt lt @cutoff and {BOOKING_ROWS}",
+            parameters=parameters,
+            results_per_page=PAGE_SIZE,
         ):
             yield entity_to_booking(entity)
 
     def of_request(self, business_id: str, request_id: str) -> Iterator[Booking]:
         """Bookings of one business last claimed by a request (one partition query)."""
         for entity in self._table.query_entities(
-            "PartitionKey eq @pk and RequestId eq @rid",
-            parameters={"pk": business_id, "rid": request_id},
+            f"PartitionKey eq @pk and RequestId eq @rid and {BOOKING_ROWS}",
+            parameters={"pk": business_id, "rid": request_id, **_BOOKING_ROWS_PARAMETER},
             results_per_page=PAGE_SIZE,
         ):
             yield entity_to_booking(entity)
@@ -130,9 +134,9 @@ class BookingStore:
         names = sorted(str(status) for status in statuses)
         either = " or ".join(f"Status eq @s{index}" for index in range(len(names)))
         parameters: dict[str, Any] = {f"s{index}": name for index, name in enumerate(names)}
-        parameters.update(pk=business_id, cutoff=cutoff)
+        parameters.update(pk=business_id, cutoff=cutoff, **_BOOKING_ROWS_PARAMETER)
         for entity in self._table.query_entities(
-            f"PartitionKey eq @pk and End lt @cutoff and ( {either} )",
+            f"PartitionKey eq @pk and {BOOKING_ROWS} and End lt @cutoff and ( {either} )",
             parameters=parameters,
             results_per_page=PAGE_SIZE,
         ):
@@ -141,90 +145,106 @@ class BookingStore:
     # -- writes ------------------------------------------------------------------------------
 
     def delete(self, booking: Booking) -> None:
-        """Delete a booking unchanged since it was read (retention); else `ConcurrentChangeError`."""
+        """Delete a booking unchanged since it was read (retention), and its index row in the same
+        transaction; else `ConcurrentChangeError`."""
         if booking.etag is None:
             raise ValueError("delete() needs a booking read from the store (it carries the ETag)")
-        try:
-            self._table.delete_entity(
-                partition_key=booking.business_id,
-                row_key=booking.key,
-                etag=booking.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise ConcurrentChangeError(f"booking {booking.key} changed meanwhile") from None
+        condition = {"etag": booking.etag, "match_condition": MatchConditions.IfNotModified}
+        operations: list[Any] = [
+            ("delete", {"PartitionKey": booking.business_id, "RowKey": booking.key}, condition)
+        ]
+        index_key = booking.extra.get(index.INDEX_KEY)
+        if index_key:
+            operations.append(("delete", {"PartitionKey": booking.business_id, "RowKey": str(index_key)}))
+        self._submit(operations, f"booking {booking.key} changed meanwhile")
 
     def create(self, booking: Booking) -> Booking:
-        """Insert a new booking; `ConcurrentChangeError` if it already exists."""
+        """Insert a new booking (and its index row); `ConcurrentChangeError` if it already exists."""
         now = self.clock()
         stamped = replace(booking, updated_at=now, status_changed_at=booking.status_changed_at or now)
-        try:
-            metadata = self._table.create_entity(booking_to_entity(stamped))
-        except ResourceExistsError:
-            raise ConcurrentChangeError(f"booking {booking.key} already exists") from None
-        return replace(stamped, etag=metadata.get("etag"))
+        operations, entity = _write_operations(stamped, "create")
+        results = self._submit(operations, f"booking {booking.key} already exists")
+        return replace(stamped, etag=results[0].get("etag"), extra=_extra_of(stamped, entity))
 
     def save(self, booking: Booking) -> Booking:
         """Replace the stored booking if it is unchanged since it was read (its ETag); else raise
-        `ConcurrentChangeError` (the caller re-reads and decides again)."""
+        `ConcurrentChangeError` (the caller re-reads and decides again). Its index row moves with it,
+        in the same transaction."""
         if booking.etag is None:
             raise ValueError("save() needs a booking read from the store (it carries the ETag)")
-        stamped = replace(booking, updated_at=self.clock())
-        try:
-            metadata = self._table.update_entity(
-                booking_to_entity(stamped),
-                mode=UpdateMode.REPLACE,
-                etag=booking.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except (ResourceModifiedError, ResourceNotFoundError):
-            raise ConcurrentChangeError(f"booking {booking.key} changed meanwhile") from None
-        return replace(stamped, etag=metadata.get("etag"))
+        return self._save_all([booking])[0]
 
     def save_batch(self, bookings: Sequence[Booking]) -> list[Booking]:
-        """Save up to 100 bookings of one business in one atomic table transaction.
+        """Save up to `max_batch` bookings of one business in one atomic table transaction.
 
         Each write is conditional on that booking's ETag: if any changed since it was read,
         nothing is written and `ConcurrentChangeError` is raised (the caller falls back to `save`
-        one by one). One round trip instead of 100 lets 10,000 bookings be claimed in seconds.
+        one by one). One round trip instead of 33 lets 10,000 bookings be claimed in seconds.
         """
         if not bookings:
             return []
-        if len(bookings) > MAX_BATCH:
-            raise ValueError(f"a transaction holds at most {MAX_BATCH} bookings")
+        if len(bookings) > self.max_batch:
+            raise ValueError(f"a transaction holds at most {self.max_batch} bookings")
         if len({b.business_id for b in bookings}) != 1 or len({b.key for b in bookings}) != len(bookings):
             raise ValueError("a transaction holds distinct bookings of one business")
         if any(booking.etag is None for booking in bookings):
             raise ValueError("save_batch() needs bookings read from the store (with ETags)")
+        return self._save_all(bookings)
+
+    def _save_all(self, bookings: Sequence[Booking]) -> list[Booking]:
         now = self.clock()
         stamped = [replace(booking, updated_at=now) for booking in bookings]
-        operations: list[Any] = [
-            (
-                "update",
-                booking_to_entity(booking),
-                {
-                    "mode": UpdateMode.REPLACE,
-                    "etag": booking.etag,
-                    "match_condition": MatchConditions.IfNotModified,
-                },
-            )
-            for booking in stamped
+        operations: list[Any] = []
+        positions: list[tuple[int, dict[str, Any]]] = []
+        for booking in stamped:
+            written, entity = _write_operations(booking, "update")
+            positions.append((len(operations), entity))
+            operations.extend(written)
+        results = self._submit(operations, "a booking of the batch changed meanwhile")
+        return [
+            replace(b, etag=results[at].get("etag"), extra=_extra_of(b, entity))
+            for b, (at, entity) in zip(stamped, positions, strict=True)
         ]
+
+    def _submit(self, operations: list[Any], conflict: str) -> list[Any]:
         try:
-            results = self._table.submit_transaction(operations)
+            return list(self._table.submit_transaction(operations))
         except TableTransactionError as exc:
-            if exc.status_code in (404, 412):
-                raise ConcurrentChangeError(
-                    f"a booking of the batch changed meanwhile ({exc.error_code})"
-                ) from None
+            if exc.status_code in (404, 409, 412):
+                raise ConcurrentChangeError(f"{conflict} ({exc.error_code})") from None
             raise
-        return [replace(b, etag=result.get("etag")) for b, result in zip(stamped, results, strict=True)]
+
+
+CREATES_PER_TRANSACTION = MAX_OPERATIONS // 2  # a new booking is 2 operations: itself and its index row
+
+
+def creation_operations(booking: Booking) -> list[Any]:
+    """The transaction operations that create a booking and its index row (bulk loads, tests)."""
+    return _write_operations(booking, "create")[0]
+
+
+def _write_operations(booking: Booking, kind: str) -> tuple[list[Any], dict[str, Any]]:
+    """The booking's own write (first) and the operations that keep its index row in step."""
+    entity, previous = index.with_index_key(booking_to_entity(booking), booking)
+    own: tuple[Any, ...]
+    if kind == "create":
+        own = ("create", entity)
+        previous = None
+    else:
+        condition = {"etag": booking.etag, "match_condition": MatchConditions.IfNotModified}
+        own = ("update", entity, {"mode": UpdateMode.REPLACE, **condition})
+    return [own, *index.index_operations(entity, previous)], entity
+
+
+def _extra_of(booking: Booking, entity: dict[str, Any]) -> dict[str, Any]:
+    """What a later save needs to know of the row as written: where its index row now is."""
+    return {**booking.extra, index.INDEX_KEY: entity[index.INDEX_KEY]}
 
 
 def _table_filter(flt: BookingFilter, business_id: str) -> tuple[str, dict[str, Any]]:
     """The parameterised filter for one partition: constant text, values as parameters."""
-    clauses = ["PartitionKey eq @pk", "Status eq @status"]
-    parameters: dict[str, Any] = {"pk": business_id, "status": str(flt.status)}
+    clauses = ["PartitionKey eq @pk", BOOKING_ROWS, "Status eq @status"]
+    parameters: dict[str, Any] = {"pk": business_id, "status": str(flt.status), **_BOOKING_ROWS_PARAMETER}
     if flt.customer_email is not None:
         clauses.append("CustomerEmailLower eq @email")
         parameters["email"] = flt.customer_email

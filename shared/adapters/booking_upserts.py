@@ -35,7 +35,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from shared.adapters.booking_entities import MAX_BATCH, booking_to_entity, entity_to_booking
+from shared.adapters import booking_index as index
+from shared.adapters.booking_entities import booking_to_entity, entity_to_booking
 from shared.domain.models import Appointment, Booking
 from shared.domain.moments import utc_now
 from shared.domain.sync_decisions import Decision, SyncOutcome, Write, apply, decide, decide_missing
@@ -59,6 +60,7 @@ class _Op:
     etag: str | None
     appointment: Appointment | None  # None for cancellations
     evidence_at: datetime
+    index_ops: list[tuple[Any, ...]]  # keep the booking's list index row in step, same transaction
 
     @property
     def outcome(self) -> SyncOutcome:
@@ -69,14 +71,16 @@ class _Op:
         # A cancellation touches only the state; a refresh replaces, so removed fields are cleared.
         return UpdateMode.MERGE if self.decision.write is Write.CANCEL else UpdateMode.REPLACE
 
-    def as_transaction_operation(self) -> tuple[Any, ...]:
+    def operations(self) -> list[tuple[Any, ...]]:
+        """The booking's own write first, then its index row's."""
         if self.decision.write is Write.CREATE:
-            return ("create", self.entity)
-        return (
+            return [("create", self.entity), *self.index_ops]
+        own = (
             "update",
             self.entity,
             {"mode": self.mode, "etag": self.etag, "match_condition": MatchConditions.IfNotModified},
         )
+        return [own, *self.index_ops]
 
 
 def _cancellation_entity(booking: Booking) -> dict[str, Any]:
@@ -101,11 +105,12 @@ class BookingUpserter:
         self,
         table: TableClient,
         clock: Callable[[], datetime] = utc_now,
-        batch_size: int = MAX_BATCH,
+        batch_size: int = index.BOOKINGS_PER_TRANSACTION,
         parallel_transactions: int = PARALLEL_TRANSACTIONS,
     ) -> None:
-        if not 1 <= batch_size <= MAX_BATCH:
-            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH}")
+        # A booking is up to 3 operations (itself, its new and its old index row): 33 per transaction.
+        if not 1 <= batch_size <= index.BOOKINGS_PER_TRANSACTION:
+            raise ValueError(f"batch_size must be between 1 and {index.BOOKINGS_PER_TRANSACTION}")
         self._table = table
         self.clock = clock
         self.batch_size = batch_size
@@ -124,8 +129,13 @@ class BookingUpserter:
         return for that window no longer exists in Bookings.
         """
         entities = self._table.query_entities(
-            "PartitionKey eq @business and End gt @start and Start lt @end",
-            parameters={"business": business_id, "start": start, "end": end},
+            "PartitionKey eq @business and RowKey lt @indexRows and End gt @start and Start lt @end",
+            parameters={
+                "business": business_id,
+                "indexRows": index.BOOKING_ROWS_BELOW,
+                "start": start,
+                "end": end,
+            },
             results_per_page=1000,
         )
         return {str(entity["RowKey"]): entity_to_booking(entity) for entity in entities}
@@ -148,16 +158,20 @@ class BookingUpserter:
         booking = apply(decision, appointment, stored, self.clock())
         if decision.write in (Write.REFRESH, Write.REVIVE):
             booking.updated_at = self.clock()
-        entity = booking_to_entity(booking)
+        entity, previous = index.with_index_key(booking_to_entity(booking), booking)
+        index_ops = index.index_operations(entity, None if decision.write is Write.CREATE else previous)
         etag = stored.etag if stored is not None else None
-        return _Op(appointment.key, decision, entity, etag, appointment, evidence_at)
+        return _Op(appointment.key, decision, entity, etag, appointment, evidence_at, index_ops)
 
     def _plan_cancel(self, stored: Booking, evidence_at: datetime) -> _Op | SyncOutcome:
         decision = decide_missing(stored, evidence_at)
         if decision.write is None:
             return decision.outcome
         cancelled = apply(decision, None, stored, self.clock())
-        return _Op(stored.key, decision, _cancellation_entity(cancelled), stored.etag, None, evidence_at)
+        full, previous = index.with_index_key(booking_to_entity(cancelled), cancelled)
+        partial = {**_cancellation_entity(cancelled), index.INDEX_KEY: full[index.INDEX_KEY]}
+        index_ops = index.index_operations(full, previous)
+        return _Op(stored.key, decision, partial, stored.etag, None, evidence_at, index_ops)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -236,15 +250,16 @@ class BookingUpserter:
                     for op in remaining:
                         outcomes.update(self._write_one(business_id, op))
                     break
+                owners = [at for at, op in enumerate(remaining) for _ in op.operations()]
                 try:
-                    self._table.submit_transaction([op.as_transaction_operation() for op in remaining])
+                    self._table.submit_transaction([o for op in remaining for o in op.operations()])
                 except TableTransactionError as exc:
                     self._count(1, 0)
                     if exc.status_code not in (404, 409, 412):
                         raise
                     failures += 1
-                    index = exc.index if 0 <= exc.index < len(remaining) else 0
-                    outcomes.update(self._write_one(business_id, remaining.pop(index)))
+                    failed = owners[exc.index] if 0 <= exc.index < len(owners) else 0
+                    outcomes.update(self._write_one(business_id, remaining.pop(failed)))
                     continue
                 self._count(1, len(remaining))
                 outcomes.update(op.outcome for op in remaining)
@@ -287,12 +302,13 @@ class BookingUpserter:
         return None if planned == SyncOutcome.UNCHANGED else planned
 
     def _submit_single(self, op: _Op) -> None:
-        if op.decision.write is Write.CREATE:
-            self._table.create_entity(op.entity)
-            return
-        self._table.update_entity(
-            op.entity, mode=op.mode, etag=op.etag, match_condition=MatchConditions.IfNotModified
-        )
+        """One booking and its index row in one transaction; a failed condition is a conflict."""
+        try:
+            self._table.submit_transaction(op.operations())
+        except TableTransactionError as exc:
+            if exc.status_code in (404, 409, 412):
+                raise ResourceModifiedError(f"booking {op.key} changed ({exc.error_code})") from None
+            raise
 
 
 class _PendingBatch:
@@ -364,5 +380,5 @@ class _Transactions:
 
 
 def _chunks(items: list[_Op], size: int) -> Iterator[list[_Op]]:
-    for index in range(0, len(items), size):
-        yield items[index : index + size]
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -11,16 +11,18 @@ import re
 
 from shared.api.input import InvalidInput
 from shared.domain.filters import PagePosition
+from shared.domain.listing import Cursor
 
-MAX_TOKEN_LENGTH = 2048
-_TOKEN_VERSION = "b1"  # noqa: S105 - a format tag, not a secret
-_TOKEN_SHAPE = re.compile(r"^b1\.[A-Za-z0-9_-]{1,1900}\.[A-Za-z0-9_-]{22}$")
+MAX_TOKEN_LENGTH = 8192
+_TOKEN_VERSION = "b2"  # noqa: S105 - a format tag, not a secret
+_TOKEN_SHAPE = re.compile(r"^b2\.[A-Za-z0-9_-]{1,8000}\.[A-Za-z0-9_-]{22}$")
 
 
 class ContinuationTokens:
     """Opaque, signed continuation tokens.
 
-    A token is `b1.<payload>.<mac>`: the payload names the query it belongs to and where to resume;
+    A token is `b2.<payload>.<mac>`: the payload names the query it belongs to and, per business not
+    finished yet, where its list resumes;
     the HMAC (keyed per deployment) makes a tampered or foreign token a clean 400 rather than a
     storage error or a page of some other query. Tokens are not encrypted; they hold no secrets.
     """
@@ -35,8 +37,8 @@ class ContinuationTokens:
         return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
 
     def encode(self, fingerprint: str, position: PagePosition) -> str:
-        document = {"q": fingerprint, "b": position.business_id, "m": position.marker}
-        raw = json.dumps(document, separators=(",", ":")).encode()
+        cursors = [[business, cursor.to_json() if cursor else None] for business, cursor in position.cursors]
+        raw = json.dumps({"q": fingerprint, "c": cursors}, separators=(",", ":")).encode()
         payload = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
         return f"{_TOKEN_VERSION}.{payload}.{self._mac(payload)}"
 
@@ -52,24 +54,26 @@ class ContinuationTokens:
             raise invalid
         try:
             document = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (ValueError, binascii.Error):
+            cursors = _cursors(document["c"])
+        except (ValueError, binascii.Error, KeyError, TypeError):
             raise invalid from None
-        marker = document.get("m") if isinstance(document, dict) else None
-        if (
-            not isinstance(document, dict)
-            or not isinstance(document.get("b"), str)
-            or not (
-                marker is None
-                or (isinstance(marker, dict) and all(isinstance(v, str) for v in marker.values()))
-            )
-        ):
-            raise invalid
         if document.get("q") != fingerprint:
             raise InvalidInput.field(
                 "continuationToken",
                 "belongs to a query with other filters; repeat the same filters or start without it",
             )
-        return PagePosition(document["b"], marker)
+        return PagePosition(cursors)
+
+
+def _cursors(items: object) -> tuple[tuple[str, Cursor | None], ...]:
+    if not isinstance(items, list) or not items:
+        raise ValueError("no cursors")
+    cursors: list[tuple[str, Cursor | None]] = []
+    for item in items:
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+            raise ValueError("not a cursor pair")
+        cursors.append((item[0], Cursor.from_json(item[1]) if item[1] is not None else None))
+    return tuple(cursors)
 
 
 def derive_token_key(*material: str) -> bytes:

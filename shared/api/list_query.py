@@ -21,12 +21,14 @@ LIST_PARAMETERS = (
     "status",
     "businessId",
     "customerEmail",
+    "customerName",
     "from",
     "to",
     "invoiceStatus",
     "top",
     "continuationToken",
 )
+MAX_NAME = 100
 INVOICE_STATUSES = ("Draft", "In Review", "Open", "Paid", "Canceled", "Corrective")
 """Business Central's salesInvoice status values (enum "Invoice Entity Aggregate Status")."""
 # `code` carries the function key when it is not sent as the x-functions-key header.
@@ -71,6 +73,11 @@ def parse_list_query(params: Mapping[str, str], business_ids: Sequence[str], zon
     values = {name: value for name, value in params.items() if value != ""}
     status = parse_status(values["status"]) if "status" in values else FILTER_SELECTABLE
     fields = parse_filter_fields(values, business_ids, zone)
+    if "customerName" in values:
+        name = values["customerName"].strip()
+        if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
+            raise InvalidInput.field("customerName", f"must be 1 to {MAX_NAME} printable characters")
+        fields["customer_name"] = name
     top = DEFAULT_TOP
     if "top" in values:
         text = values["top"].strip()
@@ -100,7 +107,7 @@ def read_page(
     position = None
     if query.continuation_token:
         position = tokens.decode(query.continuation_token, fingerprint)
-        if position.business_id not in queries.scope(query.filter):
+        if not set(position.business_ids) <= set(queries.scope(query.filter)):
             raise InvalidInput.field(
                 "continuationToken", "names a business that is no longer configured; start again without it"
             )

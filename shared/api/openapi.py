@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from shared.api.list_query import DEFAULT_TOP, INVOICE_STATUSES, MAX_TOP
+from shared.api.openapi_portal import portal_definitions, portal_paths
 from shared.domain import lifecycle
 from shared.domain.models import BookingStatus, ErrorCode, InvoiceSource, PriceType
 
@@ -401,6 +402,15 @@ def _paths() -> dict[str, Any]:
                         "x-ms-summary": "Customer email",
                     },
                     {
+                        "name": "customerName",
+                        "in": "query",
+                        "allowEmptyValue": True,
+                        "type": "string",
+                        "maxLength": 100,
+                        "description": "Only customers whose name starts with this (case-insensitive).",
+                        "x-ms-summary": "Customer name starts with",
+                    },
+                    {
                         "name": "from",
                         "in": "query",
                         "allowEmptyValue": True,
@@ -558,6 +568,16 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _with_portal_paths(paths: dict[str, Any]) -> dict[str, Any]:
+    """The routes the portal added; the count takes the list's filters (not its paging)."""
+    listing = paths["/bookings"]["get"]
+    errors = {code: listing["responses"][code] for code in ("400", "401", "403", "500", "503")}
+    filters = [
+        p for p in listing["parameters"] if p["name"] not in ("top", "continuationToken", "customerName")
+    ]
+    return {**paths, **portal_paths(errors, filters)}
+
+
 def build_document(
     *, host: str | None = None, scheme: str | None = None, max_selection: int | None = None
 ) -> dict[str, Any]:
@@ -589,8 +609,8 @@ def build_document(
             }
         },
         "security": [{SECURITY_SCHEME: []}],
-        "paths": _paths(),
-        "definitions": _definitions(max_selection or DEFAULT_MAX_SELECTION),
+        "paths": _with_portal_paths(_paths()),
+        "definitions": {**_definitions(max_selection or DEFAULT_MAX_SELECTION), **portal_definitions()},
     }
 
 

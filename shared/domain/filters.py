@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain.lifecycle import FILTER_SELECTABLE
+from shared.domain.listing import Cursor
 from shared.domain.models import BookingStatus
 from shared.domain.moments import iso_utc
 
@@ -20,12 +21,13 @@ class BookingFilter:
     status: BookingStatus = FILTER_SELECTABLE
     business_id: str | None = None
     customer_email: str | None = None  # lower-cased
+    customer_name: str | None = None  # a prefix of the customer's name, any case (lists only)
     start_from: datetime | None = None  # inclusive, on the appointment's start
     start_before: datetime | None = None  # exclusive
     invoice_status: str | None = None  # Business Central's status of the booking's invoice
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "status": str(self.status),
             "businessId": self.business_id,
             "customerEmail": self.customer_email,
@@ -33,6 +35,9 @@ class BookingFilter:
             "to": iso_utc(self.start_before),
             **({"invoiceStatus": self.invoice_status} if self.invoice_status is not None else {}),
         }
+        if self.customer_name is not None:
+            document["customerName"] = self.customer_name
+        return document
 
     def fingerprint(self) -> str:
         """Identifies the query, so a continuation token of another query is refused, not misused."""
@@ -42,7 +47,11 @@ class BookingFilter:
 
 @dataclass(frozen=True)
 class PagePosition:
-    """Where the next page starts: a business (partition) and the store's own continuation marker."""
+    """Where the next page starts: each business not finished yet with the cursor of its list
+    index (`shared/domain/listing.py`; None: from its first row)."""
 
-    business_id: str
-    marker: dict[str, str] | None
+    cursors: tuple[tuple[str, Cursor | None], ...]
+
+    @property
+    def business_ids(self) -> tuple[str, ...]:
+        return tuple(business for business, _ in self.cursors)

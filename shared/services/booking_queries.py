@@ -4,9 +4,12 @@ Every query is scoped to one partition (one configured Bookings business) at a t
 configured businesses in order, so listing never scans the whole table across partitions and a
 bookings table of another deployment's businesses can never leak into this one's lists.
 
-A page is capped both by `top` and by a number of storage round trips: when matches are sparse
-(say 100 Unbilled among 100,000 Invoiced), a call returns fewer items (possibly none) with a
-position to continue from instead of scanning for minutes. Clients follow it until it is null.
+Lists come newest appointment first: the store keeps a list index per business in that order
+(`shared/adapters/booking_index.py`), and a page over several businesses merges one slice of each
+(`shared/domain/listing.py`). A slice is capped both by `top` and by a number of storage round
+trips: when matches are sparse (a customer filter over a long list), a call returns fewer items
+(possibly none) with a position to continue from instead of scanning for minutes. Clients follow
+it until it is null.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.domain.filters import BookingFilter, PagePosition
+from shared.domain.listing import Cursor, IndexSlice, merge_slices
 from shared.domain.models import Booking, is_booking_key
 from shared.services.ports import BookingRepository
 
@@ -51,29 +55,38 @@ class BookingQueries:
         return (flt.business_id,) if flt.business_id else self.business_ids
 
     def page(self, flt: BookingFilter, top: int, position: PagePosition | None = None) -> BookingPage:
-        """At most `top` bookings and where the next page starts (None at the end)."""
+        """At most `top` bookings, newest appointment first, and where the next page starts (None
+        at the end). Businesses are read side by side (one slice each) and merged."""
         if not 1 <= top <= MAX_PAGE:
             raise ValueError(f"top must be 1..{MAX_PAGE}")
         scope = self.scope(flt)
-        index, marker = 0, None
-        if position is not None:
-            if position.business_id not in scope:
+        if position is None:
+            cursors: dict[str, Cursor | None] = dict.fromkeys(scope)
+        else:
+            if not set(position.business_ids) <= set(scope):
                 raise ValueError("the position names a business outside the filter's scope")
-            index, marker = scope.index(position.business_id), position.marker
-        items: list[Booking] = []
-        round_trips = 0
-        while index < len(scope) and len(items) < top and round_trips < self.max_round_trips:
-            found, marker = self.store.page(flt, scope[index], top - len(items), marker)
-            items.extend(found)
-            round_trips += 1
-            if not marker:
-                index, marker = index + 1, None
-        following = PagePosition(scope[index], marker) if index < len(scope) else None
-        return BookingPage(items, following)
+            cursors = dict(position.cursors)
+        businesses = list(cursors)
+
+        def read(business_id: str) -> IndexSlice:
+            return self.store.index_slice(flt, business_id, cursors[business_id], top, self.max_round_trips)
+
+        slices = dict(zip(businesses, fan_out(self.executor, read, businesses), strict=True))
+        items, following = merge_slices(slices, cursors, top)
+        return BookingPage(items, PagePosition(tuple(following.items())) if following else None)
 
     def iterate(self, flt: BookingFilter) -> Iterator[Booking]:
         """Every matching booking (for `all` selections), partition by partition."""
         return self.store.iterate(flt, self.scope(flt))
+
+    def count(self, flt: BookingFilter, limit: int) -> int:
+        """How many bookings match, counting no further than `limit`."""
+        count = 0
+        for _ in self.iterate(flt):
+            count += 1
+            if count >= limit:
+                break
+        return count
 
     def get(self, key: str) -> Booking | None:
         """A booking by key: point reads in the configured businesses (never a cross-partition scan)."""

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem, Link
 from shared.domain.filters import BookingFilter
+from shared.domain.listing import Cursor, IndexSlice
 from shared.domain.models import Actor, Appointment, AppointmentPage, Booking, BookingStatus, InvoiceMessage
 from shared.domain.reconcile_rules import InvoiceState, Watermark
 from shared.domain.requests import RequestHeader, RequestItem
@@ -44,9 +45,9 @@ class BookingRepository(Protocol):
 
     def get(self, business_id: str, key: str) -> Booking | None: ...
 
-    def page(
-        self, flt: BookingFilter, business_id: str, top: int, marker: dict[str, str] | None
-    ) -> tuple[list[Booking], dict[str, str] | None]: ...
+    def index_slice(
+        self, flt: BookingFilter, business_id: str, after: Cursor | None, top: int, max_round_trips: int
+    ) -> IndexSlice: ...
 
     def iterate(self, flt: BookingFilter, business_ids: Sequence[str]) -> Iterator[Booking]: ...
 

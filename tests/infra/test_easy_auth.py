@@ -38,7 +38,15 @@ def test_authentication_is_required_in_front_of_the_whole_app(easy_auth: Templat
     assert config.get("properties/httpSettings/requireHttps") is True
     # Only the probe and the API description answer without sign-in, exactly the app's open routes.
     assert validation["excludedPaths"] == "excludedPaths"
-    assert easy_auth.parameters["excludedPaths"]["default"] == ["/api/health", "/api/openapi.json"]
+    assert easy_auth.parameters["excludedPaths"]["default"] == [
+        "/api/health",
+        "/api/openapi.json",
+        # The portal page and its assets: it signs in through /.auth/login/aad; its data needs a caller.
+        "/",
+        "/assets/portal.css",
+        "/assets/portal.js",
+        "/assets/favicon.svg",
+    ]
 
 
 def test_the_entra_provider_accepts_the_app_registrations_tokens(easy_auth: Template) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from azure.data.tables import TableServiceClient
 
+from shared.adapters.booking_index import BOOKING_ROWS_BELOW, booking_index_key
 from shared.adapters.booking_store import BookingStore
 from shared.domain import lifecycle
 from shared.domain.errors import ConcurrentChangeError
@@ -67,3 +68,52 @@ def test_lifecycle_transitions_saved_conditionally(store: BookingStore) -> None:
     requeued = store.save(lifecycle.claim(failed, "r4", NOW))
     stored = store.get(requeued.business_id, requeued.key)
     assert stored.status is BookingStatus.QUEUED and stored.error_code is None and stored.error is None
+
+
+def index_rows(store: BookingStore, business: str) -> dict[str, dict[str, object]]:
+    """The list index rows of a business, by the booking they mirror."""
+    table = store._table
+    rows = table.query_entities(
+        "PartitionKey eq @pk and RowKey ge @ix", parameters={"pk": business, "ix": BOOKING_ROWS_BELOW}
+    )
+    return {str(row["BookingKey"]): dict(row) for row in rows}
+
+
+def assert_index_in_step(store: BookingStore, business: str) -> None:
+    bookings = {b.key: b for b in store.of_business(business)}
+    rows = index_rows(store, business)
+    assert set(rows) == set(bookings)
+    for key, booking in bookings.items():
+        assert rows[key]["RowKey"] == booking_index_key(booking)
+        assert rows[key]["Status"] == str(booking.status) and rows[key]["Start"] == booking.start
+
+
+def test_every_write_moves_the_index_row_in_the_same_transaction(store: BookingStore) -> None:
+    booking = store.create(make_booking())
+    assert_index_in_step(store, booking.business_id)
+    queued = store.save(lifecycle.claim(booking, "r1", NOW))
+    assert_index_in_step(store, booking.business_id)
+    with pytest.raises(ConcurrentChangeError):
+        store.save(lifecycle.claim(booking, "r2", NOW))  # stale ETag: neither row changes
+    assert_index_in_step(store, booking.business_id)
+    others = [store.create(make_booking(appointment=f"AAMk{n}")) for n in range(40)]
+    claimed = store.save_batch([lifecycle.claim(b, "r3", NOW) for b in others[: store.max_batch]])
+    assert len(claimed) == 33 and all(b.status is BookingStatus.QUEUED for b in claimed)
+    assert_index_in_step(store, booking.business_id)
+    assert queued.key not in {b.key for b in store.of_business("dinner@contoso.com")}
+    assert len(list(store.of_business(booking.business_id))) == 41  # index rows are never bookings
+
+
+def test_index_rows_list_newest_first_without_etags(store: BookingStore) -> None:
+    from shared.domain.filters import BookingFilter
+
+    for n in range(5):
+        created = make_booking(appointment=f"AAMk{n}")
+        created.start = created.start.replace(hour=n)
+        store.create(created)
+    piece = store.index_slice(BookingFilter(), "lunch@contoso.com", None, 3, 1)
+    starts = [b.start.hour for _, b in piece.items]
+    assert starts == [4, 3, 2] and piece.resume is not None
+    assert all(b.etag is None for _, b in piece.items)
+    rest = store.index_slice(BookingFilter(), "lunch@contoso.com", piece.resume, 3, 1)
+    assert [b.start.hour for _, b in rest.items] == [1, 0] and rest.resume is None

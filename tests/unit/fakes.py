@@ -19,6 +19,7 @@ from typing import Any
 from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem, Link
 from shared.domain.errors import BusinessCentralError, ConcurrentChangeError
 from shared.domain.filters import BookingFilter
+from shared.domain.listing import Cursor, IndexSlice
 from shared.domain.models import (
     Actor,
     Appointment,
@@ -69,7 +70,7 @@ WriteHook = Callable[[str, Sequence[Booking]], None]
 class FakeBookingStore:
     """The `Bookings` table in a dict keyed by (business id, key), with ETags like Table storage."""
 
-    max_batch = 100
+    max_batch = 33  # as the real store: a booking and its list index rows are 3 of 100 operations
 
     def __init__(self, clock: Callable[[], datetime] | None = None) -> None:
         self.clock = clock or ManualClock()
@@ -132,13 +133,14 @@ class FakeBookingStore:
         with self._lock:
             return [replace(b) for (pk, _), b in sorted(self._rows.items()) if pk == business_id]
 
-    def page(
-        self, flt: BookingFilter, business_id: str, top: int, marker: dict[str, str] | None
-    ) -> tuple[list[Booking], dict[str, str] | None]:
-        after = (marker or {}).get("NextRowKey", "")
-        matches = [b for b in self._partition(business_id) if _matches(flt, b) and b.key >= after]
-        items, rest = matches[:top], matches[top:]
-        return items, ({"NextPartitionKey": business_id, "NextRowKey": rest[0].key} if rest else None)
+    def index_slice(
+        self, flt: BookingFilter, business_id: str, after: Cursor | None, top: int, max_round_trips: int
+    ) -> IndexSlice:
+        """Newest appointment first, as the store's list index orders them (round trips unmodelled)."""
+        rows = sorted((_list_key(b), b) for b in self._partition(business_id) if _matches(flt, b))
+        if after is not None:
+            rows = [(k, b) for k, b in rows if k > after.key]
+        return IndexSlice(rows[:top], Cursor(rows[top - 1][0]) if len(rows) > top else None)
 
     def iterate(self, flt: BookingFilter, business_ids: Sequence[str]) -> Iterator[Booking]:
         for business_id in business_ids:
@@ -225,12 +227,19 @@ class FakeBookingStore:
         return FakeSyncWriter(self)
 
 
+def _list_key(booking: Booking) -> str:
+    milliseconds = int(booking.start.timestamp() * 1000)
+    return f"{10**13 - 1 - milliseconds:013d}|{booking.key}"
+
+
 def _matches(flt: BookingFilter, booking: Booking) -> bool:
     if booking.status != flt.status:
         return False
     if flt.business_id is not None and booking.business_id != flt.business_id:
         return False
     if flt.customer_email is not None and (booking.customer_email or "").lower() != flt.customer_email:
+        return False
+    if flt.customer_name and not (booking.customer_name or "").lower().startswith(flt.customer_name.lower()):
         return False
     if flt.start_from is not None and booking.start < flt.start_from:
         return False

@@ -26,6 +26,7 @@ from shared.api.input import (
 from shared.api.list_query import ListQuery, parse_list_query, read_page
 from shared.api.selection_input import MAX_REPORTED_KEY_ERRORS, parse_selection
 from shared.domain.filters import BookingFilter, PagePosition
+from shared.domain.listing import Cursor
 from shared.domain.models import BookingStatus
 from shared.services.booking_queries import BookingQueries
 from tests.unit.builders import DINNER, LUNCH, make_booking
@@ -176,14 +177,16 @@ def test_pages_follow_signed_tokens_across_businesses_to_the_end() -> None:
         pages += 1
         if token is None:
             break
-        assert token.startswith("b1.")
+        assert token.startswith("b2.")
     assert pages == 3
     assert len(seen) == len(set(seen)) == 8
+    starts = [b.start for b in queries.get_many(seen).values()]
+    assert len(starts) == 8
 
 
 def test_a_token_naming_a_business_no_longer_configured_is_refused() -> None:
     flt = BookingFilter()
-    token = TOKENS.encode(flt.fingerprint(), PagePosition("gone@contoso.com", None))
+    token = TOKENS.encode(flt.fingerprint(), PagePosition((("gone@contoso.com", None),)))
     queries = BookingQueries(FakeBookingStore(), [LUNCH])
     with pytest.raises(InvalidInput, match="no longer configured"):
         read_page(queries, TOKENS, ListQuery(flt, 10, token))
@@ -220,23 +223,32 @@ def test_many_malformed_keys_are_reported_up_to_the_cap() -> None:
 # -- continuation tokens ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("marker", [None, {"NextPartitionKey": LUNCH, "NextRowKey": "K" * 26}])
-def test_tokens_round_trip(marker: dict[str, str] | None) -> None:
+@pytest.mark.parametrize(
+    "cursors",
+    [
+        ((DINNER, None),),
+        (
+            (LUNCH, Cursor("~ix1|Failed|8231089599999|" + "K" * 26)),
+            (DINNER, Cursor("~ix1|F", ("~ix1|Failed|", (("PartitionKey", "cA=="), ("RowKey", "fml=="))))),
+        ),
+    ],
+)
+def test_tokens_round_trip(cursors: tuple[tuple[str, Cursor | None], ...]) -> None:
     fingerprint = BookingFilter(status=BookingStatus.FAILED).fingerprint()
-    token = TOKENS.encode(fingerprint, PagePosition(DINNER, marker))
-    assert TOKENS.decode(token, fingerprint) == PagePosition(DINNER, marker)
+    token = TOKENS.encode(fingerprint, PagePosition(cursors))
+    assert TOKENS.decode(token, fingerprint) == PagePosition(cursors)
 
 
 def test_tampered_foreign_and_oversized_tokens_are_refused() -> None:
     fingerprint = BookingFilter().fingerprint()
-    token = TOKENS.encode(fingerprint, PagePosition(LUNCH, {"NextRowKey": "B" * 26}))
+    token = TOKENS.encode(fingerprint, PagePosition(((LUNCH, Cursor("B" * 26)),)))
     version, payload, mac = token.split(".")
-    forged_payload = TOKENS.encode(fingerprint, PagePosition(DINNER, None)).split(".")[1]
+    forged_payload = TOKENS.encode(fingerprint, PagePosition(((DINNER, None),))).split(".")[1]
     bad_tokens = [
         f"{version}.{forged_payload}.{mac}",  # another position under this token's signature
-        f"b2.{payload}.{mac}",
+        f"b1.{payload}.{mac}",  # the previous format
         token.replace(".", "", 1),
-        "b1." + "A" * (MAX_TOKEN_LENGTH + 1) + "." + mac,
+        "b2." + "A" * (MAX_TOKEN_LENGTH + 1) + "." + mac,
     ]
     for bad in bad_tokens:
         with pytest.raises(InvalidInput, match="not a token this API issued"):

@@ -51,8 +51,8 @@ def test_save_batch_is_all_or_nothing() -> None:
     assert store.status_of(LUNCH, first.key) is BookingStatus.UNBILLED
     with pytest.raises(ValueError, match="one business"):
         store.save_batch([first, store.put(make_booking(DINNER, 3))])
-    with pytest.raises(ValueError, match="at most 100"):
-        store.save_batch([first] * 101)
+    with pytest.raises(ValueError, match="at most 33"):
+        store.save_batch([first] * 34)
 
 
 def test_pages_resume_at_their_marker_and_filters_apply() -> None:
@@ -60,11 +60,13 @@ def test_pages_resume_at_their_marker_and_filters_apply() -> None:
     store.put_all(make_booking(LUNCH, n, customer_email=f"C{n % 2}@x.com") for n in range(5))
     store.put(make_booking(LUNCH, 7, status=BookingStatus.FAILED))
     flt = BookingFilter(customer_email="c0@x.com")
-    items, marker = store.page(flt, LUNCH, 2, None)
-    assert len(items) == 2 and marker is not None
-    rest, marker = store.page(flt, LUNCH, 2, marker)
-    assert len(rest) == 1 and marker is None
-    assert {b.key for b in items + rest} == {b.key for b in store.iterate(flt, [LUNCH, DINNER])}
+    first = store.index_slice(flt, LUNCH, None, 2, 10)
+    assert len(first.items) == 2 and first.resume is not None
+    rest = store.index_slice(flt, LUNCH, first.resume, 2, 10)
+    assert len(rest.items) == 1 and rest.resume is None
+    items = [b for _, b in first.items + rest.items]
+    assert [b.start for b in items] == sorted((b.start for b in items), reverse=True)
+    assert {b.key for b in items} == {b.key for b in store.iterate(flt, [LUNCH, DINNER])}
     late = make_booking(LUNCH, 4).start
     assert [b.start for b in store.iterate(BookingFilter(start_from=late), [LUNCH])] == [late]
 

@@ -1,0 +1,572 @@
+// The portal: the "Bookings Not Invoiced" page over the app's own API. Plain script, no build step.
+// Every value from the API is written with textContent, never as HTML.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const POLL_MS = 1000;
+  const PAGE_SIZE = 50;
+  const IN_FLIGHT = ["Queued", "Invoicing"];
+  const STATES = ["Queued", "Invoicing", "Invoiced", "Failed", "Unbilled", "Cancelled", "Excluded"];
+
+  // errorCode -> what a person can do about it.
+  const REASONS = {
+    NO_CUSTOMER: "The appointment has no customer. Add the customer to the appointment in Bookings, then retry.",
+    NO_CUSTOMER_EMAIL: "The customer has no email address, so Business Central cannot match or create them. Add an email address to the customer in Bookings, then retry.",
+    CUSTOMER_NOT_FOUND: "No Business Central customer has this email address, and creating customers is turned off. Create the customer in Business Central with the same email address, then retry.",
+    SERVICE_NOT_MAPPED: "No Business Central item matches this service, and creating items is turned off. Create a Service item with the same name in Business Central, then retry.",
+    BC_REJECTED: "Business Central refused the invoice. Fix what it names, then retry.",
+    BC_UNAVAILABLE: "Business Central could not be reached, even after several tries. Retry in a few minutes.",
+    CUSTOMER_BLOCKED: "The customer is blocked for invoicing in Business Central. Unblock the customer there, then retry.",
+    ITEM_BLOCKED: "The service's item is blocked in Business Central. Unblock the item there, then retry.",
+  };
+
+  const state = {
+    signedIn: false,
+    canInvoice: false,
+    settings: null,
+    query: {},
+    tokens: [null], // continuation token of each page seen; the last one is the next page's
+    page: 0,
+    rows: [],
+    selected: new Set(),
+    requestId: null,
+    failedKeys: [],
+  };
+
+  function reasonFor(code, error) {
+    const sentence = REASONS[code] || `Invoicing failed (${code || "unknown reason"}).`;
+    return error ? `${sentence} Details: ${error}` : sentence;
+  }
+
+  function say(text) {
+    $("message").textContent = text;
+  }
+
+  function alarm(text) {
+    const alert = $("alert");
+    alert.textContent = text || "";
+    alert.hidden = !text;
+  }
+
+  class ApiError extends Error {
+    constructor(status, detail) {
+      super(detail);
+      this.status = status;
+    }
+  }
+
+  async function api(path, options = {}) {
+    const init = { credentials: "same-origin", headers: { Accept: "application/json" }, ...options };
+    if (options.body !== undefined) {
+      init.headers = { ...init.headers, "Content-Type": "application/json" };
+      init.body = JSON.stringify(options.body);
+    }
+    const response = await fetch(path, init);
+    const text = await response.text();
+    const document = text ? JSON.parse(text) : null;
+    if (!response.ok) {
+      const detail = (document && (document.detail || document.title)) || response.statusText;
+      throw new ApiError(response.status, detail);
+    }
+    return document;
+  }
+
+  function explain(error) {
+    if (error.status === 401) return "Your sign-in has ended. Sign in again.";
+    if (error.status === 403) return `Your account may not do this (${error.message}). Ask an administrator for the right app role.`;
+    return error.message || "Something went wrong.";
+  }
+
+  // -- who is signed in -------------------------------------------------------------------------
+
+  // `/.auth/me` answers as the Static Web Apps CLI does locally ({clientPrincipal}) and as App
+  // Service does in Azure (an array of {user_id, user_claims}); both give the name.
+  function principalName(me) {
+    if (me && me.clientPrincipal) return me.clientPrincipal.userDetails;
+    if (Array.isArray(me) && me.length) {
+      const claims = me[0].user_claims || [];
+      const named = claims.find((c) => c.typ === "name" || c.typ.endsWith("/claims/name"));
+      return (named && named.val) || me[0].user_id;
+    }
+    return null;
+  }
+
+  // The signed-in user's name, null when signed out, undefined when `/.auth/me` cannot tell (App
+  // Service answers it from the token store only; then the API, which sees the caller, decides).
+  async function whoAmI() {
+    try {
+      const response = await fetch("/.auth/me", { credentials: "same-origin" });
+      if (response.status === 401) return null;
+      if (!response.ok) return undefined;
+      const me = await response.json();
+      if (me && "clientPrincipal" in me) return principalName(me);
+      if (Array.isArray(me)) return principalName(me);
+      return undefined;
+    } catch (_) {
+      return undefined;
+    }
+  }
+
+  function showSignedOut() {
+    $("signed-out").hidden = false;
+    $("sign-in").hidden = false;
+    $("sign-out").hidden = true;
+    $("bookings-view").hidden = true;
+    $("settings-view").hidden = true;
+    $("views").hidden = true;
+  }
+
+  // -- settings ---------------------------------------------------------------------------------
+
+  const SETTING_LABELS = [
+    ["businesses", "Bookings businesses"],
+    ["timeZone", "Time zone"],
+    ["syncSchedule", "Sync schedule (NCRONTAB, UTC)"],
+    ["syncLookbackDays", "Sync looks back (days)"],
+    ["reconcileSchedule", "Reconcile schedule (NCRONTAB, UTC)"],
+    ["invoiceDate", "Invoice date"],
+    ["syncCustomers", "Create missing customers"],
+    ["customerTemplate", "Customer template"],
+    ["syncServices", "Create missing service items"],
+    ["itemTemplate", "Item template"],
+    ["maxSelection", "Most bookings per request"],
+    ["retentionDays", "Retention (days)"],
+  ];
+
+  function describe(value) {
+    if (value === null || value === undefined || value === "") return "not set";
+    if (value === true) return "yes";
+    if (value === false) return "no";
+    if (Array.isArray(value)) return value.join(", ");
+    return String(value);
+  }
+
+  function renderSettings(settings) {
+    const list = $("settings-list");
+    list.replaceChildren();
+    const add = (label, value) => {
+      const dt = document.createElement("dt");
+      dt.textContent = label;
+      const dd = document.createElement("dd");
+      dd.textContent = value;
+      list.append(dt, dd);
+    };
+    for (const [name, label] of SETTING_LABELS) {
+      if (name in settings) add(label, describe(settings[name]));
+    }
+    const bc = settings.businessCentral || {};
+    add("Business Central environment", describe(bc.environment));
+    add("Business Central company", describe(bc.companyId));
+    const health = settings.health || { checks: {} };
+    add("Health", health.status === "ok" ? "healthy" : "unhealthy");
+    for (const [name, check] of Object.entries(health.checks)) {
+      add(`Health: ${name}`, `${check.ok ? "ok" : "failing"}${check.detail ? ` (${check.detail})` : ""}`);
+    }
+    add("Your roles", describe((settings.caller || {}).roles));
+  }
+
+  function fillBusinesses(businesses) {
+    const select = $("f-business");
+    for (const business of businesses) {
+      const option = document.createElement("option");
+      option.value = business;
+      option.textContent = business;
+      select.append(option);
+    }
+  }
+
+  // -- the list ---------------------------------------------------------------------------------
+
+  function nextDay(date) {
+    const day = new Date(`${date}T00:00:00Z`);
+    day.setUTCDate(day.getUTCDate() + 1);
+    return day.toISOString().slice(0, 10);
+  }
+
+  function readFilters() {
+    const query = { status: $("f-status").value };
+    const business = $("f-business").value;
+    const customer = $("f-customer").value.trim();
+    if (business) query.businessId = business;
+    if (customer.includes("@")) query.customerEmail = customer;
+    else if (customer) query.customerName = customer;
+    if ($("f-from").value) query.from = $("f-from").value;
+    if ($("f-to").value) query.to = nextDay($("f-to").value); // the API's `to` is exclusive
+    return query;
+  }
+
+  function queryString(query, extra = {}) {
+    const params = new URLSearchParams({ ...query, ...extra });
+    return params.toString();
+  }
+
+  function formatStart(booking) {
+    const zone = (state.settings && state.settings.timeZone) || "UTC";
+    const start = new Date(booking.start);
+    return new Intl.DateTimeFormat(undefined, {
+      timeZone: zone, year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit",
+    }).format(start);
+  }
+
+  function formatPrice(booking) {
+    if (booking.priceType === "free") return "free";
+    const price = Number(booking.price || 0).toFixed(2);
+    return booking.priceType === "hourly" ? `${price} / hour` : price;
+  }
+
+  function cell(text, className) {
+    const td = document.createElement("td");
+    if (className) td.className = className;
+    if (text !== undefined) td.textContent = text;
+    return td;
+  }
+
+  function line(parent, text, className) {
+    const span = document.createElement("span");
+    span.className = className || "sub";
+    span.textContent = text;
+    parent.append(span);
+  }
+
+  function statusCell(booking) {
+    const td = cell(undefined, `status-${booking.status}`);
+    td.append(document.createTextNode(booking.status));
+    if (booking.invoiceNumber) line(td, `Invoice ${booking.invoiceNumber}${booking.invoiceStatus ? ` (${booking.invoiceStatus})` : ""}`);
+    else if (booking.invoiceStatus) line(td, booking.invoiceStatus);
+    if (booking.invoiceSource === "manual") line(td, "marked as invoiced by hand");
+    if (booking.status === "Failed") line(td, reasonFor(booking.errorCode, booking.error), "sub reason");
+    if (booking.note) line(td, booking.note);
+    return td;
+  }
+
+  function selectCell(booking) {
+    const td = cell(undefined, "select-col");
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.className = "row-select";
+    box.dataset.key = booking.key;
+    box.checked = state.selected.has(booking.key);
+    box.setAttribute("aria-label", `Select ${booking.customerName || "booking"}, ${formatStart(booking)}`);
+    box.addEventListener("change", () => {
+      if (box.checked) state.selected.add(booking.key);
+      else state.selected.delete(booking.key);
+      updateSelection();
+    });
+    td.append(box);
+    return td;
+  }
+
+  function customerCell(booking) {
+    const td = cell(undefined, "customer-col");
+    if (booking.status === "Unbilled" && booking.customerEmail) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "invoice-customer";
+      button.textContent = "Invoice customer";
+      button.setAttribute("aria-label", `Invoice customer ${booking.customerName || booking.customerEmail}: all their unbilled bookings`);
+      button.addEventListener("click", () => invoiceCustomer(booking));
+      td.append(button);
+    }
+    return td;
+  }
+
+  function row(booking) {
+    const tr = document.createElement("tr");
+    tr.dataset.key = booking.key;
+    if (state.canInvoice) tr.append(selectCell(booking));
+    const when = cell(formatStart(booking));
+    const customer = cell(booking.customerName || "(no customer)");
+    if (booking.customerEmail) line(customer, booking.customerEmail);
+    if (booking.groupAppointment) {
+      const badge = document.createElement("span");
+      badge.className = "badge";
+      badge.textContent = "Group";
+      badge.title = "An attendee of a group appointment: each attendee is billed separately";
+      customer.append(badge);
+    }
+    const service = cell(booking.serviceName);
+    if (state.settings && state.settings.businesses.length > 1) line(service, booking.businessId);
+    tr.append(when, customer, service, cell(formatPrice(booking), "num"), statusCell(booking));
+    if (state.canInvoice) tr.append(customerCell(booking));
+    return tr;
+  }
+
+  function renderRows() {
+    const rows = $("rows");
+    rows.replaceChildren(...state.rows.map(row));
+    $("empty").hidden = state.rows.length > 0;
+    $("newer").disabled = state.page === 0;
+    $("older").disabled = !state.tokens[state.page + 1];
+    $("page-label").textContent = state.rows.length ? `Page ${state.page + 1}` : "";
+    updateSelection();
+  }
+
+  async function loadPage(page) {
+    const token = state.tokens[page];
+    const extra = { top: String(PAGE_SIZE) };
+    if (token) extra.continuationToken = token;
+    say("Loading bookings…");
+    try {
+      const result = await api(`/api/bookings?${queryString(state.query, extra)}`);
+      state.page = page;
+      state.rows = result.value;
+      state.tokens[page + 1] = result.continuationToken;
+      state.tokens.length = page + 2;
+      renderRows();
+      say(`${state.rows.length} booking${state.rows.length === 1 ? "" : "s"} shown (${state.query.status}).`);
+    } catch (error) {
+      say("");
+      alarm(explain(error));
+    }
+  }
+
+  function applyFilters() {
+    alarm("");
+    state.query = readFilters();
+    state.tokens = [null];
+    state.selected.clear();
+    loadPage(0);
+  }
+
+  // -- selection and actions ----------------------------------------------------------------------
+
+  function updateSelection() {
+    const count = state.selected.size;
+    $("selection-summary").textContent = count ? `${count} booking${count === 1 ? "" : "s"} selected.` : "No bookings selected.";
+    for (const id of ["invoice-selected", "exclude-selected", "include-selected", "mark-invoiced"]) {
+      $(id).disabled = count === 0;
+    }
+    const boxes = [...document.querySelectorAll(".row-select")];
+    const all = $("select-page");
+    all.checked = boxes.length > 0 && boxes.every((b) => b.checked);
+    all.indeterminate = !all.checked && boxes.some((b) => b.checked);
+    const allowed = state.query.status === "Unbilled" && !state.query.customerName;
+    $("invoice-all").disabled = !allowed;
+    $("invoice-all").title = allowed ? "" : "Only for Unbilled bookings, filtered by email rather than name";
+  }
+
+  function selectPage(checked) {
+    for (const box of document.querySelectorAll(".row-select")) {
+      box.checked = checked;
+      if (checked) state.selected.add(box.dataset.key);
+      else state.selected.delete(box.dataset.key);
+    }
+    updateSelection();
+  }
+
+  function confirmDialog(text) {
+    const dialog = $("confirm");
+    $("confirm-text").textContent = text;
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.returnValue = "cancel";
+      dialog.showModal();
+      $("confirm-cancel").focus();
+    });
+  }
+
+  function allFilter(query) {
+    const filter = {};
+    for (const name of ["businessId", "customerEmail", "from", "to"]) {
+      if (query[name]) filter[name] = query[name];
+    }
+    return filter;
+  }
+
+  async function countMatching(filter) {
+    const result = await api(`/api/booking-count?${queryString({ status: "Unbilled", ...filter })}`);
+    return result;
+  }
+
+  async function submit(body, what) {
+    alarm("");
+    try {
+      const result = await api("/api/invoice-requests", { method: "POST", body });
+      const skipped = result.skipped.length + result.notFound.length;
+      say(`${result.accepted} booking${result.accepted === 1 ? "" : "s"} queued for invoicing (${what})${skipped ? `; ${skipped} skipped` : ""}.`);
+      state.selected.clear();
+      followRequest(result.requestId);
+    } catch (error) {
+      alarm(explain(error));
+    }
+  }
+
+  async function invoiceSelected() {
+    const keys = [...state.selected];
+    const ok = await confirmDialog(`Create one draft invoice for each of the ${keys.length} selected booking${keys.length === 1 ? "" : "s"}?`);
+    if (ok) await submit({ bookingKeys: keys }, "selected");
+  }
+
+  async function invoiceAllMatching(filter, description) {
+    try {
+      const counted = await countMatching(filter);
+      if (counted.count === 0) {
+        say(`No unbilled bookings ${description}.`);
+        return;
+      }
+      const extra = counted.exceedsLimit ? ` More match than one request may hold (${counted.limit}); narrow the filter, or invoice these and repeat.` : "";
+      const ok = await confirmDialog(`Create one draft invoice for each of the ${counted.count} unbilled booking${counted.count === 1 ? "" : "s"} ${description}?${extra}`);
+      if (ok) await submit({ all: true, filter }, description);
+    } catch (error) {
+      alarm(explain(error));
+    }
+  }
+
+  function invoiceCustomer(booking) {
+    const filter = { customerEmail: booking.customerEmail, businessId: booking.businessId };
+    invoiceAllMatching(filter, `of ${booking.customerName || booking.customerEmail}`);
+  }
+
+  async function updateBookings(action, label) {
+    const keys = [...state.selected];
+    const body = { action, bookingKeys: keys };
+    const reference = $("reference").value.trim();
+    if (action === "markInvoiced" && reference) body.reference = reference;
+    const ok = await confirmDialog(`${label} ${keys.length} selected booking${keys.length === 1 ? "" : "s"}?`);
+    if (!ok) return;
+    alarm("");
+    try {
+      const result = await api("/api/booking-updates", { method: "POST", body });
+      const skipped = result.skipped.map((s) => `${s.key.slice(0, 6)}… is ${s.status}`);
+      say(`${label}: ${result.updated.length} updated${skipped.length ? `; skipped: ${skipped.join(", ")}` : ""}.`);
+      state.selected.clear();
+      await loadPage(state.page);
+    } catch (error) {
+      alarm(explain(error));
+    }
+  }
+
+  // -- progress ---------------------------------------------------------------------------------
+
+  function renderProgress(status) {
+    const counts = status.counts || {};
+    const done = status.total - IN_FLIGHT.reduce((n, s) => n + (counts[s] || 0), 0);
+    $("progress").hidden = false;
+    $("progress-bar").max = Math.max(status.total, 1);
+    $("progress-bar").value = done;
+    const finished = done >= status.total;
+    $("progress-text").textContent = finished
+      ? `Finished: ${counts.Invoiced || 0} of ${status.total} invoiced, ${counts.Failed || 0} failed.`
+      : `Invoicing: ${done} of ${status.total} done.`;
+    $("progress-counts").replaceChildren(
+      ...STATES.filter((s) => counts[s]).map((s) => {
+        const li = document.createElement("li");
+        li.dataset.state = s;
+        li.textContent = `${s}: ${counts[s]}`;
+        return li;
+      }),
+    );
+    const failed = (status.items || []).filter((item) => item.status === "Failed");
+    state.failedKeys = failed.map((item) => item.key);
+    $("failures").hidden = failed.length === 0;
+    $("failure-list").replaceChildren(
+      ...failed.map((item) => {
+        const li = document.createElement("li");
+        li.dataset.key = item.key;
+        li.textContent = reasonFor(item.errorCode, item.error);
+        return li;
+      }),
+    );
+    return finished;
+  }
+
+  function followRequest(requestId) {
+    state.requestId = requestId;
+    const poll = async () => {
+      if (state.requestId !== requestId) return;
+      try {
+        const status = await api(`/api/invoice-requests/${encodeURIComponent(requestId)}`);
+        if (renderProgress(status)) {
+          await loadPage(state.page);
+          return;
+        }
+      } catch (error) {
+        alarm(explain(error));
+      }
+      setTimeout(poll, POLL_MS);
+    };
+    poll();
+  }
+
+  async function retryFailed() {
+    if (!state.failedKeys.length) return;
+    await submit({ bookingKeys: state.failedKeys }, "retry of the failed ones");
+  }
+
+  // -- views --------------------------------------------------------------------------------------
+
+  function showView(name) {
+    const settings = name === "settings";
+    $("bookings-view").hidden = settings;
+    $("settings-view").hidden = !settings;
+    $("show-bookings").setAttribute("aria-current", settings ? "false" : "page");
+    $("show-settings").setAttribute("aria-current", settings ? "page" : "false");
+  }
+
+  function wire() {
+    $("filters").addEventListener("submit", (event) => {
+      event.preventDefault();
+      applyFilters();
+    });
+    $("filters").addEventListener("reset", () => setTimeout(applyFilters, 0));
+    $("newer").addEventListener("click", () => loadPage(state.page - 1));
+    $("older").addEventListener("click", () => loadPage(state.page + 1));
+    $("select-page").addEventListener("change", (event) => selectPage(event.target.checked));
+    $("invoice-selected").addEventListener("click", invoiceSelected);
+    $("invoice-all").addEventListener("click", () => invoiceAllMatching(allFilter(state.query), "matching the filter"));
+    $("exclude-selected").addEventListener("click", () => updateBookings("exclude", "Exclude"));
+    $("include-selected").addEventListener("click", () => updateBookings("include", "Include"));
+    $("mark-invoiced").addEventListener("click", () => updateBookings("markInvoiced", "Mark as invoiced"));
+    $("retry-failed").addEventListener("click", retryFailed);
+    $("show-bookings").addEventListener("click", () => showView("bookings"));
+    $("show-settings").addEventListener("click", () => showView("settings"));
+  }
+
+  async function start() {
+    wire();
+    let name = await whoAmI();
+    if (name === undefined) {
+      try {
+        state.settings = await api("/api/settings");
+        name = state.settings.caller.name;
+      } catch (_) {
+        name = null;
+      }
+    }
+    if (!name) {
+      showSignedOut();
+      return;
+    }
+    $("user").textContent = `Signed in as ${name}`;
+    $("sign-out").hidden = false;
+    state.query = readFilters();
+    const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
+    list.catch(() => {}); // read below; avoid an unhandled rejection while settings load
+    try {
+      state.settings = state.settings || (await api("/api/settings"));
+    } catch (error) {
+      alarm(explain(error));
+      return;
+    }
+    const roles = state.settings.caller.roles || [];
+    state.canInvoice = roles.includes("Bookings.Invoice");
+    fillBusinesses(state.settings.businesses);
+    renderSettings(state.settings);
+    $("views").hidden = false;
+    $("actions").hidden = !state.canInvoice;
+    for (const th of document.querySelectorAll(".select-col, .customer-col")) th.hidden = !state.canInvoice;
+    showView("bookings");
+    try {
+      const first = await list;
+      state.rows = first.value;
+      state.tokens = [null, first.continuationToken];
+      renderRows();
+      say(`${state.rows.length} booking${state.rows.length === 1 ? "" : "s"} shown (${state.query.status}).`);
+    } catch (error) {
+      alarm(explain(error));
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", start);
+})();

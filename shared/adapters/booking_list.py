@@ -1,0 +1,70 @@
+"""Reading the list index of the `Bookings` table (see `booking_index.py`): one business's matches
+in appointment order, newest first, from a cursor on.
+
+Part of the `Bookings` table adapter (`BookingStore.index_slice`). Status and the start range are a
+RowKey range; customer email and name are property filters the service applies inside that range.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.data.tables import TableClient
+
+from shared.adapters import booking_index as index
+from shared.domain.filters import BookingFilter
+from shared.domain.listing import Cursor, IndexSlice
+from shared.domain.models import Booking
+
+PAGE_SIZE = 1000
+
+
+def _query(flt: BookingFilter, business_id: str, low: str) -> tuple[str, dict[str, Any]]:
+    """Constant filter text; every value a parameter (each `@name` standing alone between spaces).
+
+    `RowKey gt @low` also starts a whole range: no index row equals a range bound."""
+    _, high = index.row_key_range(flt)
+    clauses = ["PartitionKey eq @pk", "RowKey gt @low", "RowKey lt @high"]
+    parameters: dict[str, Any] = {"pk": business_id, "low": low, "high": high}
+    if flt.customer_email is not None:
+        clauses.append("CustomerEmailLower eq @email")
+        parameters["email"] = flt.customer_email
+    if flt.invoice_status is not None:
+        clauses.append("InvoiceStatus eq @istatus")
+        parameters["istatus"] = flt.invoice_status
+    if flt.customer_name:
+        clauses.append(f"{index.NAME_LOWER} ge @nameFrom and {index.NAME_LOWER} lt @nameTo")
+        parameters["nameFrom"], parameters["nameTo"] = index.name_range(flt.customer_name)
+    return " and ".join(clauses), parameters
+
+
+def read_index_slice(
+    table: TableClient,
+    flt: BookingFilter,
+    business_id: str,
+    after: Cursor | None,
+    top: int,
+    max_round_trips: int,
+) -> IndexSlice:
+    """Up to `top` matches after `after`, in at most `max_round_trips` storage round trips."""
+    range_low, _ = index.row_key_range(flt)
+    known = after.key if after is not None else ""
+    low, marker = max(range_low, known), None
+    if after is not None and after.scan is not None:
+        low, marker = after.scan[0], dict(after.scan[1])
+    text, parameters = _query(flt, business_id, low)
+    pages = table.query_entities(text, parameters=parameters, results_per_page=min(top, PAGE_SIZE)).by_page(
+        continuation_token=marker
+    )
+    items: list[tuple[str, Booking]] = []
+    for _ in range(max_round_trips):
+        items.extend((str(e["RowKey"]), index.booking_from_index_row(e)) for e in next(pages, []))
+        following = pages.continuation_token
+        if len(items) >= top:
+            more = len(items) > top or following is not None
+            return IndexSlice(items[:top], Cursor(items[top - 1][0]) if more else None)
+        if following is None:
+            return IndexSlice(items, None)
+    # Sparse matches: continue this scan next time, from where the storage stopped it.
+    scanned = items[-1][0] if items else known
+    return IndexSlice(items, Cursor(scanned, (low, tuple(sorted(following.items())))))

@@ -1,0 +1,91 @@
+"""The OpenAPI (Swagger 2.0) part of the routes the portal added: `get_settings`, `count_bookings`.
+
+Merged into the API's document by `shared/api/openapi.py`. The portal page itself (`GET /`) is a
+web page, not an API operation, and is not described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_HEALTH_CHECKS = {"type": "object", "additionalProperties": {"type": "object"}}
+
+
+def portal_definitions() -> dict[str, Any]:
+    return {
+        "Settings": {
+            "type": "object",
+            "description": "What the deployment is configured to do. Never a secret.",
+            "properties": {
+                "businesses": {"type": "array", "items": {"type": "string"}},
+                "timeZone": {"type": "string"},
+                "syncSchedule": {"type": "string"},
+                "syncLookbackDays": {"type": "integer"},
+                "reconcileSchedule": {"type": "string"},
+                "retentionDays": {"type": "integer"},
+                "syncCustomers": {"type": "boolean"},
+                "syncServices": {"type": "boolean"},
+                "customerTemplate": {"type": "string", "x-nullable": True},
+                "itemTemplate": {"type": "string", "x-nullable": True},
+                "invoiceDate": {"type": "string", "enum": ["appointment", "today"]},
+                "maxSelection": {"type": "integer"},
+                "businessCentral": {
+                    "type": "object",
+                    "properties": {"environment": {"type": "string"}, "companyId": {"type": "string"}},
+                },
+                "health": {
+                    "type": "object",
+                    "properties": {"status": {"type": "string"}, "checks": _HEALTH_CHECKS},
+                },
+                "caller": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "name": {"type": "string"},
+                        "roles": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+        "BookingCount": {
+            "type": "object",
+            "required": ["count", "exceedsLimit", "limit"],
+            "properties": {
+                "count": {"type": "integer", "description": "Matches, counted up to `limit`."},
+                "exceedsLimit": {"type": "boolean", "description": "More match than one request may select."},
+                "limit": {"type": "integer", "description": "MAX_SELECTION."},
+            },
+        },
+    }
+
+
+def portal_paths(errors: dict[str, Any], filter_parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "/settings": {
+            "get": {
+                "operationId": "get_settings",
+                "summary": "Settings",
+                "description": "Businesses, schedules, templates, time zone, invoice date rule and health "
+                "of this deployment (for the portal's settings view). No secrets.",
+                "x-ms-visibility": "advanced",
+                "responses": {
+                    "200": {"description": "The settings.", "schema": {"$ref": "#/definitions/Settings"}},
+                    **errors,
+                },
+            }
+        },
+        "/booking-count": {
+            "get": {
+                "operationId": "count_bookings",
+                "summary": "Count bookings",
+                "description": "How many bookings the filter matches (up to MAX_SELECTION): what an "
+                '`{"all": true, "filter": ...}` selection would take.',
+                "x-ms-visibility": "advanced",
+                "parameters": filter_parameters,
+                "responses": {
+                    "200": {"description": "The count.", "schema": {"$ref": "#/definitions/BookingCount"}},
+                    **errors,
+                },
+            }
+        },
+    }
