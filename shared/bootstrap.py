@@ -183,7 +183,9 @@ class Container:
 
     @cached_property
     def sync_timer_run(self) -> SyncTimerRun:
-        return SyncTimerRun(self.booking_sync, self.booking_store, self.invoice_queue, self.now)
+        return SyncTimerRun(
+            self.booking_sync, self.booking_store, self.invoice_queue, self.now, index_markers=self.sync_state
+        )
 
     # -- reconcile_invoices (timer) ----------------------------------------------------------
 

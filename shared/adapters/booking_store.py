@@ -94,6 +94,13 @@ class BookingStore:
         ):
             yield entity_to_booking(entity)
 
+    def without_list_index(self, business_id: str) -> Iterator[Booking]:
+        """Bookings of one business stored before the list index existed (no index row yet): the
+        backfill saves each once, which writes its index row in the same transaction."""
+        for booking in self.of_business(business_id):
+            if not booking.extra.get(index.INDEX_KEY):
+                yield booking
+
     def count_by_status(self, status: BookingStatus) -> int:
         entities = self._table.query_entities(
             f"Status eq @status and {BOOKING_ROWS}",

@@ -22,6 +22,8 @@ from shared.domain.moments import aware, utc_now
 
 SYNC_STATE_TABLE = "SyncState"
 ROW = "calendarView"
+LIST_INDEX_ROW = "listIndex"
+"""The row saying every booking of a business carries its list index row (written by the backfill)."""
 _MAX_ATTEMPTS = 8
 
 
@@ -87,6 +89,18 @@ class SyncStateStore:
             business_id,
             {"LastRunAt": self.clock(), "LastOutcome": "failed", "LastError": error[:1000]},
             None,
+        )
+
+    def list_index_done(self, business_id: str) -> bool:
+        try:
+            self._table.get_entity(partition_key=business_id, row_key=LIST_INDEX_ROW)
+        except ResourceNotFoundError:
+            return False
+        return True
+
+    def record_list_index_done(self, business_id: str) -> None:
+        self._table.upsert_entity(
+            {"PartitionKey": business_id, "RowKey": LIST_INDEX_ROW, "DoneAt": self.clock()}
         )
 
     def _merge(self, business_id: str, fields: dict[str, Any], fully_read_to: datetime | None) -> datetime:

@@ -149,6 +149,10 @@ class FakeBookingStore:
     def of_business(self, business_id: str) -> Iterator[Booking]:
         yield from self._partition(business_id)
 
+    def without_list_index(self, business_id: str) -> Iterator[Booking]:
+        """The fake keeps no list index rows: every booking is listed, none needs a backfill."""
+        return iter(())
+
     def count_by_status(self, status: BookingStatus) -> int:
         with self._lock:
             return sum(1 for b in self._rows.values() if b.status == status)
