@@ -178,6 +178,7 @@ class Container:
             self.sync_state,
             self.settings.bookings_business_ids,
             self.settings.sync_lookback_days,
+            retention_days=self.settings.retention_days,
             clock=self.now,
         )
 

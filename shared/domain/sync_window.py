@@ -9,6 +9,12 @@ from datetime import datetime, timedelta
 # Graph, appointments saved late). Only matters after the last success is older than the lookback.
 DEFAULT_OVERLAP = timedelta(hours=1)
 
+# A catch-up window never starts earlier than RETENTION_DAYS minus this before now. Retention
+# deletes bookings whose appointment ended more than RETENTION_DAYS before its run; a window that
+# reached that far back would read such an appointment again and bring its booking back as
+# Unbilled (invoiced twice). The day absorbs clock skew between the instances running the timers.
+RETENTION_GUARD = timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class SyncWindow:
@@ -18,6 +24,9 @@ class SyncWindow:
     end: datetime
     first_run: bool = False
     catching_up: bool = False
+    not_read_before: datetime | None = None
+    """Set when a catch-up was cut at the retention horizon: the watermark it should have resumed
+    from. Appointments between that and `start` are not read (older than retention allows)."""
 
 
 def plan_window(
@@ -25,12 +34,15 @@ def plan_window(
     fully_read_to: datetime | None,
     lookback_days: int,
     overlap: timedelta = DEFAULT_OVERLAP,
+    retention_days: int | None = None,
 ) -> SyncWindow:
     """The window of a run: the lookback, stretched back to the watermark if that is older.
 
     - first run (no watermark): [now - lookback, now)
     - normal run: [now - lookback, now): the lookback is re-read for late edits and cancellations
     - after an outage longer than the lookback: [watermark - overlap, now), so nothing is skipped
+    - ...but never before `now - retention_days + RETENTION_GUARD`: what retention may already have
+      deleted is never read again (settings keep the lookback well inside that horizon)
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -39,5 +51,9 @@ def plan_window(
         return SyncWindow(lookback_start, now, first_run=True)
     resume_from = fully_read_to - overlap
     if resume_from < lookback_start:
+        if retention_days is not None:
+            horizon = now - timedelta(days=retention_days) + RETENTION_GUARD
+            if resume_from < horizon:
+                return SyncWindow(horizon, now, catching_up=True, not_read_before=resume_from)
         return SyncWindow(resume_from, now, catching_up=True)
     return SyncWindow(lookback_start, now)

@@ -108,6 +108,7 @@ class BookingSync:
         business_ids: Sequence[str],
         lookback_days: int,
         *,
+        retention_days: int | None = None,
         clock: Callable[[], datetime] = utc_now,
         overlap: timedelta = DEFAULT_OVERLAP,
         max_parallel_businesses: int = MAX_PARALLEL_BUSINESSES,
@@ -118,6 +119,7 @@ class BookingSync:
         self.state = state
         self.business_ids = tuple(business_ids)
         self.lookback_days = lookback_days
+        self.retention_days = retention_days
         self.clock = clock
         self.overlap = overlap
         self.max_parallel_businesses = max(1, max_parallel_businesses)
@@ -160,8 +162,12 @@ class BookingSync:
 
     def _sync(self, business_id: str, result: BusinessSyncResult) -> None:
         now = self.clock()
-        window = plan_window(now, self.state.get(business_id).fully_read_to, self.lookback_days, self.overlap)
+        window = plan_window(
+            now, self.state.get(business_id).fully_read_to, self.lookback_days, self.overlap, self.retention_days
+        )
         result.window = window
+        if window.not_read_before is not None:
+            _log_retention_cut(business_id, window)
         snapshot = self.upserter.stored_in_window(business_id, window.start, window.end)
         read_started = self.clock()
         seen: set[str] = set()  # ids of every appointment the window returned, readable or not
@@ -299,6 +305,25 @@ def _log_success(result: BusinessSyncResult) -> None:
             "outcome": "succeeded",
             "windowStart": iso_utc(result.window.start) if result.window else None,
             "windowEnd": iso_utc(result.window.end) if result.window else None,
+        },
+    )
+
+
+def _log_retention_cut(business_id: str, window: SyncWindow) -> None:
+    """An outage outlasted RETENTION_DAYS: say which stretch is not read, once per run."""
+    assert window.not_read_before is not None
+    log.warning(
+        "Sync of %s resumes at the retention horizon %s, not at its watermark %s: appointments in "
+        "between are older than RETENTION_DAYS and are not read (retention may have deleted their "
+        "bookings; reading them again would bill them twice)",
+        business_id,
+        iso_utc(window.start),
+        iso_utc(window.not_read_before),
+        extra={
+            "businessId": business_id,
+            "windowStart": iso_utc(window.start),
+            "watermark": iso_utc(window.not_read_before),
+            "outcome": "retention_cut",
         },
     )
 

@@ -313,3 +313,39 @@ def test_retention_deletes_only_what_it_may_and_a_later_sync_does_not_revive_it(
     # The appointments still exist in Bookings; the sync's window no longer reaches them.
     assert stack.run_function("sync_bookings") == ["Succeeded"]
     assert not gone & {b.key for b in stack.bookings()}
+
+
+def test_a_catch_up_longer_than_retention_never_rereads_what_retention_deleted(make_stack: Any) -> None:
+    """The sync's catch-up window after an outage starts at its watermark minus an overlap hour; an
+    appointment that ended inside that hour, billed, paid and then deleted by retention, would be read
+    again and come back Unbilled if the window were not cut at the retention horizon."""
+    stack: Stack = make_stack(SYNC_LOOKBACK_DAYS="30", RETENTION_DAYS="40")
+    business_id = stack.business_ids[0]
+    now = stack.admin.clock()
+    created = stack.admin.add_appointment(
+        business_id,
+        {
+            "startDateTime": {"dateTime": (now - timedelta(minutes=50)).isoformat(), "timeZone": "UTC"},
+            "endDateTime": {"dateTime": (now - timedelta(minutes=20)).isoformat(), "timeZone": "UTC"},
+            "serviceName": "Catered bento",
+            "price": 10.0,
+            "priceType": "fixedPrice",
+            "customers": [{"name": "Robin Retention", "emailAddress": "robin.retention@example.com"}],
+        },
+    )
+    assert stack.run_function("sync_bookings") == ["Succeeded"]
+    [key] = [b.key for b in stack.bookings(business_id) if b.appointment_id == created["id"]]
+    done = invoice(stack, [key])
+    stack.admin.post_invoice(done[key]["invoiceId"])
+    stack.admin.mark_invoice_paid(done[key]["invoiceId"])
+
+    stack.admin.set_clock(now + timedelta(days=45))  # nothing synced for 45 days
+    stack.restart_product()
+    reconcile(stack)
+    assert key not in {b.key for b in stack.bookings(business_id)}
+    assert stack.run_function("sync_bookings") == ["Succeeded"]
+
+    assert key not in {b.key for b in stack.bookings(business_id)}, "retention's deletion was undone"
+    assert len(live_invoices(stack, key)) == 1
+    [cut] = stack.logs.where("bookings.sync", outcome="retention_cut", businessId=business_id)
+    assert cut.__dict__["windowStart"] > cut.__dict__["watermark"]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.domain.models import Booking, BookingStatus
-from shared.domain.sync_window import DEFAULT_OVERLAP, SyncWindow, plan_window
+from shared.domain.sync_window import DEFAULT_OVERLAP, RETENTION_GUARD, SyncWindow, plan_window
 from shared.services.booking_sync import BookingSync, SyncFailedError
 from shared.services.timer_run import SyncTimerRun
 from tests.unit.builders import DINNER, LUNCH, make_appointment, make_booking
@@ -176,3 +176,30 @@ def test_the_timer_returns_the_report_when_every_business_synced() -> None:
     world.graph.add(make_appointment(LUNCH, 1))
     report = SyncTimerRun(world.sync, world.store, FakeQueue(), world.clock)()
     assert report.ok and report.results[0].counts()["new"] == 1
+
+
+def test_a_catch_up_never_starts_before_the_retention_horizon() -> None:
+    watermark = NOW - timedelta(days=500)
+    window = plan_window(NOW, watermark, 7, retention_days=400)
+    assert window.start == NOW - timedelta(days=400) + RETENTION_GUARD
+    assert window.catching_up and window.not_read_before == watermark - DEFAULT_OVERLAP
+    inside = NOW - timedelta(days=200)  # an outage shorter than retention: read from the watermark
+    assert plan_window(NOW, inside, 7, retention_days=400) == SyncWindow(
+        inside - DEFAULT_OVERLAP, NOW, catching_up=True
+    )
+    assert plan_window(NOW, watermark, 7).start == watermark - DEFAULT_OVERLAP  # no retention: no cut
+
+
+def test_a_sync_cut_at_the_retention_horizon_reads_nothing_older() -> None:
+    world = World(retention_days=60)
+    old = make_appointment(LUNCH, 1, start=NOW - timedelta(days=70))  # older than retention allows
+    recent = make_appointment(LUNCH, 2, start=NOW - timedelta(days=50))
+    world.graph.add(old, recent)
+    world.state.set_watermark(LUNCH, NOW - timedelta(days=90))
+
+    report = world.sync.run()
+
+    assert [b.appointment_id for b in world.store.all()] == [recent.id]
+    [result] = report.results
+    assert result.window is not None and result.window.not_read_before is not None
+    assert world.state.get(LUNCH).fully_read_to == NOW
