@@ -50,6 +50,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     HttpResponseError,
     IncompleteReadError,
+    ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
@@ -105,7 +107,7 @@ def _caused_by_transient(exc: BaseException) -> bool:
     seen = 0
     cause = exc.__cause__ or exc.__context__
     while cause is not None and seen < 5:
-        if isinstance(cause, _TRANSIENT_RAW | ServiceRequestError | ServiceResponseError):
+        if isinstance(cause, (*_TRANSIENT_RAW, ServiceRequestError, ServiceResponseError)):
             return True
         cause, seen = cause.__cause__ or cause.__context__, seen + 1
     return False
@@ -113,6 +115,8 @@ def _caused_by_transient(exc: BaseException) -> bool:
 
 def is_conflict(exc: BaseException) -> bool:
     """A definite "no" from storage: exists (409), changed (412), gone (404)."""
+    if isinstance(exc, ResourceExistsError | ResourceModifiedError | ResourceNotFoundError):
+        return True
     return isinstance(exc, HttpResponseError) and exc.status_code in CONFLICT_STATUSES
 
 
