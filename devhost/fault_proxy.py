@@ -192,7 +192,8 @@ class FaultProxy:
                 _relay(connection.client, connection.upstream)
                 return
             self._count("requests")
-            line = request.split(b"\r\n", 1)[0].decode("latin-1").split("?", 1)[0]
+            method, _, target = request.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
+            line = f"{method} {target.split(' ', 1)[0].split('?', 1)[0]}"  # never a query string
             action, delay = self._decide()
             if action == REFUSED:
                 self._count(REFUSED, line)

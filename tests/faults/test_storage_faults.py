@@ -7,7 +7,9 @@ select-all over the HTTP API and invoicing through the queue. Every booking must
 exactly one invoice, the API must never answer 500, and after one recovery pass nothing is stuck.
 The proxy's counters prove the faults happened.
 
-`FAULT_TEST_BOOKINGS` raises the booking count for a soak run (default 2,000).
+`FAULT_TEST_BOOKINGS` sets the booking count: 500 by default, so the suite stays quick on two
+cores (invoicing runs at about ten bookings a second there, with the app, Azurite, the sandbox and
+the proxy sharing them); `FAULT_TEST_BOOKINGS=2000` is the issue's scale (about five minutes).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tests.helpers import wait_for
 pytestmark = pytest.mark.e2e
 
 BUSINESS = "FabrikamFitness@contoso.onmicrosoft.com"
-BOOKINGS = int(os.environ.get("FAULT_TEST_BOOKINGS", "2000"))
+BOOKINGS = int(os.environ.get("FAULT_TEST_BOOKINGS", "500"))
 RESETS = FaultPlan(reset_rate=0.03, delay_rate=0.01, delay_seconds=(0.02, 0.2), seed=14)
 RECOVERY_AGE = timedelta(minutes=31)  # past the recovery pass's threshold (30 min)
 
@@ -90,7 +92,7 @@ def settle(stack: Stack, timeout: float) -> Counter[BookingStatus]:
         last.append(now)
         return now if idle and stable else None
 
-    return wait_for(done, timeout=timeout, interval=1.0, what="invoicing to finish or go idle")
+    return wait_for(done, timeout=timeout, interval=2.0, what="invoicing to finish or go idle")
 
 
 def select_all(stack: Stack, answers: list[int]) -> int:
