@@ -60,8 +60,10 @@ lint: $(VENV)/.installed
 bench: install
 	$(PY) -m devhost.azurite -- $(PY) -m bench.results
 
+# `make run FAULTS=storage`: a proxy between the app and Azurite resets 3% of storage requests
+# (FAULT_RATE=0.1 for more), delays some, and prints each fault.
 run: install
-	$(PY) -m devhost.run $(if $(PORT),--port $(PORT)) $(if $(SANDBOX_PORT),--sandbox-port $(SANDBOX_PORT))
+	$(PY) -m devhost.run $(if $(PORT),--port $(PORT)) $(if $(SANDBOX_PORT),--sandbox-port $(SANDBOX_PORT)) $(if $(FAULTS),--faults $(FAULTS))
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) node_modules .pytest_cache .ruff_cache .devhost

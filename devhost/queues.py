@@ -6,7 +6,10 @@
 - success: delete; failure: visible again after `visibilityTimeout`, or at `maxDequeueCount`
   copied to `<queue>-poison` and deleted, with the host's own log sentence;
 - a message already over the count, or not valid base64, goes to poison without running;
-- when idle, polling backs off exponentially up to `maxPollingInterval`.
+- when idle, polling backs off exponentially up to `maxPollingInterval`;
+- every storage call survives transient faults through the product's retry layer
+  (`shared/adapters/storage_retry.py`), as the real host's own retries do; a completion that still
+  fails leaves the message locked until its lock ends, never lost.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ from azure.storage.queue import QueueClient, QueueMessage
 from devhost.config import QueueOptions
 from devhost.functions import FunctionSpec
 from devhost.invoker import Invoker
+from shared.adapters.storage import CLIENT_DEFAULTS
+from shared.adapters.storage_retry import ResilientQueue, StorageRetry
+from shared.domain.errors import StorageUnavailableError
 
 log = logging.getLogger("devhost.queues")
 
+_STORAGE_ERRORS = (AzureError, StorageUnavailableError)
 MIN_POLLING_INTERVAL = 0.1
 DEFAULT_LOCK = timedelta(minutes=10)
 
@@ -66,11 +73,14 @@ class QueueListener:
         self._options = options
         self._invoker = invoker
         self._lock_seconds = max(1, int(lock.total_seconds()))
-        # The listener's loop is the retry policy; the SDK's own retries would only stall it.
-        options = {"retry_total": 2, "connection_timeout": 10}
-        self._queue = QueueClient.from_connection_string(connection_string, self.queue_name, **options)
-        self._poison = QueueClient.from_connection_string(
-            connection_string, self.poison_queue_name, **options
+        # Our retry layer retries each call (the SDK's own retries are off, so tries do not multiply).
+        options: dict[str, Any] = dict(CLIENT_DEFAULTS)
+        retry = StorageRetry()
+        self._queue = ResilientQueue(
+            QueueClient.from_connection_string(connection_string, self.queue_name, **options), retry
+        )
+        self._poison = ResilientQueue(
+            QueueClient.from_connection_string(connection_string, self.poison_queue_name, **options), retry
         )
         self._stopping = threading.Event()
         self._changed = threading.Condition()
@@ -107,7 +117,7 @@ class QueueListener:
             self._queue.create_queue()
         except ResourceExistsError:
             pass
-        except AzureError as exc:
+        except _STORAGE_ERRORS as exc:
             # Storage may come up later: keep trying, as the host's listener does.
             log.warning("Cannot reach queue '%s' yet: %s", self.queue_name, _first_line(exc))
             return False
@@ -128,7 +138,7 @@ class QueueListener:
                 break
             try:
                 messages = self._receive(capacity)
-            except AzureError as exc:
+            except _STORAGE_ERRORS as exc:
                 log.warning("Polling queue '%s' failed: %s", self.queue_name, _first_line(exc))
                 messages = []
             if messages:
@@ -142,10 +152,9 @@ class QueueListener:
     def _receive(self, count: int) -> list[QueueMessage]:
         if count <= 0:
             return []
-        pages = self._queue.receive_messages(
+        return self._queue.receive_messages(
             messages_per_page=count, max_messages=count, visibility_timeout=self._lock_seconds
         )
-        return list(pages)
 
     def _dispatch(self, message: QueueMessage) -> None:
         dequeue_count = int(message.dequeue_count or 1)
@@ -210,7 +219,7 @@ class QueueListener:
                     self._move_to_poison(message, running.pop_receipt)
             else:
                 self._release(running, int(self._options.visibility_timeout.total_seconds()))
-        except AzureError as exc:
+        except _STORAGE_ERRORS as exc:
             # The message stays locked and reappears when its lock ends: never lost.
             log.warning(
                 "Completing message %s on '%s' failed: %s", message.id, self.queue_name, _first_line(exc)
@@ -265,7 +274,7 @@ class QueueListener:
                             item.message.id, item.pop_receipt, visibility_timeout=self._lock_seconds
                         )
                         item.pop_receipt = receipt.pop_receipt or item.pop_receipt
-                except AzureError as exc:
+                except _STORAGE_ERRORS as exc:
                     log.debug("Renewing lock of %s failed: %s", item.message.id, _first_line(exc))
                 item.renew_at = time.monotonic() + period
 

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 
 from devhost.azurite import Azurite, start_azurite
+from devhost.fault_proxy import FaultPlan, StorageFaults
 from devhost.token import api_token
 from shared.settings import DEFAULT_RECONCILE_SCHEDULE, DEFAULT_SYNC_SCHEDULE
 
@@ -64,6 +65,7 @@ class Children:
     def __init__(self) -> None:
         self.processes: list[tuple[str, subprocess.Popen[str]]] = []
         self.azurite: Azurite | None = None
+        self.faults: StorageFaults | None = None
 
     def start(
         self, name: str, args: list[str], env: dict[str, str], ready_prefix: str, timeout: float
@@ -121,6 +123,10 @@ class Children:
                 if process.poll() is None:
                     process.kill()
             say(f"stopped {name} (pid {process.pid})")
+        if self.faults is not None:
+            counts = self.faults.counters()
+            self.faults.stop()
+            say(f"stopped the storage fault proxy ({counts})")
         if self.azurite is not None:
             self.azurite.stop()
             say(f"stopped Azurite (pid {self.azurite.process.pid})")
@@ -152,7 +158,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sandbox-port", type=int, default=int(os.environ.get("SANDBOX_PORT", "8443")), help="sandbox port"
     )
     parser.add_argument("--settings", default="local.settings.json", help="real-tenant settings file")
+    parser.add_argument(
+        "--faults",
+        choices=["none", "storage"],
+        default=os.environ.get("FAULTS") or "none",
+        help="storage: a proxy between the app and Azurite resets, delays and refuses some requests",
+    )
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=float(os.environ.get("FAULT_RATE", "0.03")),
+        help="share of storage requests whose connection is reset (with --faults storage)",
+    )
     return parser.parse_args(argv)
+
+
+def start_storage_faults(children: Children, args: argparse.Namespace) -> str:
+    """The fault proxy in front of Azurite; the connection string the app should use."""
+    assert children.azurite is not None
+    plan = FaultPlan(reset_rate=args.fault_rate, delay_rate=0.02, seed=int(time.time()))
+    children.faults = StorageFaults(children.azurite.connection_string, plan, report=say).start()
+    ports = ", ".join(f"{name} {proxy.port}" for name, proxy in children.faults.proxies.items())
+    say(
+        f"==> storage faults on: {args.fault_rate:.0%} of storage requests reset (half mid-request, "
+        f"half after it), 2% delayed; the app reaches Azurite through the proxy ({ports})"
+    )
+    return children.faults.connection_string
 
 
 def check_ports(args: argparse.Namespace, with_sandbox: bool) -> None:
@@ -258,11 +289,15 @@ def main(argv: list[str] | None = None) -> int:
                 say("==> starting Azurite (development storage)")
                 children.azurite = start_azurite()
                 env["AzureWebJobsStorage"] = children.azurite.connection_string
+                if args.faults == "storage":
+                    env["AzureWebJobsStorage"] = start_storage_faults(children, args)
         else:
             say("==> starting Azurite (tables and queues, in memory)")
             children.azurite = start_azurite()
             env.update(start_sandbox(children, args))
             env["AzureWebJobsStorage"] = children.azurite.connection_string
+            if args.faults == "storage":
+                env["AzureWebJobsStorage"] = start_storage_faults(children, args)
             # The host resolves %SYNC_SCHEDULE% from app settings, so it must be set (infra sets it too).
             env.setdefault("SYNC_SCHEDULE", DEFAULT_SYNC_SCHEDULE)
             env.setdefault("RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE)

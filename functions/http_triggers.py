@@ -7,7 +7,8 @@ functions are anonymous at the host level; each one checks the caller and its ap
 
 Each function parses its input, calls one use case from `shared` and shapes the answer. Errors are
 RFC 9457 problem documents: 400 for input a person can fix (with `detail` and `errors`), 404 for
-unknown ids, 503 when settings or the queue make the app unusable, and 500 with an `incidentId`
+unknown ids, 503 with `Retry-After` when settings, the queue or storage make the app unusable for
+now (storage faults are retried first: `shared/adapters/storage_retry.py`), and 500 with an `incidentId`
 (also logged with the stack trace) for anything unexpected - never a stack trace in the body.
 """
 
@@ -31,7 +32,7 @@ from shared.api.openapi import build_document
 from shared.api.selection_input import parse_selection
 from shared.api.update_input import parse_update
 from shared.bootstrap import Container
-from shared.domain.errors import SelectionTooLargeError
+from shared.domain.errors import SelectionTooLargeError, StorageUnavailableError
 from shared.services.health import check_health
 from shared.services.selection import QueueUnavailableError
 from shared.settings import SettingsError
@@ -89,6 +90,8 @@ def _answer(
         )
     except QueueUnavailableError as exc:
         return _queue_unavailable(exc)
+    except StorageUnavailableError as exc:
+        return _storage_unavailable(function, exc)
     except Exception as exc:
         return _incident(function, exc)
 
@@ -115,15 +118,38 @@ def _queue_unavailable(exc: QueueUnavailableError) -> func.HttpResponse:
         exc.cause,
         extra={"requestId": exc.request_id, "outcome": "queue_unavailable", "errorCode": exc.cause},
     )
-    response = problem(
+    return problem(
         503,
         "Queue unavailable",
         "No booking could be put on the invoicing queue, so nothing was queued and every "
         "selected booking keeps its previous state. Send the same request again in a minute.",
+        retry_after=60,
         requestId=exc.request_id,
     )
-    response.headers["Retry-After"] = "60"
-    return response
+
+
+STORAGE_RETRY_AFTER = 30
+"""Seconds a caller is asked to wait after storage stayed unavailable through every retry."""
+
+
+def _storage_unavailable(function: str, exc: StorageUnavailableError) -> func.HttpResponse:
+    """Storage kept failing after the retries: 503, never 500. A selection has undone its claims."""
+    log.error(
+        "%s: storage unavailable (%s failed %d time(s), last with %s)",
+        function,
+        exc.what,
+        exc.attempts,
+        exc.cause,
+        extra={"outcome": "storage_unavailable", "errorCode": "StorageUnavailable"},
+    )
+    return problem(
+        503,
+        "Storage unavailable",
+        "The app's storage did not answer, even after retrying. Bookings this request had claimed "
+        "were put back (any that could not be are queued by the next recovery pass). Send the same "
+        "request again shortly.",
+        retry_after=STORAGE_RETRY_AFTER,
+    )
 
 
 def _incident(function: str, exc: Exception) -> func.HttpResponse:

@@ -22,8 +22,15 @@ def json_response(
     )
 
 
-def problem(status: int, title: str, detail: str, **extensions: Any) -> func.HttpResponse:
+def problem(
+    status: int, title: str, detail: str, *, retry_after: int | None = None, **extensions: Any
+) -> func.HttpResponse:
+    """A problem document; `retry_after` (seconds) adds the `Retry-After` header of a 503."""
     document = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extensions}
     return func.HttpResponse(
-        json.dumps(document, ensure_ascii=False), status_code=status, mimetype=PROBLEM_JSON, charset="utf-8"
+        json.dumps(document, ensure_ascii=False),
+        status_code=status,
+        mimetype=PROBLEM_JSON,
+        charset="utf-8",
+        headers={"Retry-After": str(retry_after)} if retry_after is not None else None,
     )

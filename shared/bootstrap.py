@@ -28,6 +28,7 @@ from shared.adapters.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequ
 from shared.adapters.link_store import LINKS_TABLE, LinkStore
 from shared.adapters.reconcile_state import RECONCILE_STATE_TABLE, ReconcileStateStore
 from shared.adapters.storage import queue_service_client, table_service_client
+from shared.adapters.storage_retry import ResilientTable, StorageRetry, resilient_table
 from shared.adapters.sync_state import SYNC_STATE_TABLE, SyncStateStore
 from shared.adapters.token_provider import TokenProvider
 from shared.api.continuation import ContinuationTokens, derive_token_key
@@ -72,18 +73,27 @@ class Container:
         return table_service_client(self.settings.storage)
 
     @cached_property
+    def storage_retry(self) -> StorageRetry:
+        """One retry for every storage call of this process (`adapters/storage_retry.py`): an outage
+        one call ran into makes the others fail fast too, until storage answers again."""
+        return StorageRetry()
+
+    def table(self, name: str) -> ResilientTable:
+        return resilient_table(self.tables.get_table_client(name), self.storage_retry)
+
+    @cached_property
     def queues(self) -> QueueServiceClient:
         return queue_service_client(self.settings.storage)
 
     @cached_property
     def booking_store(self) -> BookingStore:
-        store = BookingStore(self.tables.get_table_client(BOOKINGS_TABLE), clock=self.now)
+        store = BookingStore(self.table(BOOKINGS_TABLE), clock=self.now)
         store.ensure_table()
         return store
 
     @cached_property
     def invoice_queue(self) -> InvoiceQueue:
-        queue = InvoiceQueue(self.queues)
+        queue = InvoiceQueue(self.queues, retry=self.storage_retry)
         queue.ensure_queues()
         return queue
 
@@ -96,7 +106,7 @@ class Container:
         """The Business Central budget every instance shares (its own storage client: fail fast,
         the budget waits and retries by itself)."""
         settings = self.settings
-        tables = table_service_client(settings.storage, retry_total=1, connection_timeout=5, read_timeout=10)
+        tables = table_service_client(settings.storage, connection_timeout=5, read_timeout=10)
         limits = BudgetLimits(
             concurrency=settings.bc_max_concurrency,
             limit=settings.bc_max_requests_per_5_min,
@@ -122,7 +132,7 @@ class Container:
 
     @cached_property
     def link_store(self) -> LinkStore:
-        store = LinkStore(self.tables.get_table_client(LINKS_TABLE), clock=self.now)
+        store = LinkStore(self.table(LINKS_TABLE), clock=self.now)
         store.ensure_table()
         return store
 
@@ -166,7 +176,7 @@ class Container:
 
     @cached_property
     def sync_state(self) -> SyncStateStore:
-        store = SyncStateStore(self.tables.get_table_client(SYNC_STATE_TABLE), clock=self.now)
+        store = SyncStateStore(self.table(SYNC_STATE_TABLE), clock=self.now)
         store.ensure_table()
         return store
 
@@ -192,7 +202,7 @@ class Container:
 
     @cached_property
     def reconcile_state(self) -> ReconcileStateStore:
-        store = ReconcileStateStore(self.tables.get_table_client(RECONCILE_STATE_TABLE), clock=self.now)
+        store = ReconcileStateStore(self.table(RECONCILE_STATE_TABLE), clock=self.now)
         store.ensure_table()
         return store
 
@@ -249,7 +259,7 @@ class Container:
     @cached_property
     def invoice_requests(self) -> InvoiceRequestStore:
         store = InvoiceRequestStore(
-            self.tables.get_table_client(INVOICE_REQUESTS_TABLE), executor=self.api_executor, clock=self.now
+            self.table(INVOICE_REQUESTS_TABLE), executor=self.api_executor, clock=self.now
         )
         store.ensure_table()
         return store

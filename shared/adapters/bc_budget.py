@@ -16,6 +16,9 @@ partition `budget`: one row per slot (`slot-00` ...) and one row `pause`.
   requests, so well under one operation per request. A waiting process polls with one of its
   threads only, once per wake-up, and wakes when the slots say one may be free (a holder's planned
   end, an expiring count), with jitter, backing off to at most 2 s: no hot loop.
+- **Storage faults**: every call goes through `storage_retry.py` with a short policy of its own
+  (`BUDGET_STORAGE_POLICY`: the budget waits and looks again by itself); a slot write whose answer
+  was lost is read back, so a slot taken or given back is never mistaken for someone else's.
 - **Fail closed**: a storage error while taking means no slot (wait and try again, never send
   without one); an error while giving back leaves the slot held until its lease ends (45 s) and
   its reservation counted. A request never starts on a lease with less than half of it left.
@@ -48,6 +51,7 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.adapters.storage_retry import ResilientTable, StoragePolicy, StorageRetry, resilient_table
 from shared.domain.bc_budget import (
     BudgetLimits,
     BudgetTimeoutError,
@@ -58,6 +62,7 @@ from shared.domain.bc_budget import (
     renew,
     take,
 )
+from shared.domain.errors import StorageUnavailableError
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.bc_budget")
@@ -69,6 +74,9 @@ CACHE_SECONDS = 1.0
 DEFAULT_WAIT = 120.0
 """Longest wait for a slot when no `budget_wait_limit` is in force (timers, the HTTP API)."""
 ERROR_BACKOFF = (0.5, 3.0)
+BUDGET_STORAGE_POLICY = StoragePolicy(attempts=3, base_delay=0.05, max_delay=0.5, outage_seconds=2.0)
+"""Few, quick tries: a budget call that still fails is waited out by the budget's own loop."""
+_STORAGE_ERRORS = (AzureError, StorageUnavailableError)
 POLL_CAP = 0.5
 """Longest gap between two looks of a waiting process while slots are held: at most 2 reads/s."""
 
@@ -134,7 +142,7 @@ class StorageBudget:
 
     def __init__(
         self,
-        table: TableClient,
+        table: TableClient | ResilientTable,
         limits: BudgetLimits,
         *,
         wall: Callable[[], float] = time.time,
@@ -142,7 +150,7 @@ class StorageBudget:
         rng: Callable[[], float] = random.random,
         default_wait: float = DEFAULT_WAIT,
     ) -> None:
-        self._table = table
+        self._table = resilient_table(table, StorageRetry(BUDGET_STORAGE_POLICY))
         self.limits = limits
         self._wall = wall
         self._monotonic = monotonic
@@ -193,7 +201,7 @@ class StorageBudget:
             self._table.upsert_entity({"PartitionKey": PARTITION, "RowKey": PAUSE_ROW, "until": until})
         except ResourceNotFoundError:
             self._table_ready = False
-        except AzureError as exc:
+        except _STORAGE_ERRORS as exc:
             self._log_error("could not share a pause", exc)
 
     # -- acquiring ---------------------------------------------------------------------------
@@ -262,7 +270,7 @@ class StorageBudget:
             return self._paused_until - now + 0.2 * self._rng()
         try:
             snapshot = self._read()
-        except AzureError as exc:
+        except _STORAGE_ERRORS as exc:
             self._log_error("cannot read the budget (waiting, not sending)", exc)
             return random.uniform(*ERROR_BACKOFF)
         now = self._wall()
@@ -291,7 +299,7 @@ class StorageBudget:
             except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
                 self._snapshot = None  # someone else was quicker: read afresh next time
                 continue
-            except AzureError as exc:
+            except _STORAGE_ERRORS as exc:
                 self._snapshot = None
                 self._log_error("cannot take a slot (waiting, not sending)", exc)
                 continue
@@ -351,7 +359,7 @@ class StorageBudget:
                 hold.lost = True
                 self._snapshot = None
                 return
-            except AzureError as exc:
+            except _STORAGE_ERRORS as exc:
                 # Fail closed: the slot stays held until its lease ends, its reservation counted.
                 self._log_error("could not give a slot back (it frees when its lease ends)", exc)
                 return
@@ -391,7 +399,7 @@ class StorageBudget:
                         "A Business Central slot was taken while still held", extra={"outcome": "slot_lost"}
                     )
                     continue
-                except AzureError as exc:
+                except _STORAGE_ERRORS as exc:
                     self._log_error("could not renew a slot", exc)
                     continue
                 hold.state = renewed

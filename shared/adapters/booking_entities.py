@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from shared.adapters.storage import TRANSACTION_LIMIT
+from shared.adapters.storage_retry import WRITE_ID
 from shared.domain.models import Actor, Booking, BookingStatus, InvoiceSource, PriceType
 from shared.domain.moments import aware
 
@@ -55,6 +56,7 @@ _KNOWN = frozenset(
         "InvoiceSource",
         "UpdatedById",
         "UpdatedByName",
+        WRITE_ID,  # the retry layer's mark of the last conditional write: never carried over
         *_OPTIONAL,
     }
 )

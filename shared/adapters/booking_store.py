@@ -23,6 +23,7 @@ from shared.adapters.booking_list import IndexSlice, read_index_slice
 from shared.adapters.booking_upserts import BookingUpserter
 from shared.adapters.storage import TRANSACTION_LIMIT as MAX_OPERATIONS
 from shared.adapters.storage import create_table_if_missing
+from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.errors import ConcurrentChangeError
 from shared.domain.filters import BookingFilter
 from shared.domain.models import Booking, BookingStatus, is_booking_key
@@ -40,8 +41,8 @@ class BookingStore:
     # A booking write is up to 3 operations (booking, new and old index row): 33 per transaction.
     max_batch = index.BOOKINGS_PER_TRANSACTION
 
-    def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
-        self._table = table
+    def __init__(self, table: TableClient | ResilientTable, clock: Callable[[], datetime] = utc_now) -> None:
+        self._table = resilient_table(table)
         self.clock = clock
 
     def ensure_table(self) -> None:

@@ -37,6 +37,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters import booking_index as index
 from shared.adapters.booking_entities import booking_to_entity, entity_to_booking
+from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.models import Appointment, Booking
 from shared.domain.moments import utc_now
 from shared.domain.sync_decisions import Decision, SyncOutcome, Write, apply, decide, decide_missing
@@ -103,7 +104,7 @@ class BookingUpserter:
 
     def __init__(
         self,
-        table: TableClient,
+        table: TableClient | ResilientTable,
         clock: Callable[[], datetime] = utc_now,
         batch_size: int = index.BOOKINGS_PER_TRANSACTION,
         parallel_transactions: int = PARALLEL_TRANSACTIONS,
@@ -111,7 +112,7 @@ class BookingUpserter:
         # A booking is up to 3 operations (itself, its new and its old index row): 33 per transaction.
         if not 1 <= batch_size <= index.BOOKINGS_PER_TRANSACTION:
             raise ValueError(f"batch_size must be between 1 and {index.BOOKINGS_PER_TRANSACTION}")
-        self._table = table
+        self._table = resilient_table(table)
         self.clock = clock
         self.batch_size = batch_size
         self.parallel_transactions = max(1, parallel_transactions)

@@ -10,31 +10,38 @@ import contextlib
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import (
-    QueueClient,
     QueueServiceClient,
     TextBase64DecodePolicy,
     TextBase64EncodePolicy,
 )
 
+from shared.adapters.storage_retry import ResilientQueue, StorageRetry, resilient_queue
 from shared.domain.models import InvoiceMessage
 
 INVOICE_QUEUE = "bookings-to-invoice"
 POISON_QUEUE = f"{INVOICE_QUEUE}-poison"
 
 
-def _client(service: QueueServiceClient, name: str) -> QueueClient:
+def _client(service: QueueServiceClient, name: str, retry: StorageRetry | None) -> ResilientQueue:
     # The policies must be passed in: assigning them after construction has no effect.
-    return service.get_queue_client(
+    client = service.get_queue_client(
         name, message_encode_policy=TextBase64EncodePolicy(), message_decode_policy=TextBase64DecodePolicy()
     )
+    return resilient_queue(client, retry)
 
 
 class InvoiceQueue:
-    """Sends invoice requests; reads the poison queue's depth for operations."""
+    """Sends invoice requests; reads the poison queue's depth for operations.
 
-    def __init__(self, service: QueueServiceClient, name: str = INVOICE_QUEUE) -> None:
-        self.queue = _client(service, name)
-        self.poison = _client(service, f"{name}-poison")
+    Every call survives transient storage faults (`storage_retry.py`): a send repeated after a lost
+    answer may leave a duplicate message, which invoicing, being idempotent, turns into a no-op.
+    """
+
+    def __init__(
+        self, service: QueueServiceClient, name: str = INVOICE_QUEUE, *, retry: StorageRetry | None = None
+    ) -> None:
+        self.queue = _client(service, name, retry)
+        self.poison = _client(service, f"{name}-poison", retry)
 
     def ensure_queues(self) -> None:
         for client in (self.queue, self.poison):
@@ -53,7 +60,7 @@ class InvoiceQueue:
         return self._count(self.poison)
 
     @staticmethod
-    def _count(client: QueueClient) -> int:
+    def _count(client: ResilientQueue) -> int:
         try:
             return int(client.get_queue_properties().approximate_message_count or 0)
         except ResourceNotFoundError:

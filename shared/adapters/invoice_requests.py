@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.storage import TRANSACTION_LIMIT, create_table_if_missing
+from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.models import Actor
 from shared.domain.moments import aware, utc_now
 from shared.domain.requests import RequestHeader, RequestItem
@@ -32,12 +33,12 @@ class InvoiceRequestStore:
 
     def __init__(
         self,
-        table: TableClient,
+        table: TableClient | ResilientTable,
         *,
         executor: Executor | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._table = table
+        self._table = resilient_table(table)
         self.executor = executor
         self.clock = clock
 

@@ -17,6 +17,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.storage import create_table_if_missing
+from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.moments import aware, utc_now
 from shared.domain.reconcile_rules import Watermark
 
@@ -25,8 +26,8 @@ ROW = "salesInvoices"
 
 
 class ReconcileStateStore:
-    def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
-        self._table = table
+    def __init__(self, table: TableClient | ResilientTable, clock: Callable[[], datetime] = utc_now) -> None:
+        self._table = resilient_table(table)
         self.clock = clock
 
     def ensure_table(self) -> None:

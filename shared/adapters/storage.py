@@ -9,10 +9,21 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared.adapters.storage_retry import ResilientTable
 from shared.settings import StorageSettings
 
 TRANSACTION_LIMIT = 100
 """Entity group transactions: at most 100 operations, all in one partition, each entity once."""
+
+CLIENT_DEFAULTS: dict[str, Any] = {
+    # The SDK's retries are off: `storage_retry.py` retries every call itself, including the writes
+    # the SDK would not retry, so tries never multiply.
+    "retry_total": 0,
+    # Without timeouts a connection that went quiet would hold a worker for the OS's TCP timeout.
+    # A table page or a 100-operation batch answers in well under a second; 30 s is ample.
+    "connection_timeout": 5,
+    "read_timeout": 30,
+}
 
 
 def _credential(storage: StorageSettings) -> Any:
@@ -24,7 +35,8 @@ def _credential(storage: StorageSettings) -> Any:
 
 
 def table_service_client(storage: StorageSettings, **options: Any) -> TableServiceClient:
-    """`options` go to the SDK client (e.g. `retry_total`, `connection_timeout`)."""
+    """`options` go to the SDK client (e.g. `retry_total`, `connection_timeout`) over `CLIENT_DEFAULTS`."""
+    options = {**CLIENT_DEFAULTS, **options}
     if storage.connection_string is not None:
         return TableServiceClient.from_connection_string(storage.connection_string.reveal(), **options)
     return TableServiceClient(
@@ -33,6 +45,7 @@ def table_service_client(storage: StorageSettings, **options: Any) -> TableServi
 
 
 def queue_service_client(storage: StorageSettings, **options: Any) -> QueueServiceClient:
+    options = {**CLIENT_DEFAULTS, **options}
     if storage.connection_string is not None:
         return QueueServiceClient.from_connection_string(storage.connection_string.reveal(), **options)
     return QueueServiceClient(
@@ -40,7 +53,7 @@ def queue_service_client(storage: StorageSettings, **options: Any) -> QueueServi
     )
 
 
-def create_table_if_missing(table: TableClient) -> None:
+def create_table_if_missing(table: TableClient | ResilientTable) -> None:
     """Create the table on first use; one that exists already is fine (another worker made it)."""
     with contextlib.suppress(ResourceExistsError):
         table.create_table()

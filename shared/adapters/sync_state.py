@@ -18,6 +18,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, Re
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.adapters.storage import create_table_if_missing
+from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.moments import aware, utc_now
 
 SYNC_STATE_TABLE = "SyncState"
@@ -42,8 +43,8 @@ class SyncStatus:
 class SyncStateStore:
     """Reads and advances the per-business watermark."""
 
-    def __init__(self, table: TableClient, clock: Callable[[], datetime] = utc_now) -> None:
-        self._table = table
+    def __init__(self, table: TableClient | ResilientTable, clock: Callable[[], datetime] = utc_now) -> None:
+        self._table = resilient_table(table)
         self.clock = clock
 
     def ensure_table(self) -> None:

@@ -65,3 +65,15 @@ class ItemBlockedError(Exception):
     def __init__(self, numbers: list[str]) -> None:
         self.numbers = numbers
         super().__init__(f"the service's Business Central item is blocked: {', '.join(numbers)}")
+
+
+class StorageUnavailableError(Exception):
+    """Azure Storage kept failing transiently (connection resets, timeouts, 500/503) after the
+    retries of `shared/adapters/storage_retry.py`: the caller undoes what it can and answers
+    "try again later" (the HTTP API: 503 with `Retry-After`), never a 500."""
+
+    def __init__(self, what: str, attempts: int, cause: str) -> None:
+        self.what = what
+        self.attempts = attempts
+        self.cause = cause
+        super().__init__(f"storage unavailable: {what} failed {attempts} time(s), last with {cause}")

@@ -14,6 +14,14 @@ Order of work, and why:
    Queued past a threshold, and invoicing is idempotent, so a duplicate message is harmless.
 
 Claims, sends and undos fan out over a bounded thread pool (see bench/bench_selection.py).
+
+Storage faults: the adapters retry every call and settle writes whose answer was lost
+(`shared/adapters/storage_retry.py`). When storage stays down they raise `StorageUnavailableError`:
+before anything is queued, every claim made so far is undone (through the same retries) and the
+error goes to the caller (the HTTP API answers 503 with `Retry-After`); once messages are out, the
+bookkeeping that follows (forgetting rows of undone claims, the header's totals) is best effort,
+because the answer must say what was queued. A claim that could not be undone stays Queued under
+this request, and the recovery pass queues it.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.domain import lifecycle
-from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError
+from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError, StorageUnavailableError
 from shared.domain.filters import BookingFilter
 from shared.domain.models import Actor, Booking, BookingStatus, InvoiceMessage
 from shared.domain.moments import utc_now
@@ -264,7 +272,17 @@ class SelectionService:
             if not lifecycle.allows("release_claim", status)
         ]
         if not_queued:
-            self.requests.remove_items(progress.request_id, [claim.claimed.key for claim, _, _ in not_queued])
+            try:
+                self.requests.remove_items(
+                    progress.request_id, [claim.claimed.key for claim, _, _ in not_queued]
+                )
+            except StorageUnavailableError:  # the rows stay; request status shows those bookings' state
+                log.warning(
+                    "Could not forget %d unqueued booking(s) of request %s",
+                    len(not_queued),
+                    progress.request_id,
+                    extra={"requestId": progress.request_id, "outcome": "storage_unavailable"},
+                )
         for claim, error, status in not_queued:
             reason = f"could not be queued ({type(error).__name__}); its claim was undone, select it again"
             progress.skipped.append(SkippedBooking(claim.claimed.key, status, reason))
@@ -277,7 +295,14 @@ class SelectionService:
     ) -> None:
         header.accepted, header.skipped = progress.accepted, len(progress.skipped)
         header.not_found, header.not_queued = len(progress.not_found), progress.not_queued
-        self.requests.finish(header)
+        try:
+            self.requests.finish(header)
+        except StorageUnavailableError:  # the messages are out: the answer must still say so
+            log.warning(
+                "Could not record the totals of request %s",
+                progress.request_id,
+                extra={"requestId": progress.request_id, "outcome": "storage_unavailable"},
+            )
         accepted = progress.accepted
         by = progress.requested_by
         log.info(
@@ -337,6 +362,9 @@ class SelectionService:
         current: Booking | None = booking
         for _ in range(CLAIM_ATTEMPTS):
             assert current is not None
+            if current.status is BookingStatus.QUEUED and current.request_id == progress.request_id:
+                # Our own batch claim, committed although its answer was lost: it is ours.
+                return _Claimed(booking, current)
             if not selectable(current.status):
                 return _NotClaimed(current.key, current.status)
             try:

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from shared.domain.errors import SelectionTooLargeError
+from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError, StorageUnavailableError
 from shared.domain.filters import BookingFilter
 from shared.domain.models import Booking, BookingStatus
 from shared.domain.requests import RequestItem
@@ -265,3 +265,52 @@ def test_two_identical_requests_claim_each_booking_once() -> None:
     assert (first.accepted, second.accepted) == (3, 0)
     assert {s.status for s in second.skipped} == {BookingStatus.QUEUED}
     assert len(world.queue.sent) == 3
+
+
+class AnswerLostStore(FakeBookingStore):
+    """A store whose batch claims commit but answer with a conflict (an ambiguous write the retry
+    layer could not prove ours, e.g. a row changed again before it was read back)."""
+
+    def save_batch(self, bookings: Sequence[Booking]) -> list[Booking]:
+        super().save_batch(bookings)
+        raise ConcurrentChangeError("a booking of the batch changed meanwhile")
+
+
+def test_a_claim_that_committed_although_its_answer_said_otherwise_is_still_ours() -> None:
+    world = World()
+    world.store = AnswerLostStore(world.clock)
+    world.service.store = world.store
+    world.service.queries = BookingQueries(world.store, [LUNCH, DINNER])
+    bookings = world.seed(*(make_booking(LUNCH, n) for n in range(1, 4)))
+
+    result = world.service.submit(Selection(keys=tuple(b.key for b in bookings)))
+
+    assert result.accepted == 3 and result.skipped == []
+    assert sorted(world.queue.sent_keys) == sorted(b.key for b in bookings)  # one message each
+
+
+def test_storage_unavailable_while_claiming_undoes_the_claims_and_reaches_the_caller() -> None:
+    world = World()
+    lunch, dinner = world.seed(make_booking(LUNCH, 1), make_booking(DINNER, 2))
+
+    def dinner_down(kind: str, batch: Sequence[Booking]) -> None:
+        if batch[0].business_id == DINNER and kind != "save":
+            raise StorageUnavailableError("transaction on table Bookings", 6, "ServiceResponseError")
+
+    world.store.before_write = dinner_down
+    with pytest.raises(StorageUnavailableError):
+        world.service.submit(Selection(keys=(lunch.key, dinner.key)))
+    assert world.status(lunch) == BookingStatus.UNBILLED and world.status(dinner) == BookingStatus.UNBILLED
+    assert world.queue.attempts == 0
+
+
+def test_once_the_messages_are_out_a_storage_outage_only_costs_the_request_totals() -> None:
+    world = World()
+    (booking,) = world.seed(make_booking(LUNCH, 1))
+
+    def finish_fails(header: object) -> None:
+        raise StorageUnavailableError("update on table InvoiceRequests", 6, "ServiceResponseError")
+
+    world.requests.finish = finish_fails  # type: ignore[method-assign]
+    result = world.service.submit(Selection(keys=(booking.key,)))
+    assert result.accepted == 1 and world.queue.sent_keys == [booking.key]
