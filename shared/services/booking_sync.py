@@ -162,9 +162,8 @@ class BookingSync:
 
     def _sync(self, business_id: str, result: BusinessSyncResult) -> None:
         now = self.clock()
-        window = plan_window(
-            now, self.state.get(business_id).fully_read_to, self.lookback_days, self.overlap, self.retention_days
-        )
+        watermark = self.state.get(business_id).fully_read_to
+        window = plan_window(now, watermark, self.lookback_days, self.overlap, self.retention_days)
         result.window = window
         if window.not_read_before is not None:
             _log_retention_cut(business_id, window)
