@@ -10,6 +10,13 @@ partition `budget`: one row per slot (`slot-00` ...) and one row `pause`.
   process are waiting, it is handed to the next one without touching storage, for up to
   `hold_seconds` and `hold_requests` (its reservation), then given back so other instances get
   their turn.
+- **Lingering**: a slot whose request ended while no other request of this process waits is kept
+  for `linger` seconds (0.25 s) inside its reservation before it is given back: an invocation
+  spends most of its time on storage (claim, record, queue) between two Business Central requests,
+  so the next request usually comes within that and takes the slot with no storage operation.
+  Before this, nearly every request paid a take and a give-back (2 storage writes, ~30 ms of the
+  invoice's critical path). The slot still goes back at its planned end (`hold_seconds`) or after
+  `hold_requests`, so other instances get their turn as before, only up to `linger` later.
 - **What it costs**: with the row cache fresh (under a second old, kept current by this process's
   own writes) a request alone costs 2 storage operations (take, give back); otherwise 3 (one read
   of the partition, 6 small rows, first). Under load one hold serves up to `hold_requests`
@@ -70,6 +77,8 @@ DEFAULT_WAIT = 120.0
 """Longest wait for a slot when no `budget_wait_limit` is in force (timers, the HTTP API)."""
 ERROR_BACKOFF = (0.5, 3.0)
 POLL_CAP = 0.5
+LINGER = 0.25
+"""Seconds a slot with nothing to send is kept for this process's next request before it goes back."""
 """Longest gap between two looks of a waiting process while slots are held: at most 2 reads/s."""
 
 _deadline: ContextVar[float | None] = ContextVar("bc_budget_deadline", default=None)
@@ -119,6 +128,7 @@ class _Hold:
     written_at: float  # monotonic
     used: int = 0
     lost: bool = False
+    idle_since: float | None = None  # monotonic; set while it waits in the ready list
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -141,8 +151,12 @@ class StorageBudget:
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         default_wait: float = DEFAULT_WAIT,
+        linger: float = LINGER,
     ) -> None:
         self._table = table
+        self._linger = linger
+        self._linger_wake = threading.Event()
+        self._lingerer: threading.Thread | None = None
         self.limits = limits
         self._wall = wall
         self._monotonic = monotonic
@@ -233,12 +247,15 @@ class StorageBudget:
                 self._waiting -= 1
 
     def _pop_ready(self) -> _Hold | None:
+        if self._paused_until > self._wall():
+            return None  # a held slot is not used while Business Central asked to wait
         while self._ready:
             hold = self._ready.pop(0)
             if hold.lost or hold.state.expires_at - self._wall() < self.limits.lease / 2:
                 self._release_later(hold)
                 continue
             hold.used += 1
+            hold.idle_since = None
             self._out.add(hold)
             return hold
         return None
@@ -324,21 +341,56 @@ class StorageBudget:
         with self._cond:
             self._out.discard(hold)
             others = self._waiting - len(self._ready)
-            if (
-                others > 0
-                and not hold.lost
+            reusable = (
+                not hold.lost
                 and hold.used < hold.state.reserved
                 and now < hold.state.until
                 and self._paused_until <= now
                 and hold.state.expires_at - now > self.limits.lease / 2
-            ):
+            )
+            if reusable and (others > 0 or self._linger > 0):
+                # Handed to a waiting request at once, or kept a moment for the next one.
+                hold.idle_since = self._monotonic()
                 self._ready.append(hold)
                 self._cond.notify()
+                if others <= 0:
+                    self._ensure_lingerer()
+                    self._linger_wake.set()
                 return
             if others > 0:
                 # Let other instances see the slot free before this one looks again.
                 self._next_poll_at = max(self._next_poll_at, self._monotonic() + 0.02 + 0.13 * self._rng())
         self._give_back(hold)
+
+    def _ensure_lingerer(self) -> None:
+        """Called with `_cond` held: the thread that gives lingering slots back when unused."""
+        if self._lingerer is None:
+            self._lingerer = threading.Thread(target=self._linger_loop, name="bc-budget-linger", daemon=True)
+            self._lingerer.start()
+
+    def _linger_loop(self) -> None:
+        timeout: float | None = None
+        while True:
+            self._linger_wake.wait(timeout)
+            self._linger_wake.clear()
+            self.give_back_idle()
+            with self._cond:
+                ends = [hold.idle_since + self._linger for hold in self._ready if hold.idle_since is not None]
+            timeout = max(0.005, min(ends) - self._monotonic()) if ends else None
+
+    def give_back_idle(self) -> None:
+        """Give back every slot that has waited unused for `linger` seconds or more."""
+        now = self._monotonic()
+        with self._cond:
+            idle = [
+                hold
+                for hold in self._ready
+                if hold.idle_since is not None and now - hold.idle_since >= self._linger
+            ]
+            for hold in idle:
+                self._ready.remove(hold)
+        for hold in idle:
+            self._give_back(hold)
 
     def _give_back(self, hold: _Hold) -> None:
         with hold.lock:
