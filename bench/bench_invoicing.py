@@ -20,6 +20,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,12 @@ def run(
     )
     if spans is not None:
         spans.clear()
+    cpu = time.process_time()
     host.start()
     try:
         progress = follow_invoicing(bookings_table(connection), business_id, count, timeout=TIMEOUT)
     finally:
+        cpu = time.process_time() - cpu
         host.stop()
     if spans is not None:
         print_breakdown(f"one process, {throttle:.0%} 429s", spans.breakdown(), MAX_IN_FLIGHT)
@@ -115,6 +118,7 @@ def run(
         "invoicesPerSecond": round(progress.invoiced / elapsed, 1),
         "ceilingPerSecond": round(MAX_IN_FLIGHT / latency, 1),
         "bcRequestsPerInvoice": round(bc["bcRequests"] / max(progress.invoiced, 1), 3),
+        "cpuMsPerInvoice": round(cpu * 1000 / max(progress.invoiced, 1), 1),
         **bc,
     }
 

@@ -30,7 +30,7 @@ class Span:
 def _targets() -> list[tuple[Any, str, str]]:
     """(owner, attribute, span name) of every call timed; imported late so the app loads first."""
     from devhost.queues import QueueListener
-    from shared.adapters import bc_budget, business_central, booking_store, link_store
+    from shared.adapters import bc_budget, booking_store, business_central, link_store
     from shared.services.invoice_booking import InvoiceBooking
 
     return [

@@ -36,8 +36,8 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 from devhost.azurite import start_azurite
 from sandbox import SandboxHandle, running_sandbox
 from shared.adapters.booking_entities import BOOKINGS_TABLE
-from shared.adapters.booking_store import BOOKING_ROWS, CREATES_PER_TRANSACTION, creation_operations
 from shared.adapters.booking_index import BOOKING_ROWS_BELOW
+from shared.adapters.booking_store import BOOKING_ROWS, CREATES_PER_TRANSACTION, creation_operations
 from shared.domain.models import Booking, BookingStatus, PriceType
 from tests.unit.builders import make_booking
 
@@ -256,10 +256,11 @@ def follow_invoicing(
 
 
 @contextlib.contextmanager
-def storage() -> Iterator[str]:
-    """The Azurite `make bench` started (AZURITE_CONNECTION_STRING), or a fresh one of our own."""
+def storage(*, fresh: bool = False) -> Iterator[str]:
+    """The Azurite `make bench` started (AZURITE_CONNECTION_STRING), or (none given, or `fresh`:
+    a benchmark that fills a table of its own) one of our own, stopped by pid afterwards."""
     given = os.environ.get("AZURITE_CONNECTION_STRING")
-    if given:
+    if given and not fresh:
         yield given
         return
     with start_azurite() as azurite:
@@ -355,7 +356,7 @@ def spawn_hosts(count: int, env: dict[str, str], *, ready_timeout: float = 120.0
                 text=True,
                 env=env,
                 cwd=ROOT,
-            )  # fmt: skip
+            )
         )
     hosts = HostProcesses(processes, work)
     deadline = time.monotonic() + ready_timeout
@@ -380,6 +381,48 @@ def _readline_before(process: subprocess.Popen[str], deadline: float) -> str:
         if not selector.select(max(0.0, deadline - time.monotonic())):
             return ""
     return process.stdout.readline()
+
+
+API_SETTINGS = {
+    "ENTRA_TENANT_ID": "11111111-2222-3333-4444-555555555555",
+    "ENTRA_CLIENT_ID": "66666666-7777-8888-9999-000000000000",
+    "ENTRA_CLIENT_SECRET": "bench-placeholder",
+    "BC_COMPANY_ID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+}
+"""Settings the HTTP surface validates; nothing in Entra ID or Business Central is called."""
+
+
+@contextlib.contextmanager
+def http_host(
+    connection: str, state: Path, blueprints: Sequence[Any], settings: dict[str, str]
+) -> Iterator[Any]:
+    """The given blueprints (HTTP routes only: no queue function drains what is measured) in an
+    in-process devhost on a free port, with a fresh composition root."""
+    import azure.functions as func
+
+    from devhost.config import HostConfig
+    from devhost.host import DevHost
+    from shared import bootstrap
+
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    for blueprint in blueprints:
+        app.register_functions(blueprint)
+    os.environ.update({"AzureWebJobsStorage": connection, **API_SETTINGS, **settings})
+    bootstrap.reset_container()
+    host = DevHost(
+        app,
+        config=HostConfig.load(ROOT / "host.json"),
+        settings=dict(os.environ),
+        app_directory=ROOT,
+        state_directory=state,
+        port=0,
+    )
+    host.start()
+    try:
+        yield host
+    finally:
+        host.stop()
+        bootstrap.reset_container()
 
 
 def print_json(figures: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.adapters.bc_budget import StorageBudget, budget_wait_limit
-from shared.domain.bc_budget import BudgetLimits, BudgetTimeoutError
+from shared.domain.bc_budget import BudgetLimits, BudgetTimeoutError, SlotState
 
 
 @pytest.fixture
@@ -113,6 +113,21 @@ def test_back_to_back_requests_share_one_take_and_the_slot_goes_back_when_idle(t
     assert wait_for(lambda: free_slots(table) >= 1)
     rows = {row["RowKey"]: row for row in table.query_entities("PartitionKey eq 'budget'")}
     assert all(not row.get("holder") for key, row in rows.items() if key.startswith("slot-"))
+
+
+def test_a_used_up_slot_rolls_over_to_waiters_in_one_write_and_every_request_is_counted(
+    table: TableClient,
+) -> None:
+    limits = BudgetLimits(concurrency=1, limit=1000, hold_requests=1)
+    budget = StorageBudget(table, limits, linger=0.1)
+    flight = InFlight()
+    assert run_threads(3, lambda i: [flight.request(budget, 0.02) for _ in range(4)]) == []
+    assert (flight.total, flight.peak) == (12, 1)
+    # One reservation per request: a give-back, a read and a take each (3+) without rolling over.
+    assert budget.operations < 2.5 * flight.total, budget.operations
+    assert wait_for(lambda: free_slots(table) == 1)
+    (row,) = [row for row in table.query_entities("PartitionKey eq 'budget'") if row["RowKey"] == "slot-00"]
+    assert sum(count for _, count in SlotState.parse_log(row["log"])) == 12  # the window saw all 12
 
 
 def test_a_lingering_slot_is_not_used_while_paused(table: TableClient) -> None:
