@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -29,14 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import azure.functions as func  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
+from bench import support  # noqa: E402
 from bench.bench_selection import BUSINESS, seed  # noqa: E402
-from devhost.azurite import start_azurite  # noqa: E402
-from devhost.config import HostConfig  # noqa: E402
 from devhost.host import DevHost  # noqa: E402
-from shared import bootstrap  # noqa: E402
 from shared.domain.models import BookingStatus  # noqa: E402
 from tests.auth_support import sign_in as api_sign_in  # noqa: E402
 from tests.e2e.browser import chromium, sign_in, wait  # noqa: E402
@@ -50,34 +45,10 @@ def portal_host(connection: str, state: Path) -> Iterator[DevHost]:
     from functions.portal import bp as portal
     from functions.portal_api import bp as portal_api
 
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-    for blueprint in (api, portal_api, portal):
-        app.register_functions(blueprint)
-    os.environ.update(
-        {
-            "AzureWebJobsStorage": connection,
-            "ENTRA_TENANT_ID": "11111111-2222-3333-4444-555555555555",
-            "ENTRA_CLIENT_ID": "66666666-7777-8888-9999-000000000000",
-            "ENTRA_CLIENT_SECRET": "bench-placeholder",
-            "BOOKINGS_BUSINESS_IDS": BUSINESS,
-            "BC_COMPANY_ID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
-        }
-    )
-    bootstrap.reset_container()
-    host = DevHost(
-        app,
-        config=HostConfig.load(ROOT / "host.json"),
-        settings=dict(os.environ),
-        app_directory=ROOT,
-        state_directory=state,
-        port=0,
-    )
-    host.start()
-    try:
+    with support.http_host(
+        connection, state, [api, portal_api, portal], {"BOOKINGS_BUSINESS_IDS": BUSINESS}
+    ) as host:
         yield host
-    finally:
-        host.stop()
-        bootstrap.reset_container()
 
 
 def first_page_ms(url: str, runs: int) -> float:
@@ -107,16 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    with start_azurite() as azurite, tempfile.TemporaryDirectory() as state:
-        seeded_s = seed(azurite.connection_string, 0, args.table, BookingStatus.UNBILLED)
-        with portal_host(azurite.connection_string, Path(state)) as host:
+    with support.storage(fresh=True) as connection, tempfile.TemporaryDirectory() as state:
+        seeded_s = seed(connection, 0, args.table, BookingStatus.UNBILLED)
+        with portal_host(connection, Path(state)) as host:
             page_ms = first_page_ms(host.url, args.runs)
             paint_ms = first_paint_ms(host.url, args.runs)
     print(f"{'bookings in the table':40} {args.table:>10,}  (seeded in {seeded_s:.1f} s)")
     print(f"{'first page of 100, newest first':40} {page_ms:>10.0f} ms  (target < 1000)")
     print(f"{'portal: first rows painted':40} {paint_ms:>10.0f} ms  (target < 1000)")
-    figures = {"bench": "portal", "table": args.table, "first_page_ms": page_ms, "first_paint_ms": paint_ms}
-    print(json.dumps(figures))
+    support.print_json(
+        {"bench": "portal", "table": args.table, "first_page_ms": page_ms, "first_paint_ms": paint_ms}
+    )
     return 0
 
 

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from azure.data.tables import TableServiceClient
+from azure.data.tables import TableClient, TableServiceClient
 
-from devhost.azurite import start_azurite
+from bench.support import bookings_table, retry_storage, storage
 from shared.adapters.booking_entities import BOOKINGS_TABLE, booking_to_entity
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.reconcile_state import RECONCILE_STATE_TABLE, ReconcileStateStore
@@ -72,9 +72,8 @@ def _booking(n: int) -> Booking:
 
 
 def seed(connection: str, count: int, feed: CountingFeed) -> None:
-    table = TableServiceClient.from_connection_string(connection).get_table_client(BOOKINGS_TABLE)
-    table.create_table()
-    batch = []
+    table = bookings_table(connection)
+    batch: list[tuple[str, dict[str, object]]] = []
     for n in range(count):
         booking = _booking(n)
         batch.append(("create", booking_to_entity(booking)))
@@ -82,10 +81,15 @@ def seed(connection: str, count: int, feed: CountingFeed) -> None:
             booking.invoice_id or "", booking.invoice_number or "", f"BKG-{booking.key}", "Draft", T0
         )
         if len(batch) == 100:
-            table.submit_transaction(batch)  # type: ignore[arg-type]
+            submit(table, batch)
             batch = []
     if batch:
-        table.submit_transaction(batch)  # type: ignore[arg-type]
+        submit(table, batch)
+
+
+def submit(table: TableClient, batch: list[tuple[str, dict[str, object]]]) -> None:
+    """One seeding transaction, repeated on transient storage errors (bench/support.py)."""
+    retry_storage(lambda: table.submit_transaction(batch), what="seeding transaction")  # type: ignore[arg-type]
 
 
 def run(connection: str, count: int) -> dict[str, float]:
@@ -130,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--count", type=int, default=10_000, help="Invoiced bookings")
     args = parser.parse_args(argv)
-    with start_azurite() as azurite:
-        figures = run(azurite.connection_string, args.count)
+    with storage(fresh=True) as connection:
+        figures = run(connection, args.count)
     print(
         f"reconcile: {figures['bookings']:,} Invoiced bookings, {figures['deleted']} drafts deleted, "
         f"{figures['posted']} posted: {figures['bcRequests']} Business Central requests, "

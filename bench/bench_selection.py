@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import os
 import statistics
 import sys
 import tempfile
@@ -31,7 +29,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,66 +36,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import azure.functions as func  # noqa: E402
 import requests  # noqa: E402
-from azure.data.tables import TableServiceClient  # noqa: E402
 from azure.storage.queue import QueueServiceClient  # noqa: E402
 
-from devhost.azurite import start_azurite  # noqa: E402
-from devhost.config import HostConfig  # noqa: E402
+from bench import support  # noqa: E402
+from bench.support import listed_booking  # noqa: E402
 from devhost.host import DevHost  # noqa: E402
-from shared import bootstrap  # noqa: E402
-from shared.adapters.booking_entities import BOOKINGS_TABLE  # noqa: E402
-from shared.adapters.booking_store import CREATES_PER_TRANSACTION, creation_operations  # noqa: E402
 from shared.adapters.invoice_queue import InvoiceQueue  # noqa: E402
 from shared.bootstrap import API_FANOUT  # noqa: E402
-from shared.domain.models import Booking, BookingStatus, InvoiceMessage, PriceType, booking_key  # noqa: E402
+from shared.domain.models import BookingStatus, InvoiceMessage, booking_key  # noqa: E402
 
 BUSINESS = "bench@contoso.com"
-START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-
-
-def booking(number: int, status: BookingStatus) -> Booking:
-    appointment = f"AAMkBench{number:07d}/x+=="
-    begin = START + timedelta(minutes=15 * number)
-    return Booking(
-        key=booking_key(BUSINESS, appointment),
-        business_id=BUSINESS,
-        appointment_id=appointment,
-        service_id="svc-bento",
-        service_name="Catered bento",
-        customer_name=f"Customer {number % 500}",
-        customer_email=f"customer{number % 500}@example.com",
-        customer_phone=None,
-        staff_member_ids=("staff-1",),
-        start=begin,
-        end=begin + timedelta(minutes=30),
-        price=10.0,
-        price_type=PriceType.FIXED_PRICE,
-        status=status,
-        updated_at=START,
-        status_changed_at=START,
-    )
 
 
 def seed(connection: str, first: int, count: int, status: BookingStatus) -> float:
-    """Insert bookings with their list index rows (50 a transaction), 8 at a time; returns seconds."""
-    table = TableServiceClient.from_connection_string(connection).get_table_client(BOOKINGS_TABLE)
-    with contextlib.suppress(Exception):
-        table.create_table()
+    """Insert bookings `first`.. with their list index rows; returns seconds (see bench/support.py)."""
     numbers = range(first, first + count)
-    batches = [
-        [
-            op
-            for n in numbers[i : i + CREATES_PER_TRANSACTION]
-            for op in creation_operations(booking(n, status))
-        ]
-        for i in range(0, count, CREATES_PER_TRANSACTION)
-    ]
-    started = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(table.submit_transaction, batches))
-    return time.perf_counter() - started
+    return support.seed(connection, (listed_booking(BUSINESS, n, status) for n in numbers))
 
 
 @contextlib.contextmanager
@@ -106,33 +60,9 @@ def api_host(connection: str, state: Path, max_selection: int) -> Iterator[DevHo
     """The HTTP API alone in a devhost (no queue function drains the messages being counted)."""
     from functions.http_triggers import bp
 
-    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
-    app.register_functions(bp)
-    settings = {
-        "AzureWebJobsStorage": connection,
-        "ENTRA_TENANT_ID": "11111111-2222-3333-4444-555555555555",
-        "ENTRA_CLIENT_ID": "66666666-7777-8888-9999-000000000000",
-        "ENTRA_CLIENT_SECRET": "bench-placeholder",
-        "BOOKINGS_BUSINESS_IDS": BUSINESS,
-        "BC_COMPANY_ID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
-        "MAX_SELECTION": str(max_selection),
-    }
-    os.environ.update(settings)
-    bootstrap.reset_container()
-    host = DevHost(
-        app,
-        config=HostConfig.load(ROOT / "host.json"),
-        settings=dict(os.environ),
-        app_directory=ROOT,
-        state_directory=state,
-        port=0,
-    )
-    host.start()
-    try:
+    settings = {"BOOKINGS_BUSINESS_IDS": BUSINESS, "MAX_SELECTION": str(max_selection)}
+    with support.http_host(connection, state, [bp], settings) as host:
         yield host
-    finally:
-        host.stop()
-        bootstrap.reset_container()
 
 
 def raw_sends(connection: str, count: int) -> float:
@@ -181,8 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     count, table_size = args.count, max(args.table, args.count)
 
-    with start_azurite() as azurite, tempfile.TemporaryDirectory() as state:
-        connection = azurite.connection_string
+    with support.storage(fresh=True) as connection, tempfile.TemporaryDirectory() as state:
         seed_unbilled = seed(connection, 0, count, BookingStatus.UNBILLED)
         with api_host(connection, Path(state), max_selection=max(count, 1)) as host:
             api = f"{host.url}/api"
@@ -207,9 +136,8 @@ def main(argv: list[str] | None = None) -> int:
 
             extra = table_size - count
             seed_history = seed(connection, count, extra, BookingStatus.INVOICED) if extra else 0.0
-            unbilled_tail = min(50, extra)
-            if unbilled_tail:
-                seed(connection, table_size, unbilled_tail, BookingStatus.UNBILLED)
+            unbilled_tail = 50  # the newest appointments, still Unbilled: what the first page shows
+            seed(connection, table_size, unbilled_tail, BookingStatus.UNBILLED)
             list_s, list_items = timed_get(f"{api}/bookings", {"top": 100}, cookies=cookies)
             invoiced_s, invoiced_items = timed_get(
                 f"{api}/bookings", {"top": 100, "status": "Invoiced"}, cookies=cookies
@@ -231,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "floorPerSecond": round(count / floor_s, 1),
         "fanout": API_FANOUT,
         "statusSeconds": round(status_s, 3),
-        "tableBookings": table_size + (min(50, table_size - count) if table_size > count else 0),
+        "tableBookings": table_size + 50,
         "listFirstPageSeconds": round(list_s, 4),
         "listFirstPageItems": list_items,
         "listInvoicedFirstPageSeconds": round(invoiced_s, 4),
@@ -256,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     width = max(len(row[0]) for row in rows)
     for name, value, rate in rows:
         print(f"{name:<{width}}  {value:>14}  {rate}")
-    print(json.dumps(result))
+    support.print_json(result)
     return 0
 
 

@@ -10,6 +10,19 @@ partition `budget`: one row per slot (`slot-00` ...) and one row `pause`.
   process are waiting, it is handed to the next one without touching storage, for up to
   `hold_seconds` and `hold_requests` (its reservation), then given back so other instances get
   their turn.
+- **Lingering**: a slot whose request ended while no other request of this process waits is kept
+  for `linger` seconds (0.25 s) inside its reservation before it is given back: an invocation
+  spends most of its time on storage (claim, record, queue) between two Business Central requests,
+  so the next request usually comes within that and takes the slot with no storage operation.
+  Before this, nearly every request paid a take and a give-back (2 storage writes, ~30 ms of the
+  invoice's critical path). The slot still goes back at its planned end (`hold_seconds`) or after
+  `hold_requests`, so other instances get their turn as before, only up to `linger` later.
+- **Rolling over**: a slot whose reservation is used up (or whose planned end has come) while
+  other requests of this process wait is given back and taken again in one conditional write,
+  instead of a give-back, a pause of 20-150 ms and a fresh take: those round trips left the slot
+  idle between two requests (~5 % of Business Central's capacity at 250 ms per request). To let
+  other instances in, a slot rolls over at most `MAX_ROLLOVERS` times in a row; then it is given
+  back as before, when the other instances' waiters (woken at its planned end) may take it.
 - **What it costs**: with the row cache fresh (under a second old, kept current by this process's
   own writes) a request alone costs 2 storage operations (take, give back); otherwise 3 (one read
   of the partition, 6 small rows, first). Under load one hold serves up to `hold_requests`
@@ -78,6 +91,10 @@ BUDGET_STORAGE_POLICY = StoragePolicy(attempts=3, base_delay=0.05, max_delay=0.5
 """Few, quick tries: a budget call that still fails is waited out by the budget's own loop."""
 _STORAGE_ERRORS = (AzureError, StorageUnavailableError)
 POLL_CAP = 0.5
+LINGER = 0.25
+MAX_ROLLOVERS = 3
+"""Reservations one process may chain on a slot with one write each before giving it back."""
+"""Seconds a slot with nothing to send is kept for this process's next request before it goes back."""
 """Longest gap between two looks of a waiting process while slots are held: at most 2 reads/s."""
 
 _deadline: ContextVar[float | None] = ContextVar("bc_budget_deadline", default=None)
@@ -127,6 +144,8 @@ class _Hold:
     written_at: float  # monotonic
     used: int = 0
     lost: bool = False
+    idle_since: float | None = None  # monotonic; set while it waits in the ready list
+    rollovers: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -149,8 +168,12 @@ class StorageBudget:
         monotonic: Callable[[], float] = time.monotonic,
         rng: Callable[[], float] = random.random,
         default_wait: float = DEFAULT_WAIT,
+        linger: float = LINGER,
     ) -> None:
         self._table = resilient_table(table, StorageRetry(BUDGET_STORAGE_POLICY))
+        self._linger = linger
+        self._linger_wake = threading.Event()
+        self._lingerer: threading.Thread | None = None
         self.limits = limits
         self._wall = wall
         self._monotonic = monotonic
@@ -241,12 +264,15 @@ class StorageBudget:
                 self._waiting -= 1
 
     def _pop_ready(self) -> _Hold | None:
+        if self._paused_until > self._wall():
+            return None  # a held slot is not used while Business Central asked to wait
         while self._ready:
             hold = self._ready.pop(0)
             if hold.lost or hold.state.expires_at - self._wall() < self.limits.lease / 2:
                 self._release_later(hold)
                 continue
             hold.used += 1
+            hold.idle_since = None
             self._out.add(hold)
             return hold
         return None
@@ -332,21 +358,98 @@ class StorageBudget:
         with self._cond:
             self._out.discard(hold)
             others = self._waiting - len(self._ready)
-            if (
-                others > 0
-                and not hold.lost
+            reusable = (
+                not hold.lost
                 and hold.used < hold.state.reserved
                 and now < hold.state.until
                 and self._paused_until <= now
                 and hold.state.expires_at - now > self.limits.lease / 2
-            ):
+            )
+            if reusable and (others > 0 or self._linger > 0):
+                # Handed to a waiting request at once, or kept a moment for the next one.
+                hold.idle_since = self._monotonic()
                 self._ready.append(hold)
                 self._cond.notify()
+                if others <= 0:
+                    self._ensure_lingerer()
+                    self._linger_wake.set()
                 return
-            if others > 0:
+            roll_over = others > 0 and hold.rollovers < MAX_ROLLOVERS and self._paused_until <= now
+            if others > 0 and not roll_over:
                 # Let other instances see the slot free before this one looks again.
                 self._next_poll_at = max(self._next_poll_at, self._monotonic() + 0.02 + 0.13 * self._rng())
+        if roll_over and self._roll_over(hold):
+            return
         self._give_back(hold)
+
+    def _roll_over(self, hold: _Hold) -> bool:
+        """Give the slot back and take it again for this process's waiters in one conditional write;
+        False when the slot's share of the rate is spent (the caller gives it back)."""
+        with hold.lock:
+            if hold.lost:
+                return True
+            now = self._wall()
+            freed = give_back(hold.state, hold.used, self.limits, now)
+            self._sequence += 1
+            wanted = take(
+                freed,
+                hold.index,
+                f"{self._owner}-{self._sequence}",
+                self.limits,
+                now,
+                self.limits.hold_requests,
+            )
+            if wanted is None:
+                return False
+            try:
+                etag = self._write(hold.index, wanted, hold.etag)
+            except (ResourceModifiedError, ResourceNotFoundError):
+                hold.lost = True
+                self._snapshot = None
+                return True
+            except _STORAGE_ERRORS as exc:
+                # Fail closed: the slot stays held until its lease ends, its reservation counted.
+                self._log_error("could not roll a slot over (it frees when its lease ends)", exc)
+                return True
+            hold.lost = True  # this hold is over; its successor carries the slot on
+        successor = _Hold(hold.index, wanted, etag, self._monotonic(), rollovers=hold.rollovers + 1)
+        successor.idle_since = self._monotonic()
+        with self._cond:
+            self._ready.append(successor)
+            self._cond.notify()
+            self._ensure_lingerer()
+        self._linger_wake.set()
+        return True
+
+    def _ensure_lingerer(self) -> None:
+        """The thread that gives lingering slots back when unused (started once)."""
+        if self._lingerer is None:
+            self._lingerer = threading.Thread(target=self._linger_loop, name="bc-budget-linger", daemon=True)
+            self._lingerer.start()
+
+    def _linger_loop(self) -> None:
+        timeout: float | None = None
+        while True:
+            self._linger_wake.wait(timeout)
+            self._linger_wake.clear()
+            self.give_back_idle()
+            with self._cond:
+                ends = [hold.idle_since + self._linger for hold in self._ready if hold.idle_since is not None]
+            timeout = max(0.005, min(ends) - self._monotonic()) if ends else None
+
+    def give_back_idle(self) -> None:
+        """Give back every slot that has waited unused for `linger` seconds or more."""
+        now = self._monotonic()
+        with self._cond:
+            idle = [
+                hold
+                for hold in self._ready
+                if hold.idle_since is not None and now - hold.idle_since >= self._linger
+            ]
+            for hold in idle:
+                self._ready.remove(hold)
+        for hold in idle:
+            self._give_back(hold)
 
     def _give_back(self, hold: _Hold) -> None:
         with hold.lock:

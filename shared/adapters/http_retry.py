@@ -2,6 +2,12 @@
 
 Only the caller knows whether a request is safe to repeat: a POST whose connection dropped may
 have been committed, so `retry_connection_errors` is off unless the request is idempotent.
+
+A 429 without `Retry-After` may back off from its own, shorter base (`throttled_base_delay`): the
+server refused the request before running it, and a caller that keeps within the server's limits
+by other means (Business Central's shared budget) meets such a 429 only by bad luck. Waiting the
+0.5 s base of a server error there left a worker idle for nothing; the backoff still doubles with
+every further 429, with jitter, as the reference asks for a 429 without `Retry-After`.
 """
 
 from __future__ import annotations
@@ -24,10 +30,17 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 60.0
     retry_statuses: frozenset[int] = field(default=RETRY_STATUSES)
+    throttled_base_delay: float | None = None
+    """Base of the backoff after a 429 without `Retry-After`; None: `base_delay`."""
 
-    def backoff(self, attempt: int, rng: Callable[[], float] = random.random) -> float:
+    def backoff(
+        self, attempt: int, rng: Callable[[], float] = random.random, *, throttled: bool = False
+    ) -> float:
         """Exponential backoff with full jitter for the given (1-based) failed attempt."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        base = self.base_delay
+        if throttled and self.throttled_base_delay is not None:
+            base = self.throttled_base_delay
+        ceiling = min(self.max_delay, base * (2 ** (attempt - 1)))
         return ceiling * (0.5 + rng() / 2)
 
 
@@ -94,7 +107,8 @@ def send_with_retries(
             if response.status_code not in policy.retry_statuses or last:
                 return response
             told = retry_after_seconds(response)
-            delay = told if told is not None else policy.backoff(attempt, rng)
+            throttled = response.status_code == 429
+            delay = told if told is not None else policy.backoff(attempt, rng, throttled=throttled)
             reason = f"HTTP {response.status_code}"
         delay = min(delay, policy.max_delay)
         if on_retry is not None:

@@ -19,6 +19,13 @@ instances) invoice bookings of the same new customer at the same moment. The rul
 A creation whose outcome is unknown (connection lost, timeout) keeps its marker, so nobody creates
 a second record until the lookup after `stale_after` has had its chance.
 
+Links read from the table are kept in the process for `cache_seconds` (60 s): in the steady state
+every booking names a customer and a service linked long ago, and reading both rows for every
+invoice was a quarter of an invoice's storage round trips. A cached link can only be stale if its
+record was deleted, blocked or relinked meanwhile; Business Central then refuses the invoice, the
+refusal path reads the linked records and `forget`s what is wrong (which also drops it from this
+cache), so a stale cache costs one refused request, never a wrong invoice.
+
 Among the records that match, blocked ones are passed over (`shared/domain/record_choice.py`);
 when every match is blocked nothing is linked or created and the caller gets
 `CustomerBlockedError` / `ItemBlockedError`.
@@ -48,6 +55,8 @@ ITEM = "item"
 DEFAULT_STALE_AFTER = timedelta(minutes=10)
 DEFAULT_WAIT = 45.0
 DEFAULT_POLL = 0.2
+DEFAULT_CACHE_SECONDS = 60.0
+CACHE_ENTRIES = 10_000
 
 # Customer fields copied from CUSTOMER_TEMPLATE (API v2.0 has no templates to apply).
 CUSTOMER_TEMPLATE_FIELDS = (
@@ -94,6 +103,7 @@ class _Resolver:
         poll_seconds: float = DEFAULT_POLL,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        cache_seconds: float = DEFAULT_CACHE_SECONDS,
     ) -> None:
         self.store = store
         self.bc = bc
@@ -106,6 +116,33 @@ class _Resolver:
         self.poll_seconds = poll_seconds
         self._sleep = sleep
         self._monotonic = monotonic
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[Link, float]] = {}
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, natural_key: str) -> Link | None:
+        with self._cache_lock:
+            entry = self._cache.get(natural_key)
+            if entry is None:
+                return None
+            if self._monotonic() - entry[1] >= self.cache_seconds:
+                del self._cache[natural_key]
+                return None
+            return entry[0]
+
+    def _remember(self, natural_key: str, link: Link) -> Link:
+        if self.cache_seconds > 0:
+            with self._cache_lock:
+                if len(self._cache) >= CACHE_ENTRIES:
+                    self._cache.pop(next(iter(self._cache)))  # the oldest entry
+                self._cache[natural_key] = (link, self._monotonic())
+        return link
+
+    def _drop(self, natural_key: str) -> None:
+        """Forget a link here and in the table (it turned out wrong)."""
+        with self._cache_lock:
+            self._cache.pop(natural_key, None)
+        self.store.forget(self.kind, natural_key)
 
     def _template_values(self) -> dict[str, Any]:
         """The fields new records copy from the template record, read once per process."""
@@ -133,14 +170,17 @@ class _Resolver:
         lookup: Callable[[], Link | None],
         create: Callable[[], Link],
     ) -> Link:
-        cached = self.store.link_of(self.kind, natural_key)
+        cached = self._cached(natural_key)
         if cached is not None:
             return cached
+        stored = self.store.link_of(self.kind, natural_key)
+        if stored is not None:
+            return self._remember(natural_key, stored)
         found = lookup()
         if found is not None:
             self.store.record(self.kind, natural_key, found)
             log.info("Linked %s to %s", label, found.number, extra={"outcome": "linked"})
-            return found
+            return self._remember(natural_key, found)
         if not self.create_missing:
             raise LinkNotFoundError(label)
         owner = uuid.uuid4().hex
@@ -152,7 +192,7 @@ class _Resolver:
                 if row is None:
                     continue  # the marker was released just now: claim again
                 if row.link is not None:
-                    return row.link
+                    return self._remember(natural_key, row.link)
                 claimed_at = row.claimed_at
                 if claimed_at is None or self.store.clock() - claimed_at > self.stale_after:
                     etag = self.store.take_over(row, owner)
@@ -163,7 +203,9 @@ class _Resolver:
                             extra={"outcome": "takeover"},
                         )
             if etag is not None:
-                return self._create_as_owner(natural_key, label, etag, lookup, create)
+                return self._remember(
+                    natural_key, self._create_as_owner(natural_key, label, etag, lookup, create)
+                )
             if self._monotonic() >= deadline:
                 raise LinkBusyError(
                     f"another worker is still creating {label} in Business Central; retry later"
@@ -232,7 +274,7 @@ class CustomerLinks(_Resolver):
         return self._resolve(address, f"customer {mask_email(address)}", lookup, create)
 
     def forget(self, email: str) -> None:
-        self.store.forget(CUSTOMER, email.strip().lower())
+        self._drop(email.strip().lower())
 
     def new_customer_body(self, email: str, name: str | None, phone: str | None) -> dict[str, Any]:
         """A Person with the template's payment terms, currency, tax and posting setup."""
@@ -281,7 +323,7 @@ class ItemLinks(_Resolver):
         return service_id or f"name:{name.lower()}"
 
     def forget(self, service_id: str, service_name: str) -> None:
-        self.store.forget(ITEM, self.link_key(service_id, service_name))
+        self._drop(self.link_key(service_id, service_name))
 
     def new_item_body(self, name: str, unit_price: Decimal | None) -> dict[str, Any]:
         body: dict[str, Any] = dict(self._template_values())

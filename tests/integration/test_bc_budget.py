@@ -13,7 +13,7 @@ from azure.core.exceptions import ServiceRequestError
 from azure.data.tables import TableClient, TableServiceClient
 
 from shared.adapters.bc_budget import StorageBudget, budget_wait_limit
-from shared.domain.bc_budget import BudgetLimits, BudgetTimeoutError
+from shared.domain.bc_budget import BudgetLimits, BudgetTimeoutError, SlotState
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_two_budgets_in_one_process_never_exceed_the_concurrency(table: TableCli
 
 
 def test_one_request_alone_costs_two_storage_operations(table: TableClient) -> None:
-    budget = StorageBudget(table, BudgetLimits(concurrency=5, limit=100))
+    budget = StorageBudget(table, BudgetLimits(concurrency=5, limit=100), linger=0.0)
     with budget.slot():
         pass
     before = budget.operations
@@ -83,6 +83,62 @@ def test_one_request_alone_costs_two_storage_operations(table: TableClient) -> N
         with budget.slot():
             pass
     assert budget.operations - before == 10  # take + give back, the slots' cache kept current
+
+
+def free_slots(table: TableClient) -> int:
+    rows = table.query_entities("PartitionKey eq 'budget'")
+    return sum(1 for row in rows if str(row["RowKey"]).startswith("slot-") and not row.get("holder"))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_back_to_back_requests_share_one_take_and_the_slot_goes_back_when_idle(table: TableClient) -> None:
+    budget = StorageBudget(table, BudgetLimits(concurrency=5, limit=100), linger=0.3)
+    with budget.slot():
+        pass
+    assert wait_for(lambda: free_slots(table) == 1)  # the first slot went back once idle
+    before = budget.operations
+    for _ in range(5):
+        with budget.slot():
+            pass  # the next request comes well within the linger: no storage operation between
+    assert wait_for(lambda: budget.operations - before >= 2)
+    assert budget.operations - before <= 3  # one take (maybe one read) and one give back for all 5
+    assert wait_for(lambda: free_slots(table) >= 1)
+    rows = {row["RowKey"]: row for row in table.query_entities("PartitionKey eq 'budget'")}
+    assert all(not row.get("holder") for key, row in rows.items() if key.startswith("slot-"))
+
+
+def test_a_used_up_slot_rolls_over_to_waiters_in_one_write_and_every_request_is_counted(
+    table: TableClient,
+) -> None:
+    limits = BudgetLimits(concurrency=1, limit=1000, hold_requests=1)
+    budget = StorageBudget(table, limits, linger=0.1)
+    flight = InFlight()
+    assert run_threads(3, lambda i: [flight.request(budget, 0.02) for _ in range(4)]) == []
+    assert (flight.total, flight.peak) == (12, 1)
+    # One reservation per request: a give-back, a read and a take each (3+) without rolling over.
+    assert budget.operations < 2.5 * flight.total, budget.operations
+    assert wait_for(lambda: free_slots(table) == 1)
+    (row,) = [row for row in table.query_entities("PartitionKey eq 'budget'") if row["RowKey"] == "slot-00"]
+    assert sum(count for _, count in SlotState.parse_log(row["log"])) == 12  # the window saw all 12
+
+
+def test_a_lingering_slot_is_not_used_while_paused(table: TableClient) -> None:
+    budget = StorageBudget(table, BudgetLimits(concurrency=5, limit=100), linger=5.0)
+    with budget.slot():
+        pass  # kept for the next request...
+    budget.pause(1.0)  # ...but Business Central asked to wait
+    started = time.monotonic()
+    with budget.slot():
+        waited = time.monotonic() - started
+    assert waited >= 0.9
 
 
 def test_the_sliding_window_is_shared_and_never_exceeded(table: TableClient) -> None:

@@ -78,3 +78,20 @@ def test_retry_after_http_date() -> None:
     now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
     assert retry_after_seconds(response(429, "Thu, 01 Jan 2026 12:00:10 GMT"), now=lambda: now) == 10.0
     assert retry_after_seconds(response(429, "soon"), now=lambda: now) is None
+
+
+def test_a_429_without_retry_after_backs_off_from_its_own_base_doubling() -> None:
+    answers = iter([response(429), response(429), response(503), response(200)])
+    slept: list[float] = []
+    policy = RetryPolicy(base_delay=0.5, throttled_base_delay=0.1)
+    result = send_with_retries(lambda: next(answers), policy, sleep=slept.append, rng=lambda: 1.0)
+    assert result.status_code == 200
+    assert slept == [0.1, 0.2, 2.0]  # 429s from 0.1 s doubling; a 503 keeps the 0.5 s base (x 2^2)
+
+
+def test_a_429_with_retry_after_waits_what_it_says_whatever_the_base() -> None:
+    answers = iter([response(429, "2"), response(200)])
+    slept: list[float] = []
+    policy = RetryPolicy(base_delay=0.5, throttled_base_delay=0.1)
+    send_with_retries(lambda: next(answers), policy, sleep=slept.append, rng=lambda: 1.0)
+    assert slept == [2.0]
