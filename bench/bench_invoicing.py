@@ -37,6 +37,7 @@ from bench.support import (  # noqa: E402
     invoiceable_booking,
     invoicing_stack,
     print_json,
+    queue_depth,
     seed,
     send_all,
     warm_links,
@@ -101,7 +102,13 @@ def run(
     cpu = time.process_time()
     host.start()
     try:
-        progress = follow_invoicing(bookings_table(connection), business_id, count, timeout=TIMEOUT)
+        progress = follow_invoicing(
+            bookings_table(connection),
+            business_id,
+            count,
+            timeout=TIMEOUT,
+            pending=queue_depth(connection),
+        )
     finally:
         cpu = time.process_time() - cpu
         host.stop()

@@ -43,6 +43,7 @@ from bench.support import (  # noqa: E402
     invoiceable_booking,
     invoicing_stack,
     print_json,
+    queue_depth,
     seed,
     send_all,
     spawn_hosts,
@@ -121,7 +122,9 @@ def run(
     with BusyTime(sandbox).installed() as busy:
         processes = spawn_hosts(hosts, env)
         try:
-            progress = follow_invoicing(table, business_id, count, timeout=TIMEOUT)
+            progress = follow_invoicing(
+                table, business_id, count, timeout=TIMEOUT, pending=queue_depth(connection)
+            )
         finally:
             processes.stop()
     first = progress.first_done()

@@ -32,7 +32,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 from devhost.config import QueueOptions
 from devhost.functions import FunctionSpec
 from devhost.invoker import Invoker
-from shared.adapters.storage import CLIENT_DEFAULTS
+from shared.adapters.storage import client_options
 from shared.adapters.storage_retry import ResilientQueue, StorageRetry
 from shared.domain.errors import StorageUnavailableError
 
@@ -74,7 +74,7 @@ class QueueListener:
         self._invoker = invoker
         self._lock_seconds = max(1, int(lock.total_seconds()))
         # Our retry layer retries each call (the SDK's own retries are off, so tries do not multiply).
-        options: dict[str, Any] = dict(CLIENT_DEFAULTS)
+        options: dict[str, Any] = client_options()
         retry = StorageRetry()
         self._queue = ResilientQueue(
             QueueClient.from_connection_string(connection_string, self.queue_name, **options), retry

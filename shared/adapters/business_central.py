@@ -32,7 +32,6 @@ from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from shared.adapters.bc_budget import LocalBudget
 from shared.adapters.http_retry import (
@@ -41,6 +40,7 @@ from shared.adapters.http_retry import (
     retry_after_seconds,
     send_with_retries,
 )
+from shared.adapters.http_sessions import pooled_session
 from shared.adapters.token_provider import TokenError
 from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem
 from shared.domain.errors import BusinessCentralError
@@ -178,7 +178,7 @@ class BusinessCentralClient:
             f"/api/v2.0/companies({company_id})"
         )
         self._token = token
-        self._session = session or _pooled_session()
+        self._session = session or pooled_session(MAX_IN_FLIGHT * 4)
         self._retry = retry or RetryPolicy(
             max_attempts=6, base_delay=0.5, max_delay=30.0, throttled_base_delay=THROTTLED_BASE_DELAY
         )
@@ -378,12 +378,3 @@ def _json_of(response: requests.Response) -> dict[str, Any]:
             transient=True,
         ) from None
     return data if isinstance(data, dict) else {"value": data}
-
-
-def _pooled_session() -> requests.Session:
-    """A session whose pool holds as many connections as may be in flight (plus headroom)."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=MAX_IN_FLIGHT * 4)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session

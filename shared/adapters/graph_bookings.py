@@ -21,9 +21,9 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
+from shared.adapters.http_sessions import pooled_session
 from shared.adapters.time_zones import UnknownTimeZoneError, zone_named
 from shared.domain.models import Appointment, AppointmentPage, Customer, PriceType, iso_utc
 from shared.telemetry import get_logger
@@ -213,7 +213,7 @@ class GraphBookingsClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._token = token
-        self._session = session or _pooled_session()
+        self._session = session or pooled_session(16)
         self._retry_policy = retry_policy
         self._timeout = timeout
         self._max_concurrent = max_concurrent_per_mailbox
@@ -339,12 +339,3 @@ def _parse_page(business_id: str, values: list[Any], fetched_at: datetime) -> Ap
         except AppointmentParseError as exc:
             invalid.append((_text(value.get("id")), str(exc)))
     return AppointmentPage(tuple(appointments), tuple(invalid), fetched_at)
-
-
-def _pooled_session() -> requests.Session:
-    """A session with a connection pool large enough for the per-mailbox concurrency of a few businesses."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return session

@@ -9,6 +9,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from shared.adapters.http_sessions import sdk_transport_options
 from shared.adapters.storage_retry import ResilientTable
 from shared.settings import StorageSettings
 
@@ -34,9 +35,14 @@ def _credential(storage: StorageSettings) -> Any:
     return DefaultAzureCredential()
 
 
+def client_options(**options: Any) -> dict[str, Any]:
+    """`CLIENT_DEFAULTS`, the transport's environment read once (`http_sessions.py`), then `options`."""
+    return {**CLIENT_DEFAULTS, **sdk_transport_options(), **options}
+
+
 def table_service_client(storage: StorageSettings, **options: Any) -> TableServiceClient:
     """`options` go to the SDK client (e.g. `retry_total`, `connection_timeout`) over `CLIENT_DEFAULTS`."""
-    options = {**CLIENT_DEFAULTS, **options}
+    options = client_options(**options)
     if storage.connection_string is not None:
         return TableServiceClient.from_connection_string(storage.connection_string.reveal(), **options)
     return TableServiceClient(
@@ -45,7 +51,7 @@ def table_service_client(storage: StorageSettings, **options: Any) -> TableServi
 
 
 def queue_service_client(storage: StorageSettings, **options: Any) -> QueueServiceClient:
-    options = {**CLIENT_DEFAULTS, **options}
+    options = client_options(**options)
     if storage.connection_string is not None:
         return QueueServiceClient.from_connection_string(storage.connection_string.reveal(), **options)
     return QueueServiceClient(

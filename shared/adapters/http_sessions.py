@@ -1,0 +1,72 @@
+"""HTTP sessions whose environment is read once, not on every request.
+
+`requests` with `trust_env` on (its default, and the Azure SDK's) looks up proxies, `NO_PROXY` and
+the CA bundle in `os.environ` for every request it sends: a walk over the whole environment, twice.
+Profiled, that was a fifth of the CPU an invoice costs (`docs/invoicing.md`). The environment does
+not change while the app runs, so it is read here once, when a session or client is built:
+
+- no proxy configured (the usual case, in Azure and locally): environment lookups are switched off,
+  and the CA bundle the environment names (`REQUESTS_CA_BUNDLE`, else `CURL_CA_BUNDLE`, as
+  `requests` would pick it) is set on the session directly, so TLS trust is exactly as before;
+- a proxy configured (`HTTPS_PROXY` and friends): nothing changes; `requests` keeps matching each
+  URL against `NO_PROXY` itself, which is worth its cost when it matters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # requests' order of precedence
+
+
+def _proxies(environ: Mapping[str, str]) -> dict[str, str]:
+    """The proxies `requests` would find in `environ` (`<scheme>_proxy`, any case; `no_proxy` aside),
+    as `urllib.request.getproxies_environment` reads them from `os.environ`."""
+    found: dict[str, str] = {}
+    for name, value in environ.items():
+        lowered = name.lower()
+        if value and lowered.endswith("_proxy") and lowered != "no_proxy":
+            found[lowered[: -len("_proxy")]] = value
+    return found
+
+
+def ca_bundle(environ: Mapping[str, str]) -> str | None:
+    return next((environ[name] for name in CA_BUNDLE_VARIABLES if environ.get(name)), None)
+
+
+def reads_environment_per_request(environ: Mapping[str, str] | None = None) -> bool:
+    """True when a proxy is configured, so each request must still consult the environment."""
+    return bool(_proxies(os.environ if environ is None else environ))
+
+
+def pooled_session(pool_maxsize: int, environ: Mapping[str, str] | None = None) -> requests.Session:
+    """A session with a pool of `pool_maxsize` connections per host, its own retries off (callers
+    retry), and the environment applied once (see the module docstring)."""
+    environ = os.environ if environ is None else environ
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    if not reads_environment_per_request(environ):
+        session.trust_env = False
+        bundle = ca_bundle(environ)
+        if bundle:
+            session.verify = bundle
+    return session
+
+
+def sdk_transport_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Keyword options for the Azure SDK clients' transport with the same rule."""
+    environ = os.environ if environ is None else environ
+    if reads_environment_per_request(environ):
+        return {}
+    options: dict[str, Any] = {"use_env_settings": False}
+    bundle = ca_bundle(environ)
+    if bundle:
+        options["connection_verify"] = bundle
+    return options
