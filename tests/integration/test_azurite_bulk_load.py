@@ -86,8 +86,8 @@ def listed(store: BookingStore, business: str, status: BookingStatus) -> list[tu
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BookingStore]:
-    """Azurite on a directory of its own holding the businesses: one through the table API, the
-    others bulk-loaded (started twice, so once for the module)."""
+    """Azurite on a directory of its own holding the businesses: one written through the table
+    API, the others bulk-loaded. It starts twice (before and after the load): once a module."""
     location = tmp_path_factory.mktemp("bulk") / "azurite"
     with start_azurite(location=location) as azurite:
         support.seed(azurite.connection_string, [varied(THROUGH_API, n) for n in range(COUNT)])
