@@ -1,7 +1,8 @@
 """Start and stop a throw-away Azurite (tables, queues, blobs) on free ports.
 
 Used by `make test` (wrapping pytest), by `make run` and by the test fixtures when no storage is
-given. Azurite runs in memory, so every start is a clean account.
+given. Azurite runs in memory, so every start is a clean account; given a `location`, it keeps its
+data in that directory instead (a benchmark reopens a table it filled there).
 
     python -m devhost.azurite -- <command...>
 
@@ -85,8 +86,13 @@ class Azurite:
         self.stop()
 
 
-def start_azurite(host: str = "127.0.0.1", timeout: float = 60.0, attempts: int = 3) -> Azurite:
+def start_azurite(
+    host: str = "127.0.0.1", timeout: float = 60.0, attempts: int = 3, location: Path | None = None
+) -> Azurite:
     """Start Azurite in memory on three free ports and wait until all three accept connections.
+
+    With `location`, Azurite persists to that directory instead of memory: what it holds there is
+    loaded at start and saved when it is stopped (SIGTERM).
 
     A port picked free can be taken by someone else before Azurite binds it; then we try again
     with new ports rather than fail.
@@ -103,7 +109,7 @@ def start_azurite(host: str = "127.0.0.1", timeout: float = 60.0, attempts: int 
         blob, queue, table = ports
         cmd = [
             str(AZURITE_BIN),
-            "--inMemoryPersistence",
+            *(["--inMemoryPersistence"] if location is None else ["--location", str(location)]),
             "--disableTelemetry",
             "--skipApiVersionCheck",
             "--silent",
