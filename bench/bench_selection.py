@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import statistics
 import sys
 import tempfile
@@ -63,6 +64,30 @@ def api_host(connection: str, state: Path, max_selection: int) -> Iterator[DevHo
     settings = {"BOOKINGS_BUSINESS_IDS": BUSINESS, "MAX_SELECTION": str(max_selection)}
     with support.http_host(connection, state, [bp], settings) as host:
         yield host
+
+
+PHASES = {"readMs": "read candidates", "claimMs": "claims", "recordMs": "request rows", "sendMs": "sends"}
+
+
+@contextlib.contextmanager
+def selection_phases() -> Iterator[dict[str, int]]:
+    """Where the selection's time went, from the app's own log line (the API runs in this process)."""
+    found: dict[str, int] = {}
+
+    class Phases(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            for field, name in PHASES.items():
+                if isinstance(getattr(record, field, None), int):
+                    found[name] = getattr(record, field)
+
+    handler, logger = Phases(), logging.getLogger("bookings.selection")
+    level, logger.level = logger.level, logging.INFO  # the line is INFO; the bench logs nothing else
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def raw_sends(connection: str, count: int) -> float:
@@ -119,9 +144,10 @@ def main(argv: list[str] | None = None) -> int:
             cookies = signed_in(host.url)
 
             started = time.perf_counter()
-            response = requests.post(
-                f"{api}/invoice-requests", json={"all": True}, cookies=cookies, timeout=600
-            )
+            with selection_phases() as phases:
+                response = requests.post(
+                    f"{api}/invoice-requests", json={"all": True}, cookies=cookies, timeout=600
+                )
             select_s = time.perf_counter() - started
             response.raise_for_status()
             accepted = response.json()["accepted"]
@@ -167,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
         "listCustomerFirstPageSeconds": round(customer_s, 4),
         "listCustomerFirstPageItems": customer_items,
         "seedSeconds": round(seed_unbilled + seed_history, 1),
+        "phasesMs": phases,
     }
     rows = [
         ("select all (POST, one request)", f"{select_s:.2f} s", f"{count / select_s:,.0f} bookings/s"),
         ("  accepted / on the queue", f"{accepted:,} / {depth:,}", ""),
+        *[(f"  {name}", f"{ms / 1000:.2f} s", "") for name, ms in phases.items()],
         (f"floor: raw sends x{API_FANOUT}", f"{floor_s:.2f} s", f"{count / floor_s:,.0f} messages/s"),
         ("request status (GET)", f"{status_s:.2f} s", f"{count:,} items"),
         (

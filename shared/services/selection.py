@@ -136,6 +136,15 @@ class _Progress:
     not_found: list[str] = field(default_factory=list)
     not_queued: int = 0
     send_error: str | None = None  # the first send failure's type, when some message was not sent
+    phases: dict[str, int] = field(default_factory=dict)  # milliseconds per step, for the log line
+    lap_started: float = field(default_factory=time.perf_counter)
+
+    def lap(self, phase: str) -> None:
+        """Record the milliseconds since the previous lap as `phase` (where a big selection's time
+        goes: reading the candidates, claiming, recording the items, sending)."""
+        now = time.perf_counter()
+        self.phases[phase] = round((now - self.lap_started) * 1000)
+        self.lap_started = now
 
     @property
     def accepted(self) -> int:
@@ -181,13 +190,17 @@ class SelectionService:
         and on every booking it claims."""
         started = time.perf_counter()
         candidates, not_found, selectable = self._candidates(selection)
-        progress = _Progress(self.new_request_id(), requested_by, not_found=not_found)
+        progress = _Progress(self.new_request_id(), requested_by, not_found=not_found, lap_started=started)
+        progress.lap("readMs")
         header = self.requests.start(
             progress.request_id, selection.summary(), traceparent, requested_by=requested_by
         )
         self._claim_candidates(progress, candidates, selectable)
+        progress.lap("claimMs")
         self._record_items(progress)
+        progress.lap("recordMs")
         self._send_all(progress, traceparent, tracestate)
+        progress.lap("sendMs")
         self._finish(header, progress, selection, started)
         if progress.not_queued and not progress.accepted:
             raise QueueUnavailableError(progress.request_id, progress.send_error or "unknown")
@@ -319,6 +332,7 @@ class SelectionService:
                 "requestedByName": by.name if by else None,
                 "outcome": "accepted" if accepted or not progress.not_queued else "queue_unavailable",
                 "durationMs": round((time.perf_counter() - started) * 1000),
+                **progress.phases,
                 "accepted": accepted,
                 "selectionMode": selection.mode,
             },

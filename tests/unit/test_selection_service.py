@@ -314,3 +314,13 @@ def test_once_the_messages_are_out_a_storage_outage_only_costs_the_request_total
     world.requests.finish = finish_fails  # type: ignore[method-assign]
     result = world.service.submit(Selection(keys=(booking.key,)))
     assert result.accepted == 1 and world.queue.sent_keys == [booking.key]
+
+
+def test_the_log_line_says_where_the_time_went(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    world.seed(make_booking(LUNCH, 1), make_booking(LUNCH, 2))
+    with caplog.at_level("INFO", logger="bookings.selection"):
+        world.service.submit(Selection(filter=BookingFilter(business_id=LUNCH)))
+    (record,) = [r for r in caplog.records if getattr(r, "selectionMode", None) == "all"]
+    phases = {name: getattr(record, name) for name in ("readMs", "claimMs", "recordMs", "sendMs")}
+    assert all(isinstance(ms, int) and ms >= 0 for ms in phases.values()), phases
+    assert sum(phases.values()) <= record.durationMs + len(phases)  # type: ignore[attr-defined]
