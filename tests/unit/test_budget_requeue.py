@@ -3,10 +3,12 @@ handed to it, and the copy and the original can never both create an invoice."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.domain.bc_budget import BudgetTimeoutError
-from shared.domain.models import BookingStatus
+from shared.domain.models import Booking, BookingStatus, InvoiceMessage
 from shared.services.budget_requeue import BudgetRequeue
 from tests.unit.fakes import FakeQueue
 from tests.unit.test_invoice_booking import World, queued
@@ -16,14 +18,20 @@ def budget_timeout() -> BudgetTimeoutError:
     return BudgetTimeoutError("no Business Central slot free within 60s", retry_in=12.0)
 
 
+def timed_out(world: World, delivery_id: str, **invoice: Any) -> tuple[Booking, InvoiceMessage]:
+    """A queued booking whose try by `delivery_id` found no Business Central slot in time."""
+    booking, message = world.seed(queued())
+    world.bc.fail("create_invoice", budget_timeout())
+    with pytest.raises(BudgetTimeoutError):
+        world.invoice(message, delivery_id=delivery_id, **invoice)
+    return booking, message
+
+
 def test_a_try_that_waited_too_long_requeues_a_copy_that_finishes_the_booking() -> None:
     world = World()
     queue = FakeQueue()
     requeue = BudgetRequeue(world.store, queue)
-    booking, message = world.seed(queued())
-    world.bc.fail("create_invoice", budget_timeout())
-    with pytest.raises(BudgetTimeoutError):
-        world.invoice(message, delivery_id="msg-1", dequeue_count=5, last_attempt=True)
+    booking, message = timed_out(world, "msg-1", dequeue_count=5, last_attempt=True)
     assert world.stored(booking).status is BookingStatus.INVOICING  # not marked Failed: not a failure
     copy_id = requeue(message, delivery_id="msg-1", retry_in=12.0)
     assert copy_id == "msg-1" and queue.delays == [12]  # FakeQueue ids restart at msg-1
@@ -36,10 +44,7 @@ def test_the_copy_and_the_original_never_both_create_an_invoice() -> None:
     world = World()
     queue = FakeQueue()
     requeue = BudgetRequeue(world.store, queue)
-    _booking, message = world.seed(queued())
-    world.bc.fail("create_invoice", budget_timeout())
-    with pytest.raises(BudgetTimeoutError):
-        world.invoice(message, delivery_id="orig")
+    _booking, message = timed_out(world, "orig")
     copy_id = requeue(message, delivery_id="orig", retry_in=5.0)
     assert copy_id is not None
     # The original comes back anyway (its completion was lost): the claim is no longer its own.
@@ -70,10 +75,7 @@ def test_no_copy_when_another_message_holds_the_booking_or_it_is_settled() -> No
     world = World()
     queue = FakeQueue()
     requeue = BudgetRequeue(world.store, queue)
-    booking, message = world.seed(queued())
-    world.bc.fail("create_invoice", budget_timeout())
-    with pytest.raises(BudgetTimeoutError):
-        world.invoice(message, delivery_id="other")
+    booking, message = timed_out(world, "other")
     assert requeue(message, delivery_id="mine", retry_in=5.0) is None
     world.invoice(message, delivery_id="other", dequeue_count=2)
     assert world.stored(booking).status is BookingStatus.INVOICED

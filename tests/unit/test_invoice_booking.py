@@ -321,17 +321,20 @@ def test_the_last_attempt_marks_the_booking_bc_unavailable(world: World) -> None
     assert stored.error is not None and stored.error.startswith("still failing after the last try")
 
 
-def test_a_claim_held_by_another_message_within_the_lease_is_skipped(world: World) -> None:
-    booking, message = world.seed(
-        make_booking(
-            LUNCH,
-            1,
-            status=BookingStatus.INVOICING,
-            invoice_attempts=1,
-            claimed_by="msg-1",
-            status_changed_at=world.clock() - timedelta(minutes=1),
-        )
+def claimed_by_msg_1(world: World, *, claimed_ago: timedelta) -> Booking:
+    """A booking in Invoicing, claimed by the delivery `msg-1` `claimed_ago`."""
+    return make_booking(
+        LUNCH,
+        1,
+        status=BookingStatus.INVOICING,
+        invoice_attempts=1,
+        claimed_by="msg-1",
+        status_changed_at=world.clock() - claimed_ago,
     )
+
+
+def test_a_claim_held_by_another_message_within_the_lease_is_skipped(world: World) -> None:
+    booking, message = world.seed(claimed_by_msg_1(world, claimed_ago=timedelta(minutes=1)))
     result = world.invoice(message, delivery_id="msg-2")
     assert (result.outcome, result.status) == (InvoiceOutcome.SKIPPED, BookingStatus.INVOICING)
     assert world.bc.calls == []
@@ -339,32 +342,14 @@ def test_a_claim_held_by_another_message_within_the_lease_is_skipped(world: Worl
 
 
 def test_a_redelivery_of_the_claiming_message_takes_the_claim_over_at_once(world: World) -> None:
-    _, message = world.seed(
-        make_booking(
-            LUNCH,
-            1,
-            status=BookingStatus.INVOICING,
-            invoice_attempts=1,
-            claimed_by="msg-1",
-            status_changed_at=world.clock() - timedelta(minutes=1),
-        )
-    )
+    _, message = world.seed(claimed_by_msg_1(world, claimed_ago=timedelta(minutes=1)))
     result = world.invoice(message, delivery_id="msg-1")
     assert result.outcome is InvoiceOutcome.INVOICED
     assert world.bc.calls[0][0] == "find_invoices_by_external_document_number"
 
 
 def test_a_claim_past_its_lease_is_taken_over(world: World) -> None:
-    _, message = world.seed(
-        make_booking(
-            LUNCH,
-            1,
-            status=BookingStatus.INVOICING,
-            invoice_attempts=1,
-            claimed_by="msg-1",
-            status_changed_at=world.clock() - CLAIM_LEASE,
-        )
-    )
+    _, message = world.seed(claimed_by_msg_1(world, claimed_ago=CLAIM_LEASE))
     assert world.invoice(message, delivery_id="msg-2").outcome is InvoiceOutcome.INVOICED
 
 
