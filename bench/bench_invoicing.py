@@ -2,8 +2,11 @@
 
     .venv/bin/python -m bench.bench_invoicing [--count 1000] [--latency 0.05] [--throttle 0.1] [--profile]
 
-Runs the real app in an in-process devhost (host.json's queue settings), the sandbox as Entra ID and
-Business Central (50 ms per request, its 5-concurrent-requests limit on) and Azurite. The customers
+Runs the real app in a devhost process of its own (host.json's queue settings), as on one
+instance, with the sandbox as Entra ID and Business Central (50 ms per request, its
+5-concurrent-requests limit on) in this process and Azurite. `--profile` and the batch overrides
+run the devhost inside this process instead (the spans need it); its CPU figure then includes the
+sandbox's. The customers
 and items already exist in Business Central and their links are known, which is the steady state
 of a tenant: every invoice should then cost exactly one Business Central request.
 
@@ -31,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 from bench.spans import Spans, print_breakdown  # noqa: E402
 from bench.support import (  # noqa: E402
+    Progress,
     bc_figures,
     bookings_table,
     follow_invoicing,
@@ -40,6 +44,7 @@ from bench.support import (  # noqa: E402
     queue_depth,
     seed,
     send_all,
+    spawn_hosts,
     warm_links,
 )
 from devhost.config import HostConfig  # noqa: E402
@@ -62,6 +67,55 @@ def host_config(batch_size: int | None, threshold: int | None) -> HostConfig:
     if threshold is not None:
         queues["newBatchThreshold"] = threshold
     return HostConfig.from_document(document)
+
+
+def in_own_process(connection: str, business_id: str, count: int) -> tuple[Progress, float, int]:
+    """The app in a devhost process of its own (as on an instance: Business Central, the sandbox
+    here, is elsewhere); CPU is that process's, from its start-up's end to the last invoice."""
+    hosts = spawn_hosts(1, dict(os.environ))
+    pid = hosts.processes[0].pid
+    try:
+        cpu = process_cpu_seconds(pid)
+        progress = follow_invoicing(
+            bookings_table(connection), business_id, count, timeout=TIMEOUT, pending=queue_depth(connection)
+        )
+        cpu = process_cpu_seconds(pid) - cpu
+    finally:
+        hosts.stop()
+    return progress, cpu, host_config(None, None).queues.batch_size
+
+
+def in_this_process(
+    connection: str, business_id: str, count: int, args: argparse.Namespace, spans: Spans | None, label: str
+) -> tuple[Progress, float, int]:
+    """The app in an in-process devhost (what `--profile`'s spans and the batch overrides need);
+    CPU is this whole process's, the sandbox's included."""
+    host = DevHost(
+        load_app("function_app"),
+        config=host_config(args.batch_size, args.new_batch_threshold),
+        settings=dict(os.environ),
+        app_directory=ROOT,
+        state_directory=Path(tempfile.mkdtemp(prefix="bench-devhost-")),
+        port=0,
+    )
+    cpu = time.process_time()
+    host.start()
+    try:
+        progress = follow_invoicing(
+            bookings_table(connection), business_id, count, timeout=TIMEOUT, pending=queue_depth(connection)
+        )
+    finally:
+        cpu = time.process_time() - cpu
+        host.stop()
+    if spans is not None:
+        print_breakdown(label, spans.breakdown(), MAX_IN_FLIGHT)
+    return progress, cpu, host.config.queues.batch_size
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(
@@ -89,36 +143,21 @@ def run(
         faults["failures"] = {"bc": [{"status": 429, "fraction": throttle, "retryAfter": args.retry_after}]}
     sandbox.admin.set_faults(faults)
     bootstrap.reset_container()  # the host's invocations start with a fresh container, as in Azure
-    host = DevHost(
-        load_app("function_app"),
-        config=host_config(args.batch_size, args.new_batch_threshold),
-        settings=dict(os.environ),
-        app_directory=ROOT,
-        state_directory=Path(tempfile.mkdtemp(prefix="bench-devhost-")),
-        port=0,
-    )
+    own_process = spans is None and not (args.batch_size or args.new_batch_threshold is not None)
     if spans is not None:
         spans.clear()
-    cpu = time.process_time()
-    host.start()
-    try:
-        progress = follow_invoicing(
-            bookings_table(connection),
-            business_id,
-            count,
-            timeout=TIMEOUT,
-            pending=queue_depth(connection),
+    if own_process:
+        progress, cpu, batch_size = in_own_process(connection, business_id, count)
+    else:
+        progress, cpu, batch_size = in_this_process(
+            connection, business_id, count, args, spans, f"one process, {throttle:.0%} 429s"
         )
-    finally:
-        cpu = time.process_time() - cpu
-        host.stop()
-    if spans is not None:
-        print_breakdown(f"one process, {throttle:.0%} 429s", spans.breakdown(), MAX_IN_FLIGHT)
     bc = bc_figures(sandbox)
     elapsed = progress.ended - progress.started
     return {
         "throttle": throttle,
-        "batchSize": host.config.queues.batch_size,
+        "batchSize": batch_size,
+        "ownProcess": own_process,
         "invoiced": progress.invoiced,
         "failed": progress.failed,
         "seconds": round(elapsed, 2),

@@ -113,9 +113,11 @@ def rows_from(
                 "invoices/s",
                 run["ceilingPerSecond"],
                 "ceiling",
-                f"ceiling = 5 concurrent / latency; max in flight {run['bcMaxRunning']}; this process "
+                f"ceiling = 5 concurrent / latency; max in flight {run['bcMaxRunning']}; "
+                f"{'the app process' if run.get('ownProcess') else 'this process (app and sandbox)'} "
                 f"spent {run['cpuMsPerInvoice']:.0f} ms of CPU per invoice (one process cannot pass "
-                f"{1000 / max(run['cpuMsPerInvoice'], 1e-9):.0f}/s on one core)",
+                f"{1000 / max(run['cpuMsPerInvoice'], 1e-9):.0f}/s on one core; Azurite and the sandbox "
+                "share the machine's 2 CPUs with it)",
             )
         )
         rows.append(
