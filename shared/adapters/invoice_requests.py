@@ -78,6 +78,18 @@ class InvoiceRequestStore:
         operations = [("delete", {"PartitionKey": request_id, "RowKey": key}) for key in keys]
         self._submit_batches(operations)
 
+    def discard(self, request_id: str) -> None:
+        """Delete a request that never happened (refused before anything was queued): its header
+        and any item rows, so no orphan is left that retention would never reach."""
+        rows = self._table.query_entities(
+            "PartitionKey eq @rid", parameters={"rid": request_id}, select=["RowKey"]
+        )
+        keys = [str(row["RowKey"]) for row in rows]
+        items = [key for key in keys if key != HEADER_ROW]
+        self.remove_items(request_id, items)
+        if HEADER_ROW in keys:
+            self._table.delete_entity(partition_key=request_id, row_key=HEADER_ROW)
+
     def forget_booking(self, request_id: str, key: str) -> None:
         """Retention: drop a booking's row, and the request's header once no booking is left."""
         self._table.delete_entity(partition_key=request_id, row_key=key)

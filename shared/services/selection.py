@@ -17,7 +17,8 @@ Claims, sends and undos fan out over a bounded thread pool (see bench/bench_sele
 
 Storage faults: the adapters retry every call and settle writes whose answer was lost
 (`shared/adapters/storage_retry.py`). When storage stays down they raise `StorageUnavailableError`:
-before anything is queued, every claim made so far is undone (through the same retries) and the
+before anything is queued, every claim made so far is undone (through the same retries), the
+request's header and item rows are deleted (best effort: the request never happened), and the
 error goes to the caller (the HTTP API answers 503 with `Retry-After`); once messages are out, the
 bookkeeping that follows (forgetting rows of undone claims, the header's totals) is best effort,
 because the answer must say what was queued. A claim that could not be undone stays Queued under
@@ -195,10 +196,14 @@ class SelectionService:
         header = self.requests.start(
             progress.request_id, selection.summary(), traceparent, requested_by=requested_by
         )
-        self._claim_candidates(progress, candidates, selectable)
-        progress.lap("claimMs")
-        self._record_items(progress)
-        progress.lap("recordMs")
+        try:
+            self._claim_candidates(progress, candidates, selectable)
+            progress.lap("claimMs")
+            self._record_items(progress)
+            progress.lap("recordMs")
+        except Exception:  # the claims were undone and nothing was queued: the request never was
+            self._discard(progress.request_id)
+            raise
         self._send_all(progress, traceparent, tracestate)
         progress.lap("sendMs")
         self._finish(header, progress, selection, started)
@@ -337,6 +342,16 @@ class SelectionService:
                 "selectionMode": selection.mode,
             },
         )
+
+    def _discard(self, request_id: str) -> None:
+        try:
+            self.requests.discard(request_id)
+        except Exception:  # storage still down: an orphan header, which says Accepting and 0 accepted
+            log.warning(
+                "Could not delete the header of refused request %s",
+                request_id,
+                extra={"requestId": request_id, "outcome": "storage_unavailable"},
+            )
 
     # -- claims ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from shared.adapters.invoice_requests import InvoiceRequestStore
 from shared.api.input import InvalidInput
 from shared.api.selection_input import parse_selection
 from shared.domain import lifecycle
-from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError
+from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError, StorageUnavailableError
 from shared.domain.models import BookingStatus, ErrorCode, InvoiceMessage
 from shared.services.booking_queries import BookingQueries
 from shared.services.request_status import RequestStatusReader
@@ -297,3 +297,27 @@ def test_status_of_a_large_request_reads_one_partition_instead_of_every_booking(
     by_scan = RequestStatusReader(parts["requests"], store, scan_from=5).read(result.request_id)
     assert by_points == by_scan
     assert by_scan is not None and by_scan["counts"]["Queued"] == 11 and by_scan["counts"]["Invoiced"] == 1
+
+
+def test_a_request_refused_before_anything_was_queued_leaves_no_rows(parts: dict[str, Any]) -> None:
+    """Storage failed while recording the items (after the claims): the claims are undone and the
+    request's header and any item rows already written are deleted, so nothing is left that
+    retention (which forgets a request with its last booking) would never reach."""
+    business = new_business()
+    bookings = seed(parts["connection"], [make_booking(business, n) for n in range(1, 4)])
+    requests: InvoiceRequestStore = parts["requests"]
+    real_add_items = requests.add_items
+    recorded: list[str] = []
+
+    def half_then_down(request_id: str, items: Any) -> None:
+        real_add_items(request_id, items[:1])  # one row lands, then the table is unreachable
+        recorded.append(request_id)
+        raise StorageUnavailableError("transaction on table InvoiceRequests", 6, "ServiceResponseError")
+
+    requests.add_items = half_then_down  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailableError):
+        service(parts, [business]).submit(Selection(keys=tuple(b.key for b in bookings)))
+    (request_id,) = recorded
+    assert requests.header(request_id) is None and requests.items(request_id) == []
+    store: BookingStore = parts["store"]
+    assert {store.get(business, b.key).status for b in bookings} == {BookingStatus.UNBILLED}  # type: ignore[union-attr]

@@ -407,6 +407,11 @@ class FakeRequestStore:
             for key in keys:
                 rows.pop(key, None)
 
+    def discard(self, request_id: str) -> None:
+        with self._lock:
+            self.headers.pop(request_id, None)
+            self._items.pop(request_id, None)
+
     def header(self, request_id: str) -> RequestHeader | None:
         with self._lock:
             header = self.headers.get(request_id)

@@ -244,6 +244,7 @@ def test_storage_trouble_while_claiming_undoes_every_claim_and_raises() -> None:
     assert world.status(lunch) == BookingStatus.UNBILLED
     assert world.status(dinner) == BookingStatus.UNBILLED
     assert world.queue.attempts == 0
+    assert world.requests.headers == {}  # the refused request leaves no header behind
 
 
 def test_failing_to_record_the_items_undoes_the_claims() -> None:
@@ -254,6 +255,7 @@ def test_failing_to_record_the_items_undoes_the_claims() -> None:
         world.service.submit(Selection(keys=(booking.key,)))
     assert world.status(booking) == BookingStatus.UNBILLED
     assert world.queue.attempts == 0
+    assert world.requests.headers == {}
 
 
 def test_two_identical_requests_claim_each_booking_once() -> None:
@@ -302,6 +304,27 @@ def test_storage_unavailable_while_claiming_undoes_the_claims_and_reaches_the_ca
         world.service.submit(Selection(keys=(lunch.key, dinner.key)))
     assert world.status(lunch) == BookingStatus.UNBILLED and world.status(dinner) == BookingStatus.UNBILLED
     assert world.queue.attempts == 0
+    assert world.requests.headers == {}
+
+
+def test_a_header_that_cannot_be_discarded_while_storage_is_down_leaves_the_outage_error() -> None:
+    world = World()
+    (lunch,) = world.seed(make_booking(LUNCH, 1))
+    outage = StorageUnavailableError("transaction on table Bookings", 6, "ServiceResponseError")
+
+    def down(kind: str, batch: Sequence[Booking]) -> None:
+        if kind != "save":
+            raise outage
+
+    def discard_fails(request_id: str) -> None:
+        raise StorageUnavailableError("delete on table InvoiceRequests", 6, "ServiceResponseError")
+
+    world.store.before_write = down
+    world.requests.discard = discard_fails  # type: ignore[method-assign]
+    with pytest.raises(StorageUnavailableError) as raised:
+        world.service.submit(Selection(keys=(lunch.key,)))
+    assert raised.value is outage
+    assert [h.state for h in world.requests.headers.values()] == ["Accepting"]
 
 
 def test_once_the_messages_are_out_a_storage_outage_only_costs_the_request_totals() -> None:
