@@ -73,7 +73,7 @@ def in_own_process(connection: str, business_id: str, count: int) -> tuple[Progr
     """The app in a devhost process of its own (as on an instance: Business Central, the sandbox
     here, is elsewhere); CPU is that process's, from its start-up's end to the last invoice."""
     hosts = spawn_hosts(1, dict(os.environ))
-    pid = hosts.processes[0].pid
+    pid = hosts.started[0].process.pid
     try:
         cpu = process_cpu_seconds(pid)
         progress = follow_invoicing(

@@ -13,8 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,6 +33,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 from azure.storage.queue import QueueClient
 
 from devhost.azurite import start_azurite
+from devhost.processes import HostProcesses
 from sandbox import SandboxHandle, running_sandbox
 from shared.adapters.booking_entities import BOOKINGS_TABLE
 from shared.adapters.booking_index import BOOKING_ROWS_BELOW
@@ -338,80 +337,27 @@ def bc_figures(sandbox: SandboxHandle) -> dict[str, int]:
     }
 
 
-@dataclass
-class HostProcesses:
-    """devhost processes started by `spawn_hosts`; `stop()` ends exactly these, by pid."""
-
-    processes: list[subprocess.Popen[str]]
-    work: Path
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-
-
 def spawn_hosts(count: int, env: dict[str, str], *, ready_timeout: float = 120.0) -> HostProcesses:
-    """`count` devhost processes (the app with host.json), each on a free port; waits until each
-    says it is ready (bounded), or stops them all and raises."""
+    """`count` devhost processes (the app with host.json, settings from `env` only), each on a free
+    port; waits until each is ready (bounded), or stops them all and raises."""
     work = Path(tempfile.mkdtemp(prefix="bench-hosts-"))
     (work / "none.json").write_text("{}", encoding="utf-8")
     env = {k: v for k, v in env.items() if not k.startswith("AzureWebJobsStorage__")}
-    env["PYTHONPATH"] = str(ROOT)
-    processes = []
-    for n in range(count):
-        log = (work / f"devhost-{n}.log").open("w")
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "devhost",
-                    "--port",
-                    "0",
-                    "--state-dir",
-                    str(work / f"state-{n}"),
-                    "--settings",
-                    str(work / "none.json"),
-                    "--drain-seconds",
-                    "0",
-                ],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                env=env,
-                cwd=ROOT,
-            )
-        )
-    hosts = HostProcesses(processes, work)
-    deadline = time.monotonic() + ready_timeout
+    hosts = HostProcesses(work)
     try:
-        for process in processes:
-            assert process.stdout is not None
-            line = _readline_before(process, deadline)
-            if not line.startswith("devhost ready"):
-                raise RuntimeError(f"a devhost did not start (said {line!r}); logs in {work}")
+        for _ in range(count):
+            hosts.spawn(
+                env,
+                "--settings",
+                str(work / "none.json"),
+                "--drain-seconds",
+                "0",
+                ready_timeout=ready_timeout,
+            )
     except BaseException:
         hosts.stop()
         raise
     return hosts
-
-
-def _readline_before(process: subprocess.Popen[str], deadline: float) -> str:
-    import selectors
-
-    assert process.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(process.stdout, selectors.EVENT_READ)
-        if not selector.select(max(0.0, deadline - time.monotonic())):
-            return ""
-    return process.stdout.readline()
 
 
 API_SETTINGS = {
