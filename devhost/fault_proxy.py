@@ -14,8 +14,11 @@ per request, with a seeded random generator:
 - **refuse**: reset at once without forwarding anything (with `refuse_all`, every request and new
   connection: storage is down).
 
-`counters()` tell what it did, so a test can show that faults really happened. Used by the fault
-tests (`tests/faults/`) and by `make run FAULTS=storage`.
+`counters()` tell what it did, so a test can show that faults really happened. `make run
+FAULTS=storage` runs the proxies inside its own process (`StorageFaults`); the fault tests
+(`tests/faults/`) run them in a process of their own (`python -m devhost.fault_proxy`, driven by
+`StorageFaultsProcess` over a small HTTP control endpoint: the plan, the counters), so that the
+proxy never waits for the GIL of the test's busy process. Both use the same proxy code.
 """
 
 from __future__ import annotations
@@ -454,6 +457,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connection-string", required=True, help="storage to put the proxies in front of")
     parser.add_argument("--plan", default="{}", help="the FaultPlan as JSON (default: pass everything)")
     parser.add_argument("--report", action="store_true", help="print each fault on stderr")
+    parser.add_argument(
+        "--stop-with-stdin", action="store_true", help="stop when stdin closes (the parent is gone)"
+    )
     args = parser.parse_args(argv)
     report = (lambda line: print(line, file=sys.stderr, flush=True)) if args.report else None
     faults = StorageFaults(args.connection_string, plan_from_json(json.loads(args.plan)), report=report)
@@ -463,6 +469,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.stop_with_stdin:  # a test killed outright leaves no proxy behind
+
+        def watch_parent() -> None:
+            while sys.stdin.buffer.read(4096):
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_parent, name="fault-proxy-parent", daemon=True).start()
     faults.start()
     threading.Thread(target=control.serve_forever, name="fault-proxy-control", daemon=True).start()
     control_url = f"http://127.0.0.1:{control.server_address[1]}"
@@ -500,8 +514,9 @@ class StorageFaultsProcess:
             [
                 sys.executable, "-m", "devhost.fault_proxy",
                 "--connection-string", self.direct_connection_string,
-                "--plan", json.dumps(plan_to_json(self._plan)),
+                "--plan", json.dumps(plan_to_json(self._plan)), "--stop-with-stdin",
             ],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -534,8 +549,9 @@ class StorageFaultsProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
-        if process.stdout is not None:
-            process.stdout.close()
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
 
     def set_plan(self, plan: FaultPlan, endpoint: str | None = None) -> None:
         """As `StorageFaults.set_plan`; in force when this returns."""
