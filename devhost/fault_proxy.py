@@ -472,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stop_with_stdin:  # a test killed outright leaves no proxy behind
 
         def watch_parent() -> None:
-            while sys.stdin.buffer.read(4096):
+            # os.read, not sys.stdin: a daemon thread blocked in the buffered reader holds its
+            # lock, and the interpreter aborts at exit when it cannot take it.
+            while os.read(sys.stdin.fileno(), 4096):
                 pass
             stop.set()
 
