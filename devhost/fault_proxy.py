@@ -14,22 +14,37 @@ per request, with a seeded random generator:
 - **refuse**: reset at once without forwarding anything (with `refuse_all`, every request and new
   connection: storage is down).
 
-`counters()` tell what it did, so a test can show that faults really happened. Used by the fault
-tests (`tests/faults/`) and by `make run FAULTS=storage`.
+`counters()` tell what it did, so a test can show that faults really happened. `make run
+FAULTS=storage` runs the proxies inside its own process (`StorageFaults`); the fault tests
+(`tests/faults/`) run them in a process of their own (`python -m devhost.fault_proxy`, driven by
+`StorageFaultsProcess` over a small HTTP control endpoint: the plan, the counters), so that the
+proxy never waits for the GIL of the test's busy process. Both use the same proxy code.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
+import os
 import random
 import re
+import select
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import requests
 
 _HEADER_END = b"\r\n\r\n"
 _MAX_HEADER = 64 * 1024
@@ -358,15 +373,19 @@ class StorageFaults:
         for proxy in self.proxies.values():
             proxy.stop()
 
-    def set_plan(self, plan: FaultPlan) -> None:
-        for offset, proxy in enumerate(self.proxies.values()):
-            proxy.set_plan(replace(plan, seed=plan.seed + offset))
+    def set_plan(self, plan: FaultPlan, endpoint: str | None = None) -> None:
+        """The plan of every proxy, or of one endpoint's (`"queue"`: tables answer, the queue not)."""
+        for offset, (name, proxy) in enumerate(self.proxies.items()):
+            if endpoint is None or name == endpoint:
+                proxy.set_plan(replace(plan, seed=plan.seed + offset))
 
-    def counters(self) -> dict[str, int]:
-        """What all proxies did, added up: requests, connections, passed, and each fault."""
+    def counters(self, endpoint: str | None = None) -> dict[str, int]:
+        """What the proxies did (all added up, or one endpoint's): requests, connections, passed,
+        and each fault."""
         total: Counter[str] = Counter()
-        for proxy in self.proxies.values():
-            total.update(proxy.counters())
+        for name, proxy in self.proxies.items():
+            if endpoint is None or name == endpoint:
+                total.update(proxy.counters())
         return dict(total)
 
     def __enter__(self) -> StorageFaults:
@@ -374,3 +393,192 @@ class StorageFaults:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- the proxies in a process of their own -------------------------------------------------------
+
+
+def plan_to_json(plan: FaultPlan) -> dict[str, object]:
+    return {**asdict(plan), "delay_seconds": list(plan.delay_seconds)}
+
+
+def plan_from_json(data: dict[str, Any]) -> FaultPlan:
+    fields = dict(data)
+    if "delay_seconds" in fields:
+        low, high = fields["delay_seconds"]
+        fields["delay_seconds"] = (float(low), float(high))
+    return FaultPlan(**fields)
+
+
+class _Control(BaseHTTPRequestHandler):
+    """`GET /counters` (each endpoint's) and `PUT /plan` (`{"plan": {...}, "endpoint": null}`)."""
+
+    faults: StorageFaults
+
+    def do_GET(self) -> None:
+        if self.path != "/counters":
+            self._answer(404, {"error": "not found"})
+            return
+        self._answer(200, {name: self.faults.counters(name) for name in self.faults.proxies})
+
+    def do_PUT(self) -> None:
+        if self.path != "/plan":
+            self._answer(404, {"error": "not found"})
+            return
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        endpoint = body.get("endpoint")
+        if endpoint is not None and endpoint not in self.faults.proxies:
+            self._answer(400, {"error": f"no {endpoint} endpoint"})
+            return
+        self.faults.set_plan(plan_from_json(body.get("plan") or {}), endpoint)
+        self._answer(200, {"endpoint": endpoint})
+
+    def _answer(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the control calls are the test's, not faults worth a line."""
+
+
+READY = "fault proxy ready"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devhost.fault_proxy --connection-string CS [--plan JSON] [--report]`: the proxies
+    and a control endpoint; prints `fault proxy ready {"control": url, "connectionString": cs}`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m devhost.fault_proxy", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--connection-string", required=True, help="storage to put the proxies in front of")
+    parser.add_argument("--plan", default="{}", help="the FaultPlan as JSON (default: pass everything)")
+    parser.add_argument("--report", action="store_true", help="print each fault on stderr")
+    parser.add_argument(
+        "--stop-with-stdin", action="store_true", help="stop when stdin closes (the parent is gone)"
+    )
+    args = parser.parse_args(argv)
+    report = (lambda line: print(line, file=sys.stderr, flush=True)) if args.report else None
+    faults = StorageFaults(args.connection_string, plan_from_json(json.loads(args.plan)), report=report)
+    handler = type("Control", (_Control,), {"faults": faults})
+    control = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    control.daemon_threads = True
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if args.stop_with_stdin:  # a test killed outright leaves no proxy behind
+
+        def watch_parent() -> None:
+            # os.read, not sys.stdin: a daemon thread blocked in the buffered reader holds its
+            # lock, and the interpreter aborts at exit when it cannot take it.
+            while os.read(sys.stdin.fileno(), 4096):
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_parent, name="fault-proxy-parent", daemon=True).start()
+    faults.start()
+    threading.Thread(target=control.serve_forever, name="fault-proxy-control", daemon=True).start()
+    control_url = f"http://127.0.0.1:{control.server_address[1]}"
+    print(f"{READY} {json.dumps({'control': control_url, 'connectionString': faults.connection_string})}")
+    sys.stdout.flush()
+    while not stop.wait(0.5):
+        pass
+    control.shutdown()
+    faults.stop()
+    return 0
+
+
+class StorageFaultsProcess:
+    """`StorageFaults` in a process of its own (`main`), driven over its control endpoint.
+
+    Why: a proxy inside a busy Python process (a test holding the app, the sandbox and the test
+    itself) waits for that process's GIL on every request it forwards; in its own process it adds
+    next to nothing, so a test can push thousands of bookings through it."""
+
+    def __init__(self, connection_string: str, plan: FaultPlan, *, start_timeout: float = 30.0) -> None:
+        self.direct_connection_string = connection_string
+        self._plan = plan
+        self._start_timeout = start_timeout
+        self._process: subprocess.Popen[str] | None = None
+        self._control = ""
+        self.connection_string = ""
+
+    def start(self) -> StorageFaultsProcess:
+        root = Path(__file__).resolve().parent.parent
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
+        }
+        self._process = subprocess.Popen(
+            [
+                sys.executable, "-m", "devhost.fault_proxy",
+                "--connection-string", self.direct_connection_string,
+                "--plan", json.dumps(plan_to_json(self._plan)), "--stop-with-stdin",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=root,
+        )  # fmt: skip
+        assert self._process.stdout is not None
+        deadline = time.monotonic() + self._start_timeout
+        while time.monotonic() < deadline and self._process.poll() is None:
+            readable, _, _ = select.select(
+                [self._process.stdout], [], [], max(0.0, deadline - time.monotonic())
+            )
+            if not readable:
+                break
+            line = self._process.stdout.readline()
+            if line.startswith(READY):
+                ready = json.loads(line[len(READY) :])
+                self._control, self.connection_string = ready["control"], ready["connectionString"]
+                return self
+        self.stop()
+        raise RuntimeError(f"the fault proxy process did not start within {self._start_timeout:.0f}s")
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        for pipe in (process.stdin, process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    def set_plan(self, plan: FaultPlan, endpoint: str | None = None) -> None:
+        """As `StorageFaults.set_plan`; in force when this returns."""
+        self._call("PUT", "/plan", {"plan": plan_to_json(plan), "endpoint": endpoint})
+
+    def counters(self, endpoint: str | None = None) -> dict[str, int]:
+        """As `StorageFaults.counters`."""
+        endpoints: dict[str, dict[str, int]] = self._call("GET", "/counters")
+        total: Counter[str] = Counter()
+        for name, counts in endpoints.items():
+            if endpoint is None or name == endpoint:
+                total.update(counts)
+        return dict(total)
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        answer = requests.request(method, self._control + path, json=body, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def __enter__(self) -> StorageFaultsProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
