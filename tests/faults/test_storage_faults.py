@@ -12,9 +12,10 @@ test share the test's process.
 
 `FAULT_TEST_BOOKINGS` sets the booking count: 500 by default (about 45 s on two cores), so the
 suite stays under its ten minutes. `make faults` (run by CI after `make test`) sets
-`FAULT_TEST_BOOKINGS=2000`, the issue's scale: three to five minutes there. Not the proxy's doing: the whole run costs about 0.12 s of CPU per booking (Azurite
-and the proxy about half, the app's invoicing about 40 ms, the select-all, the sandbox and this test
-the rest), so 2,000 bookings need some 240 CPU-seconds, more than two cores give in 90 s.
+`FAULT_TEST_BOOKINGS=2000`, the issue's scale: three to five minutes there. Not the proxy's doing:
+the whole run costs about 0.12 s of CPU per booking (Azurite and the proxy about half, the app's
+invoicing about 40 ms, the select-all, the sandbox and this test the rest), so 2,000 bookings need
+some 240 CPU-seconds, more than two cores give in 90 s.
 """
 
 from __future__ import annotations
