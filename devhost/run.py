@@ -261,10 +261,81 @@ def print_next_steps(base: str, keys: list[str], sandbox_url: str | None) -> Non
     say("=" * 78)
 
 
+def prepare_environment(children: Children, args: argparse.Namespace, settings_path: Path) -> dict[str, str]:
+    """The devhost's environment: the real services `local.settings.json` names (with Azurite if it
+    asks for development storage), or Azurite and the sandbox; storage behind the fault proxy with
+    `--faults storage`."""
+    env = dict(os.environ)
+    if settings_path.exists():
+        say(f"==> {settings_path.name} found: running against the real services it names")
+        values = json.loads(settings_path.read_text(encoding="utf-8")).get("Values", {})
+        storage = str(env.get("AzureWebJobsStorage") or values.get("AzureWebJobsStorage", ""))
+        if storage.startswith("UseDevelopmentStorage=true"):
+            say("==> starting Azurite (development storage)")
+            children.azurite = start_azurite()
+            env["AzureWebJobsStorage"] = children.azurite.connection_string
+            if args.faults == "storage":
+                env["AzureWebJobsStorage"] = start_storage_faults(children, args)
+        return env
+    say("==> starting Azurite (tables and queues, in memory)")
+    children.azurite = start_azurite()
+    env.update(start_sandbox(children, args))
+    env["AzureWebJobsStorage"] = children.azurite.connection_string
+    if args.faults == "storage":
+        env["AzureWebJobsStorage"] = start_storage_faults(children, args)
+    # The host resolves %SYNC_SCHEDULE% from app settings, so it must be set (infra sets it too).
+    env.setdefault("SYNC_SCHEDULE", DEFAULT_SYNC_SCHEDULE)
+    env.setdefault("RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE)
+    return env
+
+
+def start_devhost(children: Children, args: argparse.Namespace, env: dict[str, str]) -> str:
+    """Start devhost; its base URL once it says it is ready."""
+    say(f"==> starting devhost on port {args.port}")
+    STATE.mkdir(exist_ok=True)
+    line = children.start(
+        "devhost",
+        [sys.executable, "-m", "devhost", "--port", str(args.port), "--settings", args.settings],
+        env,
+        "devhost ready",
+        timeout=120,
+    )
+    return line.split()[-1]
+
+
+def run_first_sync(base: str, env: dict[str, str]) -> None:
+    """Run `sync_bookings` once through the admin endpoint and wait until nothing is in flight."""
+    say("==> running one sync (sync_bookings)")
+    headers = {"x-functions-key": env["DEVHOST_MASTER_KEY"]} if env.get("DEVHOST_MASTER_KEY") else {}
+    requests.post(f"{base}/admin/functions/sync_bookings", json={"input": ""}, headers=headers, timeout=30)
+
+    def idle() -> bool:  # the admin run answers 202 at once
+        status = requests.get(f"{base}/admin/host/status", headers=headers, timeout=30).json()
+        return bool(status["inFlight"] == 0)
+
+    wait_until(idle, timeout=600)
+
+
+def first_unbilled_keys(base: str, env: dict[str, str]) -> list[str]:
+    """Up to three unbilled booking keys for the printed examples, read through the API with the
+    app's own registration (as `python -m devhost.token` does); none if no token can be had."""
+    key_header = {"x-functions-key": env["DEVHOST_FUNCTION_KEY"]} if env.get("DEVHOST_FUNCTION_KEY") else {}
+    try:
+        for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
+            if env.get(name):
+                os.environ[name] = env[name]
+        headers = {**key_header, "Authorization": f"Bearer {api_token(env)}"}
+        page = requests.get(f"{base}/api/bookings", params={"top": 3}, headers=headers, timeout=30)
+    except RuntimeError as exc:
+        say(f"(no token for the API: {exc}; sign in in the browser instead)")
+        return []
+    listed = page.json().get("value") if page.ok else None
+    return [booking["key"] for booking in listed or []]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings_path = ROOT / args.settings
-    real_tenant = settings_path.exists()
     children = Children()
     stop_requested = False
 
@@ -279,70 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)  # the terminal went away: stop as for Ctrl-C
     try:
-        check_ports(args, with_sandbox=not real_tenant)
-        env = dict(os.environ)
-        if real_tenant:
-            say(f"==> {settings_path.name} found: running against the real services it names")
-            values = json.loads(settings_path.read_text(encoding="utf-8")).get("Values", {})
-            storage = str(env.get("AzureWebJobsStorage") or values.get("AzureWebJobsStorage", ""))
-            if storage.startswith("UseDevelopmentStorage=true"):
-                say("==> starting Azurite (development storage)")
-                children.azurite = start_azurite()
-                env["AzureWebJobsStorage"] = children.azurite.connection_string
-                if args.faults == "storage":
-                    env["AzureWebJobsStorage"] = start_storage_faults(children, args)
-        else:
-            say("==> starting Azurite (tables and queues, in memory)")
-            children.azurite = start_azurite()
-            env.update(start_sandbox(children, args))
-            env["AzureWebJobsStorage"] = children.azurite.connection_string
-            if args.faults == "storage":
-                env["AzureWebJobsStorage"] = start_storage_faults(children, args)
-            # The host resolves %SYNC_SCHEDULE% from app settings, so it must be set (infra sets it too).
-            env.setdefault("SYNC_SCHEDULE", DEFAULT_SYNC_SCHEDULE)
-            env.setdefault("RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE)
-        say(f"==> starting devhost on port {args.port}")
-        STATE.mkdir(exist_ok=True)
-        line = children.start(
-            "devhost",
-            [sys.executable, "-m", "devhost", "--port", str(args.port), "--settings", args.settings],
-            env,
-            "devhost ready",
-            timeout=120,
-        )
-        base = line.split()[-1]
-        key_header = (
-            {"x-functions-key": env["DEVHOST_FUNCTION_KEY"]} if env.get("DEVHOST_FUNCTION_KEY") else {}
-        )
-        say("==> running one sync (sync_bookings)")
-        admin_headers = (
-            {"x-functions-key": env["DEVHOST_MASTER_KEY"]} if env.get("DEVHOST_MASTER_KEY") else {}
-        )
-        requests.post(
-            f"{base}/admin/functions/sync_bookings", json={"input": ""}, headers=admin_headers, timeout=30
-        )
-        # The admin run answers 202 at once; the sync is done when nothing is in flight any more.
-        wait_until(
-            lambda: (
-                requests.get(f"{base}/admin/host/status", headers=admin_headers, timeout=30).json()[
-                    "inFlight"
-                ]
-                == 0
-            ),
-            timeout=600,
-        )
-        listed = None
-        try:
-            # The API needs a caller: the app's own registration, as `python -m devhost.token` does.
-            for name in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
-                if env.get(name):
-                    os.environ[name] = env[name]
-            headers = {**key_header, "Authorization": f"Bearer {api_token(env)}"}
-            page = requests.get(f"{base}/api/bookings", params={"top": 3}, headers=headers, timeout=30)
-            listed = page.json().get("value") if page.ok else None
-        except RuntimeError as exc:
-            say(f"(no token for the API: {exc}; sign in in the browser instead)")
-        keys = [booking["key"] for booking in listed or []]
+        check_ports(args, with_sandbox=not settings_path.exists())
+        env = prepare_environment(children, args, settings_path)
+        base = start_devhost(children, args, env)
+        run_first_sync(base, env)
+        keys = first_unbilled_keys(base, env)
         if not keys:
             say("(no unbilled bookings: the first sync found none, or it failed - see the log lines above)")
         print_next_steps(base, keys, env.get("SANDBOX_URL"))
