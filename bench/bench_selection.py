@@ -81,7 +81,8 @@ def selection_phases() -> Iterator[dict[str, int]]:
                     found[name] = getattr(record, field)
 
     handler, logger = Phases(), logging.getLogger("bookings.selection")
-    level, logger.level = logger.level, logging.INFO  # the line is INFO; the bench logs nothing else
+    level = logger.level
+    logger.setLevel(logging.INFO)  # the line is INFO; the bench logs nothing else
     logger.addHandler(handler)
     try:
         yield found

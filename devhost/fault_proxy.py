@@ -262,19 +262,18 @@ class _Connection:
     def reset(self) -> None:
         """RST to the client (it sees "connection reset by peer"); the upstream side is closed, so
         storage drops a half-sent request."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-        _reset(self.client)
-        _close(self.upstream)
+        self._end(_reset)
 
     def close(self) -> None:
+        self._end(_close)
+
+    def _end(self, end_client: Callable[[socket.socket], None]) -> None:
+        """End both sides once, whoever comes first; the client side as `end_client` says."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        _close(self.client)
+        end_client(self.client)
         _close(self.upstream)
 
     def upstream_done(self) -> None:

@@ -42,7 +42,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import requests
 import urllib3.exceptions
@@ -232,26 +232,44 @@ def _is_conditional(kwargs: dict[str, Any]) -> bool:
     return kwargs.get("match_condition") == MatchConditions.IfNotModified and bool(kwargs.get("etag"))
 
 
-class ResilientTable:
+C = TypeVar("C", TableClient, QueueClient)
+
+
+class _ResilientClient(Generic[C]):
+    """An SDK client and the retry its calls go through; what it does not offer itself is passed
+    to the SDK client as is."""
+
+    kind = ""  # "table" or "queue", for the names of the calls in errors and logs
+
+    def __init__(self, client: C, retry: StorageRetry | None = None) -> None:
+        self.client = client
+        self.retry = retry or DEFAULT_RETRY
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def _name(self) -> str:
+        raise NotImplementedError
+
+    def _what(self, operation: str) -> str:
+        return f"{operation} on {self.kind} {self._name()}"
+
+
+class ResilientTable(_ResilientClient[TableClient]):
     """A `TableClient` whose calls survive transient faults (see the module docstring).
 
     Offers the `TableClient` methods the adapters use, with the same arguments, results and
     conflict errors; anything else is passed to the SDK client as is.
     """
 
-    def __init__(self, table: TableClient, retry: StorageRetry | None = None) -> None:
-        self.client = table
-        self.retry = retry or DEFAULT_RETRY
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+    kind = "table"
 
     @property
     def table_name(self) -> str:
         return str(self.client.table_name)
 
-    def _what(self, operation: str) -> str:
-        return f"{operation} on table {self.table_name}"
+    def _name(self) -> str:
+        return self.table_name
 
     # -- reads and idempotent writes ----------------------------------------------------------
 
@@ -467,7 +485,7 @@ class ResilientPages:
 # -- queues ------------------------------------------------------------------------------------
 
 
-class ResilientQueue:
+class ResilientQueue(_ResilientClient[QueueClient]):
     """A `QueueClient` whose calls survive transient faults.
 
     Sends and receives are retried (a repeated send may leave a duplicate: harmless, invoicing is
@@ -476,19 +494,14 @@ class ResilientQueue:
     done. Anything not offered here is passed to the SDK client as is.
     """
 
-    def __init__(self, queue: QueueClient, retry: StorageRetry | None = None) -> None:
-        self.client = queue
-        self.retry = retry or DEFAULT_RETRY
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+    kind = "queue"
 
     @property
     def queue_name(self) -> str:
         return str(self.client.queue_name)
 
-    def _what(self, operation: str) -> str:
-        return f"{operation} on queue {self.queue_name}"
+    def _name(self) -> str:
+        return self.queue_name
 
     def create_queue(self, **kwargs: Any) -> None:
         self.retry.call(lambda: self.client.create_queue(**kwargs), self._what("create_queue"))

@@ -25,6 +25,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+import requests
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from devhost.fault_proxy import RESET_AFTER_REQUEST, RESET_MID_REQUEST, FaultPlan, StorageFaultsProcess
@@ -48,6 +49,14 @@ RECOVERY_AGE = timedelta(minutes=31)  # past the recovery pass's threshold (30 m
 def resets(faults: StorageFaultsProcess) -> int:
     counters = faults.counters()
     return counters.get(RESET_MID_REQUEST, 0) + counters.get(RESET_AFTER_REQUEST, 0)
+
+
+def assert_storage_unavailable(response: requests.Response) -> None:
+    """The API's answer when storage stays down: 503, a problem document, `Retry-After`."""
+    assert response.status_code == 503, response.text
+    assert response.headers["Content-Type"].startswith("application/problem+json")
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.json()["status"] == 503
 
 
 def statuses(stack: Stack) -> Counter[BookingStatus]:
@@ -121,8 +130,7 @@ def select_all(stack: Stack, answers: list[int]) -> int:
         answers.append(response.status_code)
         assert response.status_code in (202, 503), response.text
         if response.status_code == 503:
-            assert response.headers["Content-Type"].startswith("application/problem+json")
-            assert int(response.headers["Retry-After"]) > 0
+            assert_storage_unavailable(response)
             continue
         accepted += int(response.json()["accepted"])
         if statuses(stack)[BookingStatus.UNBILLED] == 0:
@@ -183,10 +191,7 @@ def test_storage_down_the_api_answers_503_with_retry_after_and_claims_nothing(
 
     response = stack.api("POST", "invoice-requests", json={"all": True}, timeout=120)
 
-    assert response.status_code == 503, response.text
-    assert response.headers["Content-Type"].startswith("application/problem+json")
-    assert int(response.headers["Retry-After"]) > 0
-    assert response.json()["status"] == 503
+    assert_storage_unavailable(response)
     assert faults.counters()["refused"] > 0
     faults.set_plan(FaultPlan())
     assert statuses(stack) == before  # no booking left claimed
@@ -203,8 +208,7 @@ def test_queue_down_after_the_claims_every_claim_is_undone_and_the_api_answers_5
 
     response = stack.api("POST", "invoice-requests", json={"all": True}, timeout=120)
 
-    assert response.status_code == 503, response.text
-    assert int(response.headers["Retry-After"]) > 0
+    assert_storage_unavailable(response)
     faults.set_plan(FaultPlan())
     assert statuses(stack) == before  # every claim was undone
     assert visible_messages(stack) == 0
