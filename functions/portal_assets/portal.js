@@ -24,7 +24,6 @@
   };
 
   const state = {
-    signedIn: false,
     canInvoice: false,
     settings: null,
     query: {},
@@ -66,7 +65,9 @@
     }
     const response = await fetch(path, init);
     const text = await response.text();
-    const document = text ? JSON.parse(text) : null;
+    // The platform itself may answer (a 401 from App Service Authentication): JSON only if it says so.
+    const json = (response.headers.get("Content-Type") || "").includes("json");
+    const document = text && json ? JSON.parse(text) : null;
     if (!response.ok) {
       const detail = (document && (document.detail || document.title)) || response.statusText;
       throw new ApiError(response.status, detail);
@@ -540,7 +541,7 @@
     const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
     list.catch(() => {}); // read below; avoid an unhandled rejection while settings load
     try {
-      state.settings = state.settings || (await api("/api/settings"));
+      state.settings = await api("/api/settings");
     } catch (error) {
       alarm(explain(error));
       return;
