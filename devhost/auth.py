@@ -13,8 +13,13 @@ What the platform does in front of a Function App, and so what devhost does in f
 - A browser session from the mock sign-in form at `/.auth/login/aad` (user name and roles, as the
   Static Web Apps CLI's emulator offers), read back at `/.auth/me` and ended at `/.auth/logout`.
   The session cookie is signed with a key made at start, so it cannot be forged or edited.
-- The caller is passed on as the platform does: `X-MS-CLIENT-PRINCIPAL` (base64 of
-  `{auth_typ, name_typ, role_typ, claims: [{typ, val}]}`), `-ID`, `-NAME` and `-IDP`.
+- The caller is passed on as App Service does (not as Static Web Apps does): `X-MS-CLIENT-PRINCIPAL`
+  (base64 of `{auth_typ, name_typ, role_typ, claims: [{typ, val}]}`, Learn, "Work with user
+  identities in Azure App Service authentication"), `-ID`, `-NAME` and `-IDP`. App roles are
+  claims of type `roles`, as the token carries them: the platform's claim mapping leaves them
+  unmapped (Azure/azure-functions-host#3898: `ClaimsPrincipal.IsInRole` misses app roles, and the
+  workaround reads `FunctionAppPrincipalRoleClaimType = "roles"`), and `role_typ` is `roles` too,
+  so an app that stopped reading `roles` claims would see no roles here either.
 
 Requests without a token or session go on without a caller; the app decides (401 from the API,
 `health` and `openapi` open), as with `unauthenticatedClientAction` and `excludedPaths`.
@@ -50,7 +55,7 @@ SESSION_COOKIE = "AppServiceAuthSession"
 CLOCK_SKEW = timedelta(minutes=5)
 JWKS_REFRESH_SECONDS = 10.0
 NAME_TYPE = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
-ROLE_TYPE = "http://schemas.microsoft.com/ws/2008/06/identity/claims/role"
+ROLE_TYPE = "roles"  # app roles: the token's own claim name (see the module docstring)
 OBJECT_ID_TYPE = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 PLATFORM_HEADER_PREFIXES = ("x-ms-client-principal", "x-ms-token-")
 DEFAULT_FORM_ROLES = ("Bookings.Read", "Bookings.Invoice")
@@ -100,8 +105,9 @@ class Identity:
 
 
 def _token_claims(claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """A token's claims as the platform passes them: `oid` and `roles` under their mapped types."""
-    mapped = {"oid": OBJECT_ID_TYPE, "roles": ROLE_TYPE, "name": NAME_TYPE}
+    """A token's claims as the platform passes them: `oid` and `name` under their mapped types,
+    `roles` as in the token."""
+    mapped = {"oid": OBJECT_ID_TYPE, "name": NAME_TYPE}
     result: list[tuple[str, str]] = []
     for name, value in claims.items():
         values = value if isinstance(value, list) else [value]

@@ -3,7 +3,7 @@
 Callers are authenticated by the platform (App Service Authentication; devhost locally), so the
 functions are anonymous at the host level; each one checks the caller and its app role itself
 (`_caller`): `Bookings.Read` for GETs, `Bookings.Invoice` for POSTs, 401/403/503 otherwise.
-`health` and `openapi` need no caller.
+`get_me` needs a caller but no role; `health` and `openapi` need no caller.
 
 Each function parses its input, calls one use case from `shared` and shapes the answer. Errors are
 RFC 9457 problem documents: 400 for input a person can fix (with `detail` and `errors`), 404 for
@@ -25,7 +25,7 @@ import azure.functions as func
 from functions.api_blueprint import ApiBlueprint
 from functions.responses import json_response, problem
 from shared import bootstrap
-from shared.api.auth import ROLE_INVOICE, ROLE_READ, Caller, Refusal, authorize
+from shared.api.auth import ROLE_INVOICE, ROLE_READ, Caller, Refusal, authorize, identify, me_document
 from shared.api.input import InvalidInput, parse_json_object
 from shared.api.list_query import parse_list_query, read_page
 from shared.api.openapi import build_document
@@ -44,9 +44,10 @@ log = get_logger("bookings.http_api")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}(:\d{1,5})?$")
 
 
-def _caller(req: func.HttpRequest, function: str, role: str) -> Caller | func.HttpResponse:
-    """The request's caller if it holds `role`; otherwise the problem document to answer with."""
-    decision = authorize(req.headers, role, os.environ)
+def _caller(req: func.HttpRequest, function: str, role: str | None) -> Caller | func.HttpResponse:
+    """The request's caller if it holds `role` (any caller for None); else the problem to answer with."""
+    environ = os.environ
+    decision = identify(req.headers, environ) if role is None else authorize(req.headers, role, environ)
     if isinstance(decision, Refusal):
         log.info(
             "Refused a %s request (%d): %s",
@@ -266,6 +267,19 @@ def update_bookings(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(result.to_json())
 
     return _answer("update_bookings", handle, caller)
+
+
+@bp.function_name("get_me")
+@bp.route(route="me", methods=["GET"])
+def get_me(req: func.HttpRequest) -> func.HttpResponse:
+    """Who is signed in, as the app sees it: any caller, no role. The portal asks this because Azure
+    serves `/.auth/me` only with the token store on ("Work with user identities in Azure App Service
+    authentication": "If the token store is enabled ... calling /.auth/me"), which infra/ leaves off;
+    a caller without `Bookings.Read` is told so instead of being sent to sign in again."""
+    caller = _caller(req, "get_me", None)
+    if not isinstance(caller, Caller):
+        return caller
+    return json_response(me_document(caller))
 
 
 @bp.function_name("health")

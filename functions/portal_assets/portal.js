@@ -6,6 +6,8 @@
   const $ = (id) => document.getElementById(id);
   const POLL_MS = 1000;
   const PAGE_SIZE = 50;
+  const READ_ROLE = "Bookings.Read";
+  const INVOICE_ROLE = "Bookings.Invoice";
   const IN_FLIGHT = ["Queued", "Invoicing"];
   const STATES = ["Queued", "Invoicing", "Invoiced", "Failed", "Unbilled", "Cancelled", "Excluded"];
 
@@ -22,7 +24,6 @@
   };
 
   const state = {
-    signedIn: false,
     canInvoice: false,
     settings: null,
     query: {},
@@ -64,7 +65,9 @@
     }
     const response = await fetch(path, init);
     const text = await response.text();
-    const document = text ? JSON.parse(text) : null;
+    // The platform itself may answer (a 401 from App Service Authentication): JSON only if it says so.
+    const json = (response.headers.get("Content-Type") || "").includes("json");
+    const document = text && json ? JSON.parse(text) : null;
     if (!response.ok) {
       const detail = (document && (document.detail || document.title)) || response.statusText;
       throw new ApiError(response.status, detail);
@@ -80,32 +83,24 @@
 
   // -- who is signed in -------------------------------------------------------------------------
 
-  // `/.auth/me` answers as the Static Web Apps CLI does locally ({clientPrincipal}) and as App
-  // Service does in Azure (an array of {user_id, user_claims}); both give the name.
-  function principalName(me) {
-    if (me && me.clientPrincipal) return me.clientPrincipal.userDetails;
-    if (Array.isArray(me) && me.length) {
-      const claims = me[0].user_claims || [];
-      const named = claims.find((c) => c.typ === "name" || c.typ.endsWith("/claims/name"));
-      return (named && named.val) || me[0].user_id;
-    }
-    return null;
-  }
-
-  // The signed-in user's name, null when signed out, undefined when `/.auth/me` cannot tell (App
-  // Service answers it from the token store only; then the API, which sees the caller, decides).
+  // The app says who is signed in (`GET /api/me`, any caller, no role): Azure serves `/.auth/me`
+  // only with the token store on, which the deployment leaves off. null when nobody is signed in;
+  // an ApiError when the app cannot tell (a 503 names why), never a reason to sign in again.
   async function whoAmI() {
     try {
-      const response = await fetch("/.auth/me", { credentials: "same-origin" });
-      if (response.status === 401) return null;
-      if (!response.ok) return undefined;
-      const me = await response.json();
-      if (me && "clientPrincipal" in me) return principalName(me);
-      if (Array.isArray(me)) return principalName(me);
-      return undefined;
-    } catch (_) {
-      return undefined;
+      return await api("/api/me");
+    } catch (error) {
+      if (error.status === 401) return null;
+      throw error;
     }
+  }
+
+  function showWithoutAccess(me) {
+    const notice = $("no-access");
+    $("no-access-text").textContent =
+      `Signed in as ${me.name}, without access; ask an administrator for the ${READ_ROLE} role.`;
+    notice.hidden = false;
+    $("views").hidden = true;
   }
 
   function showSignedOut() {
@@ -525,32 +520,33 @@
 
   async function start() {
     wire();
-    let name = await whoAmI();
-    if (name === undefined) {
-      try {
-        state.settings = await api("/api/settings");
-        name = state.settings.caller.name;
-      } catch (_) {
-        name = null;
-      }
-    }
-    if (!name) {
-      showSignedOut();
-      return;
-    }
-    $("user").textContent = `Signed in as ${name}`;
-    $("sign-out").hidden = false;
-    state.query = readFilters();
-    const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
-    list.catch(() => {}); // read below; avoid an unhandled rejection while settings load
+    let me;
     try {
-      state.settings = state.settings || (await api("/api/settings"));
+      me = await whoAmI();
     } catch (error) {
       alarm(explain(error));
       return;
     }
-    const roles = state.settings.caller.roles || [];
-    state.canInvoice = roles.includes("Bookings.Invoice");
+    if (!me) {
+      showSignedOut();
+      return;
+    }
+    $("user").textContent = `Signed in as ${me.name}`;
+    $("sign-out").hidden = false;
+    if (!me.roles.includes(READ_ROLE)) {
+      showWithoutAccess(me);
+      return;
+    }
+    state.query = readFilters();
+    const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
+    list.catch(() => {}); // read below; avoid an unhandled rejection while settings load
+    try {
+      state.settings = await api("/api/settings");
+    } catch (error) {
+      alarm(explain(error));
+      return;
+    }
+    state.canInvoice = me.roles.includes(INVOICE_ROLE);
     fillBusinesses(state.settings.businesses);
     renderSettings(state.settings);
     $("views").hidden = false;

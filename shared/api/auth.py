@@ -7,8 +7,13 @@ that header (the platform strips it), so the app trusts it *only* where the plat
 be on: in Azure that is `WEBSITE_AUTH_ENABLED=True`; locally devhost plays the platform.
 
 Claim names arrive either as in the token (`oid`, `name`, `roles`) or after the platform's
-default claim mapping (`http://schemas.microsoft.com/identity/claims/objectidentifier`, the
-ws/2008 role URI, ...); both are understood. Everything here is pure: no I/O, no settings object.
+default claim mapping (`http://schemas.microsoft.com/identity/claims/objectidentifier`, ...); both
+are understood. App roles arrive as claims of type `roles` whatever `role_typ` says: App Service
+names the ws/2008 role URI as `role_typ` but leaves the token's `roles` claim unmapped
+(Azure/azure-functions-host#3898, where `ClaimsPrincipal.IsInRole` misses app roles and the
+workaround reads `FunctionAppPrincipalRoleClaimType = "roles"`; AzureAD/microsoft-identity-web#1983
+and #2166, which reads App Service's roles from `roles` for the same reason). So `roles` is always
+read, besides the type `role_typ` names. Everything here is pure: no I/O, no settings object.
 """
 
 from __future__ import annotations
@@ -146,13 +151,41 @@ def caller_from_headers(headers: Mapping[str, str]) -> Caller | None:
     return None
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("true", "1")
+def platform_auth_enabled(value: str | None) -> bool:
+    """`WEBSITE_AUTH_ENABLED` read as the Functions host reads it to decide whether to run the
+    platform's authentication itself: `bool.TryParse` ("True", "false", any case), else a non-zero
+    integer (azure-functions-host `HostEasyAuthOptionsSetup.IsSiteAuthEnabled`)."""
+    text = (value or "").strip()
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    try:
+        return int(text) != 0
+    except ValueError:
+        return False
+
+
+# Where the app runs, told as the Functions host itself tells it (azure-functions-host,
+# src/WebJobs.Script/Environment/EnvironmentExtensions.cs): App Service plans set
+# WEBSITE_INSTANCE_ID (`IsAppService`); Flex Consumption sets WEBSITE_SKU=FlexConsumption
+# (`IsFlexConsumptionSku`), and before specialization is told by LEGION_SERVICE_HOST with
+# CONTAINER_NAME or WEBSITE_POD_NAME (`IsLinuxConsumptionOnLegion`). CONTAINER_NAME alone is no
+# marker: other container hosts set it too. WEBSITE_SITE_NAME is read-only on every App Service
+# app (Learn, "Environment variables and app settings in Azure App Service").
+FLEX_CONSUMPTION_SKU = "FlexConsumption"
+
+
+def _set(environ: Mapping[str, str], name: str) -> bool:
+    return bool((environ.get(name) or "").strip())
 
 
 def running_in_azure(environ: Mapping[str, str]) -> bool:
-    """App Service (and so Azure Functions) sets these in every app's environment."""
-    return bool(environ.get("WEBSITE_SITE_NAME") or environ.get("WEBSITE_INSTANCE_ID"))
+    """True on any Azure Functions plan (App Service, Consumption, Flex Consumption)."""
+    if _set(environ, "WEBSITE_INSTANCE_ID") or _set(environ, "WEBSITE_SITE_NAME"):
+        return True
+    if (environ.get("WEBSITE_SKU") or "").strip().lower() == FLEX_CONSUMPTION_SKU.lower():
+        return True
+    in_container = _set(environ, "CONTAINER_NAME") or _set(environ, "WEBSITE_POD_NAME")
+    return in_container and _set(environ, "LEGION_SERVICE_HOST")
 
 
 def platform_problem(environ: Mapping[str, str]) -> str | None:
@@ -160,8 +193,25 @@ def platform_problem(environ: Mapping[str, str]) -> str | None:
 
     In Azure without App Service Authentication, anyone could send `X-MS-CLIENT-PRINCIPAL`: fail
     closed. Elsewhere (devhost, which plays the platform) the header is trusted.
+
+    `WEBSITE_AUTH_ENABLED` is the platform's own switch, on every plan this app runs on:
+    - App Service plans inject it ("Read-only. Injected into a Windows or Linux app to indicate
+      whether App Service authentication is enabled", Learn, "Environment variables and app
+      settings in Azure App Service").
+    - On Linux Consumption and Flex Consumption the Functions host runs the authentication itself,
+      and only when this variable is true: `JobHostEasyAuthMiddleware` is registered for
+      `IsAnyLinuxConsumption()` (which includes `IsFlexConsumptionSku()`) and runs when
+      `HostEasyAuthOptions.SiteAuthEnabled`, read from `WEBSITE_AUTH_ENABLED`. The host sets the
+      variable at specialization from the site's auth settings (`HostAssignmentContext
+      .ApplyAppSettings`, called by `LinuxInstanceManager`, the base of Flex's
+      `LegionInstanceManager`), and the Python worker gets the host's environment (a new worker
+      inherits it; a placeholder worker receives it in `FunctionEnvironmentReloadRequest`).
+      Sources: Azure/azure-functions-host, src/WebJobs.Script.WebHost/WebScriptHostBuilderExtension.cs,
+      Configuration/HostEasyAuthOptionsSetup.cs, Models/HostAssignmentContext.cs,
+      Management/LinuxInstanceManager.cs; src/WebJobs.Script/Environment/EnvironmentExtensions.cs.
+    So where the app reads it as false, the platform is not checking callers either.
     """
-    if running_in_azure(environ) and not _truthy(environ.get("WEBSITE_AUTH_ENABLED")):
+    if running_in_azure(environ) and not platform_auth_enabled(environ.get("WEBSITE_AUTH_ENABLED")):
         return (
             "App Service Authentication is not enabled for this app, so callers cannot be "
             "identified. An administrator must enable it (authsettingsV2 with the Microsoft Entra "
@@ -179,8 +229,8 @@ class Refusal:
     detail: str
 
 
-def authorize(headers: Mapping[str, str], role: str, environ: Mapping[str, str]) -> Caller | Refusal:
-    """The caller if it holds `role`, else the refusal to answer with."""
+def identify(headers: Mapping[str, str], environ: Mapping[str, str]) -> Caller | Refusal:
+    """The signed-in caller, whatever its roles; 503 when the platform's sign-in is off, 401 without one."""
     problem = platform_problem(environ)
     if problem is not None:
         return Refusal(503, "Authentication not configured", problem)
@@ -192,11 +242,27 @@ def authorize(headers: Mapping[str, str], role: str, environ: Mapping[str, str])
             "Sign in with Microsoft Entra ID: send an access token for this API "
             "(Authorization: Bearer) or sign in at /.auth/login/aad.",
         )
-    if not caller.has_role(role):
-        return Refusal(
-            403,
-            "Forbidden",
-            f"This operation needs the app role {role}, which the caller does not have. "
-            "An administrator assigns app roles in Microsoft Entra ID (Enterprise applications).",
-        )
     return caller
+
+
+def authorize(headers: Mapping[str, str], role: str, environ: Mapping[str, str]) -> Caller | Refusal:
+    """The caller if it holds `role`, else the refusal to answer with."""
+    caller = identify(headers, environ)
+    if isinstance(caller, Refusal) or caller.has_role(role):
+        return caller
+    return Refusal(
+        403,
+        "Forbidden",
+        f"This operation needs the app role {role}, which the caller does not have. "
+        "An administrator assigns app roles in Microsoft Entra ID (Enterprise applications).",
+    )
+
+
+def me_document(caller: Caller) -> dict[str, object]:
+    """`GET /api/me`: the caller as the app sees it (the portal's answer to "who is signed in")."""
+    return {
+        "name": caller.name,
+        "id": caller.id,
+        "roles": sorted(caller.roles),
+        "identityProvider": caller.identity_provider,
+    }

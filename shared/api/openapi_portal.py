@@ -1,4 +1,5 @@
-"""The OpenAPI (Swagger 2.0) part of the routes the portal added: `get_settings`, `count_bookings`.
+"""The OpenAPI (Swagger 2.0) part of the routes the portal added: `get_me`, `get_settings`,
+`count_bookings`.
 
 Merged into the API's document by `shared/api/openapi.py`. The portal page itself (`GET /`) is a
 web page, not an API operation, and is not described.
@@ -47,6 +48,21 @@ def portal_definitions() -> dict[str, Any]:
                 },
             },
         },
+        "Me": {
+            "type": "object",
+            "description": "The signed-in caller as the app sees it (from App Service Authentication).",
+            "required": ["name", "id", "roles", "identityProvider"],
+            "properties": {
+                "name": {"type": "string", "description": "Display name (an application: its app id)."},
+                "id": {"type": "string", "description": "Object id in Microsoft Entra ID."},
+                "roles": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "App roles held: Bookings.Read, Bookings.Invoice (none is possible).",
+                },
+                "identityProvider": {"type": "string", "description": "`aad`."},
+            },
+        },
         "BookingCount": {
             "type": "object",
             "required": ["count", "exceedsLimit", "limit"],
@@ -61,6 +77,25 @@ def portal_definitions() -> dict[str, Any]:
 
 def portal_paths(errors: dict[str, Any], filter_parameters: list[dict[str, Any]]) -> dict[str, Any]:
     return {
+        "/me": {
+            "get": {
+                "operationId": "get_me",
+                "summary": "Who am I",
+                "description": "The signed-in caller and its app roles. Any signed-in caller, no role "
+                "needed: the portal tells a user without Bookings.Read to ask for it.",
+                "x-ms-visibility": "advanced",
+                "responses": {
+                    "200": {"description": "The caller.", "schema": {"$ref": "#/definitions/Me"}},
+                    "401": errors["401"],
+                    "500": errors["500"],
+                    "503": {
+                        "description": "Running in Azure without App Service Authentication: no "
+                        "caller can be identified.",
+                        "schema": {"$ref": "#/definitions/Problem"},
+                    },
+                },
+            }
+        },
         "/settings": {
             "get": {
                 "operationId": "get_settings",

@@ -82,6 +82,14 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[WebDriver]:
             driver.quit()
 
 
+def without_token_store(driver: WebDriver) -> None:
+    """Make `/.auth/me` unreachable, as it is in Azure with the token store off (Learn, "Work with
+    user identities in Azure App Service authentication": `/.auth/me` needs the token store).
+    A page that still asks it gets a network error, which the console then reports."""
+    driver.execute_cdp_cmd("Network.enable", {})  # type: ignore[attr-defined]
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/.auth/me*"]})  # type: ignore[attr-defined]
+
+
 def wait(driver: WebDriver, timeout: float = WAIT) -> WebDriverWait[WebDriver]:
     """A bounded wait that looks again when the page replaced an element it was reading."""
     return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))

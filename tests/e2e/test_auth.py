@@ -237,3 +237,20 @@ def test_mock_sign_in_session_me_and_logout(stack: Stack) -> None:
     assert session.get(f"{stack.url}/.auth/me", timeout=30).json() == {"clientPrincipal": None}
     assert_refused(session.get(f"{stack.url}/api/bookings", timeout=30), 401)
     assert sign_in(stack.url).get(f"{stack.url}/api/bookings", timeout=30).status_code == 200
+
+
+def test_me_answers_any_caller_with_the_roles_its_token_carries(stack: Stack) -> None:
+    """A token's `roles` reach the app as devhost passes them (claims of type `roles`, as App Service
+    does); `GET /api/me` needs a caller but no role."""
+    for roles in ([], [ROLE_READ], [ROLE_READ, ROLE_INVOICE]):
+        client = stack.admin.register_client("whoami client", roles)
+        token = stack.token(client_id=client["clientId"], client_secret=client["clientSecret"])
+        me = stack.api("GET", "me", authenticated=False, headers=bearer(token))
+        assert me.status_code == 200, me.text
+        assert me.json() == {
+            "name": f"application {client['clientId']}",
+            "id": client["servicePrincipalId"],
+            "roles": sorted(roles),
+            "identityProvider": "aad",
+        }
+    assert_refused(stack.api("GET", "me", authenticated=False), 401)

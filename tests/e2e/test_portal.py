@@ -28,6 +28,7 @@ from tests.e2e.browser import (
     sign_in,
     wait,
     wait_for_rows,
+    without_token_store,
 )
 from tests.e2e.stack import Stack
 from tests.helpers import wait_for
@@ -36,6 +37,7 @@ pytestmark = pytest.mark.e2e
 
 INVOICER = "office@contoso.com"
 READER = "reader@contoso.com"
+NEWCOMER = "newcomer@contoso.com"
 
 
 def synced(stack: Stack) -> list[Booking]:
@@ -103,6 +105,9 @@ def test_an_invoicer_lists_filters_invoices_three_and_watches_them_reach_invoice
     with chromium() as driver:
         driver.get(f"{stack.url}/")
         wait(driver).until(lambda d: d.find_element(By.ID, "signed-out").is_displayed())
+        # Signed out, the page learns it from GET /api/me's 401, which the console reports.
+        errors = [e["message"] for e in console_errors(driver)]
+        assert len(errors) == 1 and "/api/me" in errors[0] and "401" in errors[0], errors
         sign_in(driver, stack.url, INVOICER, [ROLE_READ, ROLE_INVOICE])
         keys = listed_keys(driver)
         starts = [stored[key].start for key in keys]
@@ -198,3 +203,32 @@ def test_a_read_only_user_sees_no_actions_and_a_forged_post_is_refused(stack: St
         assert len(errors) == 1 and "/api/invoice-requests" in errors[0] and "403" in errors[0], errors
     assert {b.status for b in stack.bookings()} == {b.status for b in bookings}
     assert all(b.status is not BookingStatus.QUEUED for b in stack.bookings())
+
+
+def test_without_the_token_store_a_user_without_a_role_is_told_to_ask_and_a_reader_gets_in(
+    stack: Stack,
+) -> None:
+    """Azure serves `/.auth/me` only with the token store on, which infra/ leaves off: the page asks
+    `GET /api/me`. A signed-in user without Bookings.Read is told so, never sent to sign in again."""
+    synced(stack)
+    with chromium() as driver:
+        without_token_store(driver)
+        sign_in(driver, stack.url, NEWCOMER, [])
+        notice = by_id(driver, "no-access-text")
+        wait(driver).until(lambda d: notice.is_displayed())
+        assert notice.text == (
+            f"Signed in as {NEWCOMER}, without access; ask an administrator for the {ROLE_READ} role."
+        )
+        assert by_id(driver, "user").text == f"Signed in as {NEWCOMER}"
+        for hidden in ("signed-out", "sign-in", "views", "bookings-view", "settings-view"):
+            assert not driver.find_element(By.ID, hidden).is_displayed(), hidden
+        assert driver.find_element(By.ID, "sign-out").is_displayed()
+        assert_accessible_and_quiet(driver)  # also: no request to the unreachable /.auth/me
+
+    with chromium() as driver:
+        without_token_store(driver)
+        sign_in(driver, stack.url, READER, [ROLE_READ])
+        assert listed_keys(driver)
+        assert not driver.find_element(By.ID, "no-access").is_displayed()
+        assert not driver.find_element(By.ID, "actions").is_displayed()
+        assert_accessible_and_quiet(driver)

@@ -132,3 +132,24 @@ def test_the_guide_names_only_operations_the_definition_has() -> None:
     listed = set(re.findall(r"`(\w+)`", guide.split("## 1.")[0])) & operations
     assert listed == operations, "the table at the top lists every operation"
     assert "x-functions-key" not in guide and "aad" in guide
+
+
+NUMBER_WORDS = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty"
+)
+NUMBERS = {word: n for n, word in enumerate(NUMBER_WORDS.split(" "))}
+
+
+def test_the_import_steps_count_and_name_the_definitions_operations() -> None:
+    """Step 4 of the import guide says how many operations the maker sees, and names each one."""
+    operations = {
+        operation["operationId"] for path in build_document()["paths"].values() for operation in path.values()
+    }
+    guide = (CONNECTOR / "README.md").read_text(encoding="utf-8")
+    step = guide.split("4. *Definition*:", 1)[1].split("\n5. ", 1)[0]
+    match = re.search(r"the (\w+) operations are listed", step)
+    assert match, "step 4 names the number of operations"
+    count = match.group(1)
+    assert NUMBERS.get(count.lower(), int(count) if count.isdigit() else -1) == len(operations)
+    assert set(re.findall(r"`(\w+)`", step)) == operations

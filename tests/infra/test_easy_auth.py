@@ -13,6 +13,7 @@ Entra sign-in" and "Work with user identities in Azure App Service authenticatio
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -86,3 +87,31 @@ def test_the_runbook_documents_the_app_roles_manifest_and_assignment() -> None:
     assert manifest["identifierUris"] == ["api://<client id>"]
     assert "az rest" in section and "appRoleAssignedTo" in section  # how roles are assigned
     assert (INFRA / "modules" / "easyauth.bicep").exists()
+
+
+def _runbook_sign_in_section() -> str:
+    runbook = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    return runbook.split("## Sign-in and roles", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_registration_issues_id_tokens_for_the_platforms_browser_sign_in() -> None:
+    """App Service's Entra provider signs browsers in with the hybrid flow (code + ID token) when it
+    has a client secret; Entra answers AADSTS700054 unless the registration may issue ID tokens.
+    Learn, "Configure your App Service or Azure Functions app to use Microsoft Entra sign-in":
+    redirect URI `<app-url>/.auth/login/aad/callback`, "enable ID tokens to allow OpenID Connect
+    user sign-ins from App Service"; Microsoft Graph `implicitGrantSettings.enableIdTokenIssuance`."""
+    section = _runbook_sign_in_section()
+    manifest = json.loads(section.split("```json", 1)[1].split("```", 1)[0])
+    web = manifest["web"]
+    assert web["implicitGrantSettings"] == {"enableIdTokenIssuance": True}  # no implicit access tokens
+    assert web["redirectUris"] == ["https://<host>/.auth/login/aad/callback"]
+    assert "AADSTS700054" in section and "defaultHostName" in section
+    assert "hybrid flow" in section and "Configure your App Service or Azure Functions app" in section
+
+
+def test_the_runbook_names_exactly_the_paths_open_without_sign_in(easy_auth: Template) -> None:
+    section = _runbook_sign_in_section()
+    paragraph = section.split("Unauthenticated requests get 401.", 1)[1].split("\n\n", 1)[0]
+    named = {path for path in re.findall(r"`(/[^`]*)`", paragraph) if not path.startswith("/.auth")}
+    assert named == set(easy_auth.parameters["excludedPaths"]["default"])
+    assert "only `/api/health`" not in section

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from devhost.auth import identity_from_token, mock_identity
+from devhost.auth import Identity, identity_from_token, mock_identity
 from shared.api.auth import (
     ROLE_INVOICE,
     ROLE_READ,
@@ -16,6 +16,9 @@ from shared.api.auth import (
     Refusal,
     authorize,
     caller_from_headers,
+    decode_client_principal,
+    identify,
+    me_document,
     parse_client_principal,
     platform_problem,
 )
@@ -66,6 +69,14 @@ def test_token_claim_names_and_a_daemon_without_a_name() -> None:
     assert caller is not None
     assert caller.name == "application c0ffee00-0000-0000-0000-000000000001"
     assert caller.roles == frozenset({ROLE_INVOICE}) and not caller.has_role(ROLE_READ)
+
+
+def test_app_roles_arrive_as_roles_claims_whatever_role_typ_names() -> None:
+    """App Service names the ws/2008 role URI as `role_typ` but passes app roles as `roles` claims,
+    unmapped (Azure/azure-functions-host#3898; AzureAD/microsoft-identity-web#1983, #2166)."""
+    header = principal([("oid", OID), ("roles", ROLE_READ), ("roles", ROLE_INVOICE)])
+    caller = parse_client_principal(header)
+    assert caller is not None and caller.roles == frozenset({ROLE_READ, ROLE_INVOICE})
 
 
 def test_a_principal_without_roles_has_none() -> None:
@@ -121,17 +132,35 @@ def test_what_devhost_passes_on_is_what_the_app_reads() -> None:
 
 
 IN_AZURE = {"WEBSITE_SITE_NAME": "bookinv-func", "WEBSITE_INSTANCE_ID": "abc"}
+# What the Functions host looks at on Flex Consumption (azure-functions-host EnvironmentExtensions:
+# IsFlexConsumptionSku, IsLinuxConsumptionOnLegion); no WEBSITE_INSTANCE_ID there (IsAppService).
+FLEX = {"WEBSITE_SKU": "FlexConsumption"}
+FLEX_PLACEHOLDER = {"CONTAINER_NAME": "c-1", "LEGION_SERVICE_HOST": "10.0.0.1"}
 
 
 @pytest.mark.parametrize(
     ("environ", "closed"),
     [
         ({}, False),  # devhost / tests: devhost plays the platform
+        ({"CONTAINER_NAME": "dev"}, False),  # any container (a CI runner): not Azure by itself
         (IN_AZURE, True),
         ({**IN_AZURE, "WEBSITE_AUTH_ENABLED": "False"}, True),
         ({**IN_AZURE, "WEBSITE_AUTH_ENABLED": "True"}, False),
         ({**IN_AZURE, "WEBSITE_AUTH_ENABLED": "true"}, False),
         ({"WEBSITE_INSTANCE_ID": "abc"}, True),
+        # Flex Consumption: the host runs the platform's authentication itself exactly when it
+        # reads WEBSITE_AUTH_ENABLED as true (HostEasyAuthOptionsSetup: bool, else non-zero int).
+        (FLEX, True),
+        ({**FLEX, "WEBSITE_AUTH_ENABLED": "False"}, True),
+        ({**FLEX, "WEBSITE_AUTH_ENABLED": "0"}, True),
+        ({**FLEX, "WEBSITE_AUTH_ENABLED": "yes"}, True),
+        ({**FLEX, "WEBSITE_AUTH_ENABLED": "True"}, False),
+        ({**FLEX, "WEBSITE_AUTH_ENABLED": " TRUE "}, False),
+        ({**FLEX, "WEBSITE_AUTH_ENABLED": "1"}, False),
+        ({**FLEX, "WEBSITE_AUTH_ENABLED": "2"}, False),
+        (FLEX_PLACEHOLDER, True),
+        ({**FLEX_PLACEHOLDER, "WEBSITE_AUTH_ENABLED": "True"}, False),
+        ({"WEBSITE_POD_NAME": "p-1", "LEGION_SERVICE_HOST": "10.0.0.1"}, True),
     ],
 )
 def test_azure_without_app_service_authentication_fails_closed(environ: dict[str, str], closed: bool) -> None:
@@ -150,3 +179,41 @@ def test_authorize_answers_401_403_503_or_the_caller() -> None:
     assert (
         isinstance(closed, Refusal) and closed.status == 503 and "App Service Authentication" in closed.detail
     )
+
+
+def test_identify_needs_a_caller_but_no_role_and_me_shows_it() -> None:
+    nobody = {"X-MS-CLIENT-PRINCIPAL": principal([("oid", OID), ("name", "Bo")])}
+    caller = identify(nobody, {})
+    assert isinstance(caller, Caller)
+    assert me_document(caller) == {"name": "Bo", "id": OID, "roles": [], "identityProvider": "aad"}
+    both = identify(
+        {"X-MS-CLIENT-PRINCIPAL": principal([("oid", OID), ("roles", ROLE_READ), ("roles", ROLE_INVOICE)])},
+        {},
+    )
+    assert isinstance(both, Caller) and me_document(both)["roles"] == [ROLE_INVOICE, ROLE_READ]
+    anonymous = identify({}, {})
+    assert isinstance(anonymous, Refusal) and anonymous.status == 401
+    closed = identify(nobody, FLEX)
+    assert isinstance(closed, Refusal) and closed.status == 503
+
+
+@pytest.mark.parametrize(
+    "identity",
+    [
+        identity_from_token({"oid": OID, "name": "Ana", "roles": [ROLE_READ, ROLE_INVOICE]}),
+        mock_identity("ana@contoso.com", OID, [ROLE_READ, ROLE_INVOICE]),
+    ],
+    ids=["bearer-token", "browser-session"],
+)
+def test_devhost_passes_app_roles_as_app_service_does(identity: Identity) -> None:
+    """App roles as claims of type `roles`, `role_typ` `roles` (not the Static Web Apps shape,
+    not the ws/2008 role URI): an app that stopped reading `roles` would find no roles."""
+    document = decode_client_principal(identity.principal_headers()["X-MS-CLIENT-PRINCIPAL"])
+    assert document["auth_typ"] == "aad" and document["role_typ"] == "roles"
+    assert document["name_typ"] == "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name"
+    claims = document["claims"]
+    assert isinstance(claims, list)
+    roles = sorted(c["val"] for c in claims if c["typ"] == "roles")
+    assert roles == [ROLE_INVOICE, ROLE_READ]
+    assert not [c for c in claims if "role" in c["typ"] and c["typ"] != "roles"]
+    assert "userRoles" not in document and "clientPrincipal" not in document

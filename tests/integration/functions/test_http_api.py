@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from devhost.azurite import start_azurite
-from shared.api.auth import ROLE_READ
+from shared.api.auth import ROLE_INVOICE, ROLE_READ
 from shared.domain.models import BookingStatus, booking_key
 from tests.api_support import ApiWorld, api_world, booking_store, drain, invoice_queue, make_booking, seed
 from tests.auth_support import sign_in
@@ -542,3 +542,43 @@ def test_in_azure_without_app_service_authentication_every_route_but_health_and_
     monkeypatch.setenv("WEBSITE_AUTH_ENABLED", "True")
     with api_world(monkeypatch, tmp_path, connection, WEBSITE_SITE_NAME="bookinv-func") as world:
         assert world.get(f"{world.url}/bookings").status_code == 200
+
+
+def test_on_flex_consumption_the_platforms_own_switch_decides(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, connection: str
+) -> None:
+    """Flex sets WEBSITE_SKU=FlexConsumption and no WEBSITE_INSTANCE_ID; its host runs App Service
+    Authentication exactly when WEBSITE_AUTH_ENABLED is true (azure-functions-host,
+    HostEasyAuthOptionsSetup and JobHostEasyAuthMiddleware for IsAnyLinuxConsumption)."""
+    for name in ("WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID", "WEBSITE_AUTH_ENABLED"):
+        monkeypatch.delenv(name, raising=False)
+    with api_world(monkeypatch, tmp_path, connection, WEBSITE_SKU="FlexConsumption") as world:
+        for path in ("bookings", "me"):
+            assert (
+                "App Service Authentication"
+                in assert_problem(world.get(f"{world.url}/{path}"), 503)["detail"]
+            )
+        assert world.get(f"{world.url}/health").status_code == 200
+    with api_world(
+        monkeypatch, tmp_path, connection, WEBSITE_SKU="FlexConsumption", WEBSITE_AUTH_ENABLED="True"
+    ) as world:
+        assert world.get(f"{world.url}/bookings").status_code == 200
+        assert world.get(f"{world.url}/me").status_code == 200
+
+
+def test_me_names_any_signed_in_caller_with_its_roles(world: ApiWorld) -> None:
+    """`GET /api/me` needs a caller but no role: the portal learns from it who is signed in."""
+    me = world.get(f"{world.url}/me")
+    assert me.status_code == 200 and me.headers["Content-Type"].startswith("application/json")
+    document = me.json()
+    assert set(document) == {"name", "id", "roles", "identityProvider"}
+    assert document["roles"] == sorted([ROLE_INVOICE, ROLE_READ]) and document["identityProvider"] == "aad"
+    nobody = sign_in(world.host.url, user="new@contoso.com", roles=[])
+    answer = nobody.get(f"{world.url}/me", timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["name"] == "new@contoso.com" and answer.json()["roles"] == []
+    assert answer.json()["id"] and answer.json()["id"] != document["id"]
+    assert_problem(nobody.get(f"{world.url}/bookings", timeout=30), 403)
+    anonymous = requests.get(f"{world.url}/me", timeout=30)
+    assert_problem(anonymous, 401)
+    assert anonymous.headers["WWW-Authenticate"].startswith("Bearer")
