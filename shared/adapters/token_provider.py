@@ -49,6 +49,7 @@ def business_central_scope(base_url: str) -> str:
     host = (urlsplit(base_url).hostname or "").lower()
     return f"https://{host}/.default" if host.startswith(_BC_HOST_PREFIX) else BUSINESS_CENTRAL_SCOPE
 
+
 # Authority hosts MSAL knows (public and sovereign clouds); any other host skips instance discovery.
 _KNOWN_AUTHORITY_HOSTS = {
     "login.microsoftonline.com",

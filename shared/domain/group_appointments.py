@@ -3,9 +3,10 @@
 A Bookings service with `maximumAttendeesCount` > 1 (a class, a workshop) books several customers
 into one appointment, and so does any appointment with more than one entry in `customers` (the
 calendarView example on Learn, `graph/api/bookingbusiness-list-calendarview`, carries no
-`maximumAttendeesCount` at all, and a second customer on a count of 1 must still be billed): `customers` is a collection (`Collection(bookingCustomerInformationBase)` in
-the Graph v1.0 CSDL, `microsoftgraph/msgraph-metadata` `schemas/v1.0-Prod.csdl`; the appointment
-carries `maximumAttendeesCount` and `filledAttendeesCount`). Each attendee is billed on its own:
+`maximumAttendeesCount` at all, and a second customer on a count of 1 must still be billed).
+`customers` is a collection (`Collection(bookingCustomerInformationBase)` in the Graph v1.0 CSDL,
+`microsoftgraph/msgraph-metadata` `schemas/v1.0-Prod.csdl`; the appointment carries
+`maximumAttendeesCount` and `filledAttendeesCount`). Each attendee is billed on its own:
 
 - a group appointment becomes one booking per attendee, keyed by
   `booking_key(businessId, appointmentId, attendeeId)`, where `attendeeId` is the attendee's

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from shared.domain import lifecycle
@@ -33,7 +34,7 @@ from shared.domain.group_appointments import bookings_of, unkeyed_attendees, wit
 from shared.domain.models import Appointment, AppointmentPage, Booking, booking_key
 from shared.domain.moments import iso_utc, utc_now
 from shared.domain.sync_decisions import SyncOutcome
-from shared.domain.sync_window import DEFAULT_OVERLAP, SyncWindow, plan_window
+from shared.domain.sync_window import DEFAULT_OVERLAP, MAX_SUB_WINDOW, SyncWindow, plan_window, sub_windows
 from shared.services.ports import GraphBookings, SyncStateRepository, SyncWriter
 from shared.telemetry import get_logger
 
@@ -41,6 +42,9 @@ log = get_logger("bookings.sync")
 
 MAX_PARALLEL_BUSINESSES = 4
 PREFETCH_PAGES = 2
+# Sub-windows of one business read side by side: Bookings allows 4 concurrent requests per app per
+# mailbox (Learn, `graph/throttling-limits`); the Graph client's per-mailbox slots enforce it too.
+MAX_PARALLEL_READS = 4
 
 T = TypeVar("T")
 
@@ -113,6 +117,8 @@ class BookingSync:
         overlap: timedelta = DEFAULT_OVERLAP,
         max_parallel_businesses: int = MAX_PARALLEL_BUSINESSES,
         prefetch_pages: int = PREFETCH_PAGES,
+        sub_window: timedelta = MAX_SUB_WINDOW,
+        max_parallel_reads: int = MAX_PARALLEL_READS,
     ) -> None:
         self.graph = graph
         self.upserter = upserter
@@ -124,6 +130,8 @@ class BookingSync:
         self.overlap = overlap
         self.max_parallel_businesses = max(1, max_parallel_businesses)
         self.prefetch_pages = max(0, prefetch_pages)
+        self.sub_window = sub_window
+        self.max_parallel_reads = max(1, max_parallel_reads)
 
     def run(self) -> SyncReport:
         """Sync every business; businesses run side by side (Graph's limits are per mailbox)."""
@@ -172,8 +180,8 @@ class BookingSync:
         seen: set[str] = set()  # ids of every appointment the window returned, readable or not
 
         def completed() -> Iterator[tuple[Appointment, datetime]]:
-            pages = self.graph.calendar_view_pages(business_id, window.start, window.end)
-            for page in prefetch(pages, self.prefetch_pages):
+            for page in self._pages(business_id, window):
+                page = _first_sight(page, seen)  # sub-windows share bounds: one copy each
                 seen.update(page.appointment_ids)
                 result.read += len(page.appointments) + len(page.invalid)
                 _skip_invalid(business_id, page, snapshot, result)
@@ -195,6 +203,12 @@ class BookingSync:
         if missing:
             result.outcomes.update(self._settle_missing(business_id, missing, read_started, seen))
         self.state.record_success(business_id, window.end, result.counts())
+
+    def _pages(self, business_id: str, window: SyncWindow) -> Iterator[AppointmentPage]:
+        """The window's pages: its bounded sub-windows read side by side, pages as they arrive."""
+        pieces = sub_windows(window.start, window.end, self.sub_window)
+        readers = [partial(self.graph.calendar_view_pages, business_id, start, end) for start, end in pieces]
+        return side_by_side(readers, self.max_parallel_reads, self.prefetch_pages)
 
     def _settle_missing(
         self, business_id: str, missing: Iterable[Booking], read_started: datetime, seen: set[str]
@@ -227,6 +241,17 @@ class BookingSync:
         if gone:
             outcomes.update(self.upserter.cancel_missing(business_id, gone, read_started))
         return outcomes
+
+
+def _first_sight(page: AppointmentPage, seen: set[str]) -> AppointmentPage:
+    """The page without appointments an earlier page (of a neighbouring sub-window) returned."""
+    if not seen.intersection(page.appointment_ids):
+        return page
+    return AppointmentPage(
+        tuple(a for a in page.appointments if a.id not in seen),
+        tuple((i, reason) for i, reason in page.invalid if i is None or i not in seen),
+        page.fetched_at,
+    )
 
 
 def _skip_invalid(
@@ -384,3 +409,63 @@ def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
 @dataclass(frozen=True)
 class _Failure:
     exc: BaseException
+
+
+def side_by_side(sources: Sequence[Callable[[], Iterator[T]]], workers: int, depth: int) -> Iterator[T]:
+    """The items of every source, read by up to `workers` helper threads, at most `depth` (at least
+    one) waiting; each source is read by one thread, in order. One source is `prefetch`.
+
+    The first exception of any source is re-raised here; closing the consumer stops every reader.
+    """
+    if len(sources) == 1:
+        yield from prefetch(sources[0](), depth)
+        return
+    buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    pending = list(reversed(sources))
+    pending_lock = threading.Lock()
+
+    def put(value: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        while not stop.is_set():
+            with pending_lock:
+                if not pending:
+                    break
+                source = pending.pop()
+            try:
+                for item in source():
+                    if not put(item):
+                        return
+            except BaseException as exc:
+                put(_Failure(exc))
+                return
+        put(_DONE)
+
+    threads = [
+        threading.Thread(target=work, name="sync-read", daemon=True)
+        for _ in range(min(workers, len(sources)))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        finished = 0
+        while finished < len(threads):
+            value = buffer.get()
+            if value is _DONE:
+                finished += 1
+            elif isinstance(value, _Failure):
+                raise value.exc
+            else:
+                yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
