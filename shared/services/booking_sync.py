@@ -4,16 +4,20 @@ The window of one run ends now and starts `SYNC_LOOKBACK_DAYS` back, or earlier 
 fully-read point (minus an overlap) if the previous successful run is older than that (after an
 outage nothing is skipped). Re-reading the whole lookback every run is what catches late edits
 (a price corrected after the appointment) and cancellations within one schedule interval; it costs
-Graph reads, not table writes, because unchanged bookings are not written.
+Graph reads, not table writes, because unchanged bookings are not written. A long window (a
+catch-up after an outage) is read in sub-windows of at most `MAX_SUB_WINDOW`, up to 4 side by side.
 
-An appointment is completed when its end lies before now. A group appointment is one booking per
-attendee (`shared/domain/group_appointments.py`). Pages are processed as they arrive (memory stays
-flat in the number of appointments, plus the set of appointment ids read); Unbilled bookings that
-Graph no longer has in a fully-read window are cancelled: an attendee missing from an appointment
-the window returned has left it (nothing to confirm: the appointment was just read); a booking
-whose appointment the window did not return is confirmed gone with one point read first. The watermark in
-`SyncState` advances only after the whole window was read and stored. A failure in one business
-is logged and the others go on.
+An appointment is completed when its end lies before now; only completed ones become bookings. A
+stored booking whose appointment was moved so that it has not ended yet gets the new dates (from
+the window, or from the by-id read when it moved past now): it is then not billable until it has
+ended (`lifecycle.has_ended`; the list, selection and invoicing check it). A group appointment is
+one booking per attendee (`shared/domain/group_appointments.py`). Pages are processed as they
+arrive (memory stays flat in the number of appointments, plus the set of appointment ids read);
+Unbilled bookings that Graph no longer has in a fully-read window are cancelled: an attendee missing
+from an appointment the window returned has left it (nothing to confirm: the appointment was just
+read); a booking whose appointment the window did not return is confirmed gone with one point read
+first. The watermark in `SyncState` advances only after the whole window was read and stored. A
+failure in one business is logged and the others go on.
 """
 
 from __future__ import annotations
@@ -192,10 +196,12 @@ class BookingSync:
                         legacy = snapshot.get(booking_key(business_id, appointment.id))
                         units = without_legacy_attendee(bookings_of(appointment), legacy)
                         yield from ((unit, page.fetched_at) for unit in units)
-                    else:  # still running or moved into the future: picked up once it has ended
+                    else:  # still running, or moved into the future: stored once it has ended
                         result.not_completed += 1
-                        for unit in bookings_of(appointment):
-                            snapshot.pop(unit.key, None)
+                        # A booking stored earlier gets the new dates, so it is not billable until
+                        # the appointment has ended (`lifecycle.has_ended`); none is created.
+                        stored = [unit for unit in bookings_of(appointment) if unit.key in snapshot]
+                        yield from ((unit, page.fetched_at) for unit in stored)
 
         result.outcomes.update(self.upserter.upsert(business_id, completed(), snapshot))
         # The window was read to its last page and stored: what is missing is gone or has moved.

@@ -11,15 +11,22 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import QueueServiceClient
 
 from sandbox import SandboxHandle
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.booking_upserts import BookingUpserter
 from shared.adapters.graph_bookings import GraphBookingsClient, parse_appointment, parse_graph_datetime
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.invoice_requests import InvoiceRequestStore
 from shared.adapters.sync_state import SyncStateStore
 from shared.adapters.token_provider import TokenProvider
+from shared.domain.filters import BookingFilter
 from shared.domain.group_appointments import bookings_of
+from shared.domain.models import BookingStatus
+from shared.services.booking_queries import BookingQueries
 from shared.services.booking_sync import BookingSync
+from shared.services.selection import Selection, SelectionService
 from shared.settings import load_settings
 from tests.conftest import SANDBOX_NOW, product_settings
 
@@ -120,3 +127,80 @@ def test_a_long_catch_up_window_is_read_in_bounded_sub_windows(
     ranges = calendar_view_ranges(session)
     assert len(ranges) > 1 and max(ranges) <= timedelta(days=31)
     assert sum(ranges, timedelta()) == NOW - (watermark - timedelta(hours=1))
+
+
+def test_an_appointment_moved_into_the_future_is_not_billable_until_it_has_ended(
+    fresh_sandbox: SandboxHandle,
+    tables: tuple[TableClient, TableClient],
+    storage_connection_string: str,
+    unique_name: str,
+) -> None:
+    # CONTRACT.md "Booking states": an Unbilled booking whose appointment is moved so that it has
+    # not ended yet leaves the Unbilled list and no selection claims it until it has ended again.
+    # calendarView returns "appointments ... in the specified date range" (Learn,
+    # bookingbusiness-list-calendarview): one moved past now drops out of the window and is read
+    # by id; one moved to end a little later stays in it.
+    sandbox = fresh_sandbox
+    bookings, state_table = tables
+    clock = {"now": NOW}
+    state = SyncStateStore(state_table, clock=lambda: clock["now"])
+    client, _ = graph_client(sandbox)
+    sync = BookingSync(
+        client, BookingUpserter(bookings, clock=lambda: clock["now"]), state, [BUSINESS], 30,
+        clock=lambda: clock["now"],
+    )  # fmt: skip
+    assert sync.run().ok
+    store = BookingStore(bookings)
+    one_to_one = [b for b in store.of_business(BUSINESS) if not b.group_appointment]
+    far, near = one_to_one[0], one_to_one[1]
+    later = NOW + timedelta(days=2)
+    sandbox.admin.update_appointment(BUSINESS, far.appointment_id, _moved(later, later + timedelta(hours=1)))
+    sandbox.admin.update_appointment(
+        BUSINESS, near.appointment_id, _moved(NOW - timedelta(hours=1), NOW + timedelta(hours=1))
+    )
+    clock["now"] = NOW + timedelta(minutes=15)
+    assert sync.run().ok
+
+    for moved in (far, near):
+        stored = store.get(BUSINESS, moved.key)
+        assert stored is not None and stored.status is BookingStatus.UNBILLED and stored.end > clock["now"]
+    queries = BookingQueries(store, [BUSINESS], clock=lambda: clock["now"])
+    listed = {b.key for b in queries.page(BookingFilter(), 1000).items}
+    assert listed and not listed & {far.key, near.key}
+    assert not {b.key for b in queries.iterate(BookingFilter())} & {far.key, near.key}
+
+    queue, requests_ = (
+        _queue(storage_connection_string, unique_name),
+        _requests(storage_connection_string, unique_name),
+    )
+    selection = SelectionService(
+        store, queries, queue, requests_, max_selection=100, clock=lambda: clock["now"]
+    )
+    result = selection.submit(Selection(keys=(far.key, near.key)))
+    assert result.accepted == 0 and {s.key for s in result.skipped} == {far.key, near.key}
+    assert all(s.status is BookingStatus.UNBILLED and s.reason for s in result.skipped)
+
+    clock["now"] = later + timedelta(hours=2)  # both have ended: billable again
+    listed = {b.key for b in queries.page(BookingFilter(), 1000).items}
+    assert {far.key, near.key} <= listed
+    assert selection.submit(Selection(keys=(far.key, near.key))).accepted == 2
+
+
+def _moved(start: datetime, end: datetime) -> dict[str, Any]:
+    return {
+        "startDateTime": {"dateTime": start.isoformat(), "timeZone": "UTC"},
+        "endDateTime": {"dateTime": end.isoformat(), "timeZone": "UTC"},
+    }
+
+
+def _queue(connection: str, name: str) -> InvoiceQueue:
+    queue = InvoiceQueue(QueueServiceClient.from_connection_string(connection), name)
+    queue.ensure_queues()
+    return queue
+
+
+def _requests(connection: str, name: str) -> InvoiceRequestStore:
+    service = TableServiceClient.from_connection_string(connection)
+    store = InvoiceRequestStore(service.get_table_client(f"{name}req"))
+    store.ensure_table()
+    return store

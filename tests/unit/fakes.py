@@ -249,6 +249,8 @@ def _matches(flt: BookingFilter, booking: Booking) -> bool:
         return False
     if flt.invoice_status is not None and booking.invoice_status != flt.invoice_status:
         return False
+    if flt.ended_before is not None and booking.end >= flt.ended_before:
+        return False
     return not (flt.start_before is not None and booking.start >= flt.start_before)
 
 
