@@ -311,6 +311,9 @@ def _log_failure(result: BusinessSyncResult, error_code: str) -> None:
             "durationMs": result.duration_ms,
             "outcome": "failed",
             "errorCode": error_code,
+            # Marks the one summary line per business and run (this or `_log_success`'s): the
+            # alert on a business whose every run fails reads it (infra/modules/alerts.bicep).
+            "syncResult": "failed",
         },
     )
 
@@ -333,6 +336,7 @@ def _log_success(result: BusinessSyncResult) -> None:
             **counts,
             "durationMs": result.duration_ms,
             "outcome": "succeeded",
+            "syncResult": "succeeded",
             "windowStart": iso_utc(result.window.start) if result.window else None,
             "windowEnd": iso_utc(result.window.end) if result.window else None,
         },

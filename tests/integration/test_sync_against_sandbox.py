@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +31,7 @@ from shared.services.booking_sync import BookingSync
 from shared.services.selection import Selection, SelectionService
 from shared.settings import load_settings
 from tests.conftest import SANDBOX_NOW, product_settings
+from tests.infra.templates import load
 
 NOW = SANDBOX_NOW
 BUSINESS = "ContosoLunchDelivery@contoso.onmicrosoft.com"
@@ -204,3 +207,60 @@ def _requests(connection: str, name: str) -> InvoiceRequestStore:
     store = InvoiceRequestStore(service.get_table_client(f"{name}req"))
     store.ensure_table()
     return store
+
+
+# The business-sync-failing alert of infra/modules/alerts.bicep, as applied below to log records.
+# The test pins these parts to the query text, so the two cannot drift apart.
+SYNC_RESULT_FILTER = "isnotempty(customDimensions.syncResult)"
+SYNC_RESULT_COLUMNS = (
+    "extend businessId = tostring(customDimensions.businessId), "
+    "syncResult = tostring(customDimensions.syncResult)"
+)
+SYNC_RESULT_COUNTS = (
+    'failedRuns = sumif(itemCount, syncResult == "failed"), '
+    'succeededRuns = sumif(itemCount, syncResult == "succeeded")'
+)
+SYNC_RESULT_ALERTS = "| where failedRuns > 0 and succeededRuns == 0"
+
+
+def businesses_failing_every_run(records: list[logging.LogRecord]) -> set[str]:
+    """The alert's result over log records (each row stands for itemCount 1: nothing is sampled)."""
+    runs: dict[str, Counter[str]] = {}
+    for record in records:
+        result = getattr(record, "syncResult", None)
+        if result:
+            runs.setdefault(str(getattr(record, "businessId", "")), Counter())[str(result)] += 1
+    return {
+        business for business, counts in runs.items() if counts["failed"] > 0 and counts["succeeded"] == 0
+    }
+
+
+def test_a_business_that_fails_every_run_is_named_by_its_alert(
+    fresh_sandbox: SandboxHandle, tables: tuple[TableClient, TableClient], caplog: pytest.LogCaptureFixture
+) -> None:
+    # One mailbox answers with an error on every run while another succeeds: the heartbeat (any
+    # success) stays quiet, so the alert must name the failing business from the lines the sync
+    # writes. The sandbox answers 404 itemNotFound for a business it does not have (Graph errors).
+    query = load("modules/alerts.bicep").variables["businessSyncFailingQuery"]
+    for part in (SYNC_RESULT_FILTER, SYNC_RESULT_COLUMNS, SYNC_RESULT_COUNTS, SYNC_RESULT_ALERTS):
+        assert part in query
+    gone = "closed-shop@contoso.onmicrosoft.com"
+    bookings, state_table = tables
+    client, _ = graph_client(fresh_sandbox)
+    clock = {"now": NOW}
+    sync = BookingSync(
+        client,
+        BookingUpserter(bookings, clock=lambda: clock["now"]),
+        SyncStateStore(state_table, clock=lambda: clock["now"]),
+        [BUSINESS, gone],
+        30,
+        clock=lambda: clock["now"],
+    )
+    caplog.set_level(logging.INFO, logger="bookings.sync")
+
+    for run in range(2):
+        clock["now"] = NOW + timedelta(minutes=15 * run)
+        report = sync.run()
+        assert [r.succeeded for r in report.results] == [True, False]
+
+    assert businesses_failing_every_run(caplog.records) == {gone}
