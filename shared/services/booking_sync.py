@@ -49,6 +49,11 @@ PREFETCH_PAGES = 2
 # Sub-windows of one business read side by side: Bookings allows 4 concurrent requests per app per
 # mailbox (Learn, `graph/throttling-limits`); the Graph client's per-mailbox slots enforce it too.
 MAX_PARALLEL_READS = 4
+# How long one run may take before Graph waits are cut short: host.json's functionTimeout (30
+# minutes) less time to store what was read and record the watermark. A `Retry-After` longer than
+# 60 s is waited out in full only inside it (Learn, `graph/throttling`: "wait the number of seconds
+# specified"); one that would outlast the invocation ends the business's run with Graph's error.
+INVOCATION_BUDGET = timedelta(minutes=25)
 
 T = TypeVar("T")
 
@@ -67,6 +72,7 @@ class BusinessSyncResult:
     duration_ms: int = 0
     outcome: str = "succeeded"
     error: str | None = None
+    deadline: datetime | None = None  # when the run must be done (Graph's Retry-After waits)
 
     @property
     def succeeded(self) -> bool:
@@ -123,6 +129,7 @@ class BookingSync:
         prefetch_pages: int = PREFETCH_PAGES,
         sub_window: timedelta = MAX_SUB_WINDOW,
         max_parallel_reads: int = MAX_PARALLEL_READS,
+        time_budget: timedelta = INVOCATION_BUDGET,
     ) -> None:
         self.graph = graph
         self.upserter = upserter
@@ -136,19 +143,24 @@ class BookingSync:
         self.prefetch_pages = max(0, prefetch_pages)
         self.sub_window = sub_window
         self.max_parallel_reads = max(1, max_parallel_reads)
+        self.time_budget = time_budget
 
     def run(self) -> SyncReport:
         """Sync every business; businesses run side by side (Graph's limits are per mailbox)."""
+        deadline = self.clock() + self.time_budget
         if len(self.business_ids) <= 1 or self.max_parallel_businesses == 1:
-            return SyncReport([self.sync_business(business_id) for business_id in self.business_ids])
+            return SyncReport(
+                [self.sync_business(business_id, deadline) for business_id in self.business_ids]
+            )
         workers = min(self.max_parallel_businesses, len(self.business_ids))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-            return SyncReport(list(pool.map(self.sync_business, self.business_ids)))
+            return SyncReport(list(pool.map(lambda b: self.sync_business(b, deadline), self.business_ids)))
 
-    def sync_business(self, business_id: str) -> BusinessSyncResult:
-        """One business, isolated: any failure is logged and returned, never raised."""
+    def sync_business(self, business_id: str, deadline: datetime | None = None) -> BusinessSyncResult:
+        """One business, isolated: any failure is logged and returned, never raised. `deadline`
+        (default: the time budget from now) bounds Graph's `Retry-After` waits."""
         started = time.monotonic()
-        result = BusinessSyncResult(business_id)
+        result = BusinessSyncResult(business_id, deadline=deadline or self.clock() + self.time_budget)
         try:
             self._sync(business_id, result)
         except Exception as exc:
@@ -184,7 +196,7 @@ class BookingSync:
         seen: set[str] = set()  # ids of every appointment the window returned, readable or not
 
         def completed() -> Iterator[tuple[Appointment, datetime]]:
-            for page in self._pages(business_id, window):
+            for page in self._pages(business_id, window, result.deadline):
                 page = _first_sight(page, seen)  # sub-windows share bounds: one copy each
                 seen.update(page.appointment_ids)
                 result.read += len(page.appointments) + len(page.invalid)
@@ -207,17 +219,28 @@ class BookingSync:
         # The window was read to its last page and stored: what is missing is gone or has moved.
         missing = [stored for stored in snapshot.values() if lifecycle.sync_may_cancel(stored.status)]
         if missing:
-            result.outcomes.update(self._settle_missing(business_id, missing, read_started, seen))
+            settled = self._settle_missing(business_id, missing, read_started, seen, result.deadline)
+            result.outcomes.update(settled)
         self.state.record_success(business_id, window.end, result.counts())
 
-    def _pages(self, business_id: str, window: SyncWindow) -> Iterator[AppointmentPage]:
+    def _pages(
+        self, business_id: str, window: SyncWindow, deadline: datetime | None
+    ) -> Iterator[AppointmentPage]:
         """The window's pages: its bounded sub-windows read side by side, pages as they arrive."""
         pieces = sub_windows(window.start, window.end, self.sub_window)
-        readers = [partial(self.graph.calendar_view_pages, business_id, start, end) for start, end in pieces]
+        readers = [
+            partial(self.graph.calendar_view_pages, business_id, start, end, deadline=deadline)
+            for start, end in pieces
+        ]
         return side_by_side(readers, self.max_parallel_reads, self.prefetch_pages)
 
     def _settle_missing(
-        self, business_id: str, missing: Iterable[Booking], read_started: datetime, seen: set[str]
+        self,
+        business_id: str,
+        missing: Iterable[Booking],
+        read_started: datetime,
+        seen: set[str],
+        deadline: datetime | None = None,
     ) -> Counter[SyncOutcome]:
         """Cancel what Bookings no longer has; refresh what merely moved out of the window.
 
@@ -233,7 +256,7 @@ class BookingSync:
                 gone.append(stored)
                 continue
             fetched_at = self.clock()
-            appointment = self.graph.get_appointment(business_id, appointment_id)
+            appointment = self.graph.get_appointment(business_id, appointment_id, deadline=deadline)
             units = bookings_of(appointment) if appointment is not None else ()
             unit = next((u for u in units if u.key == stored.key), None)
             if unit is None:

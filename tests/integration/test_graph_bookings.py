@@ -299,3 +299,22 @@ def test_a_second_customer_on_a_count_of_one_is_a_group_appointment(sandbox: San
     units = bookings_of(appointment)
     assert [unit.attendee_id for unit in units] == ["pair-1", "pair-2"]
     assert len({unit.key for unit in units}) == 2 and all(unit.group for unit in units)
+
+
+def test_a_long_retry_after_is_honoured_within_the_deadline(sandbox: SandboxHandle) -> None:
+    # Learn, "Microsoft Graph throttling guidance": wait the number of seconds Retry-After says,
+    # here 120 (above the 60 s the backoff is capped at), if the run's deadline leaves time for it.
+    sandbox.admin.set_faults({"failures": {"graph": [{"status": 429, "count": 1, "retryAfter": 120}]}})
+    waits: list[float] = []
+    client, _ = make_client(sandbox, sleep=waits.append, clock=lambda: E2E_NOW)
+    window = (E2E_NOW - timedelta(days=2), E2E_NOW)
+
+    pages = list(client.calendar_view_pages(BUSINESS, *window, deadline=E2E_NOW + timedelta(minutes=25)))
+    assert pages and waits == [120.0]
+
+    # A wait that would outlast the deadline is not made: Graph's 429 ends the read at once.
+    sandbox.admin.set_faults({"failures": {"graph": [{"status": 429, "count": 1, "retryAfter": 120}]}})
+    waits.clear()
+    with pytest.raises(GraphError) as caught:
+        list(client.calendar_view_pages(BUSINESS, *window, deadline=E2E_NOW + timedelta(seconds=90)))
+    assert caught.value.status == 429 and waits == []

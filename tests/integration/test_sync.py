@@ -374,7 +374,7 @@ class ScriptedGraph:
     windows: list[tuple[str, datetime, datetime]] = field(default_factory=list)
 
     def calendar_view_pages(
-        self, business_id: str, start: datetime, end: datetime
+        self, business_id: str, start: datetime, end: datetime, *, deadline: datetime | None = None
     ) -> Iterator[AppointmentPage]:
         self.windows.append((business_id, start, end))
         if business_id not in self.appointments:
@@ -386,7 +386,9 @@ class ScriptedGraph:
             self.pages_served[business_id] += 1
             yield AppointmentPage(tuple(inside[index : index + self.page_size]), (), NOW)
 
-    def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None:
+    def get_appointment(
+        self, business_id: str, appointment_id: str, *, deadline: datetime | None = None
+    ) -> Appointment | None:
         return next((a for a in self.appointments.get(business_id, []) if a.id == appointment_id), None)
 
 

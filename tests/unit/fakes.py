@@ -488,7 +488,7 @@ class FakeGraph:
         self.invalid.setdefault(business_id, []).append((appointment_id, reason))
 
     def calendar_view_pages(
-        self, business_id: str, start: datetime, end: datetime
+        self, business_id: str, start: datetime, end: datetime, *, deadline: datetime | None = None
     ) -> Iterator[AppointmentPage]:
         with self._lock:
             self.views.append((business_id, start, end))
@@ -505,7 +505,9 @@ class FakeGraph:
             if business_id in self.failures:  # the connection drops after the first page
                 raise self.failures[business_id]
 
-    def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None:
+    def get_appointment(
+        self, business_id: str, appointment_id: str, *, deadline: datetime | None = None
+    ) -> Appointment | None:
         with self._lock:
             self.point_reads.append((business_id, appointment_id))
         return self.appointments.get(business_id, {}).get(appointment_id)

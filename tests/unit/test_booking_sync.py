@@ -228,3 +228,16 @@ def test_side_by_side_yields_every_item_of_every_source_and_raises_the_first_fai
 
     with pytest.raises(RuntimeError, match="page 2 failed"):
         list(side_by_side([lambda: iter(range(3)), broken], 2, 1))
+
+
+def test_the_time_budget_of_a_run_ends_before_the_hosts_function_timeout() -> None:
+    import json
+    from pathlib import Path
+
+    from shared.services.booking_sync import INVOCATION_BUDGET
+
+    text = json.loads((Path(__file__).parents[2] / "host.json").read_text(encoding="utf-8"))[
+        "functionTimeout"
+    ]
+    hours, minutes, seconds = (int(part) for part in text.split(":"))
+    assert timedelta(minutes=1) < INVOCATION_BUDGET < timedelta(hours=hours, minutes=minutes, seconds=seconds)
