@@ -515,12 +515,14 @@ class GraphService:
         base_url: str,
         clock: Clock,
         page_size: Callable[[], int],
+        max_range_days: Callable[[], int] = lambda: 0,
     ) -> None:
         self.store = store
         self.directory = directory
         self.base_url = base_url.rstrip("/")
         self._clock = clock
         self._page_size = page_size
+        self._max_range_days = max_range_days
         prefix = "/solutions/bookingBusinesses"
         self.router = Router(ignore_case=True)
         add = self.router.add
@@ -710,6 +712,16 @@ class GraphService:
             except ValueError:
                 pass
             return self.error(request, 400, "invalidRequest", f"Invalid date and time value: '{bad}'.")
+        limit = self._max_range_days()
+        if limit and end - start > timedelta(days=limit):
+            # Off by default: the Bookings calendarView page states no maximum; Outlook's
+            # calendarView refuses ranges over 1,825 days, so a client must not rely on none.
+            return self.error(
+                request,
+                400,
+                "invalidRequest",
+                f"The date range between 'start' and 'end' may not exceed {limit} days.",
+            )
         return self._appointment_page(request, business, query, start, end, "calendarView")
 
     def _list_appointments(self, request: Request, params: dict[str, str]) -> Response:

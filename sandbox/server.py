@@ -69,26 +69,36 @@ DEFAULT_BC_MAX_PAGE_SIZE = 20000
 MAX_BODY_BYTES = 100 * 1024 * 1024
 
 
+_PAGING_NAMES = {
+    "graphPageSize": "graph_page_size",
+    "bcMaxPageSize": "bc_max_page_size",
+    "graphCalendarViewMaxDays": "graph_calendar_view_max_days",
+}
+_PAGING_MAY_BE_ZERO = frozenset({"graphCalendarViewMaxDays"})
+
+
 @dataclass
 class Paging:
-    """Server-driven page sizes (Graph's is undocumented; BC's maximum is 20,000)."""
+    """Server-driven page sizes (Graph's is undocumented; BC's maximum is 20,000), and the longest
+    `calendarView` range Graph accepts (0: no limit, as the Bookings page states none)."""
 
     graph_page_size: int = DEFAULT_GRAPH_PAGE_SIZE
     bc_max_page_size: int = DEFAULT_BC_MAX_PAGE_SIZE
+    graph_calendar_view_max_days: int = 0
 
     def to_json(self) -> dict[str, int]:
-        return {"graphPageSize": self.graph_page_size, "bcMaxPageSize": self.bc_max_page_size}
+        return {key: getattr(self, attribute) for key, attribute in _PAGING_NAMES.items()}
 
     def update(self, data: Mapping[str, Any]) -> None:
-        names = {"graphPageSize": "graph_page_size", "bcMaxPageSize": "bc_max_page_size"}
-        unknown = set(data) - set(names)
+        unknown = set(data) - set(_PAGING_NAMES)
         if unknown:
             raise ValueError(f"unknown setting(s): {', '.join(sorted(unknown))}")
         for key, value in data.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{key} must be a whole number >= 1")
+            lowest = 0 if key in _PAGING_MAY_BE_ZERO else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+                raise ValueError(f"{key} must be a whole number >= {lowest}")
         for key, value in data.items():
-            setattr(self, names[key], value)
+            setattr(self, _PAGING_NAMES[key], value)
 
 
 class SandboxApp:
@@ -120,7 +130,12 @@ class SandboxApp:
         self.company = CompanyStore(clock, company_record(identity, clock.now()), seed)
         self.entra = EntraService(self.directory, base_url + ENTRA_PREFIX, clock)
         self.graph = GraphService(
-            self.bookings, self.directory, base_url + GRAPH_PREFIX, clock, lambda: self.paging.graph_page_size
+            self.bookings,
+            self.directory,
+            base_url + GRAPH_PREFIX,
+            clock,
+            lambda: self.paging.graph_page_size,
+            lambda: self.paging.graph_calendar_view_max_days,
         )
         self.bc = BusinessCentralService(
             self.company,
@@ -171,7 +186,11 @@ class SandboxApp:
             done.append("faults")
         if config:
             self.paging.update(
-                {"graphPageSize": DEFAULT_GRAPH_PAGE_SIZE, "bcMaxPageSize": DEFAULT_BC_MAX_PAGE_SIZE}
+                {
+                    "graphPageSize": DEFAULT_GRAPH_PAGE_SIZE,
+                    "bcMaxPageSize": DEFAULT_BC_MAX_PAGE_SIZE,
+                    "graphCalendarViewMaxDays": 0,
+                }
             )
             done.append("config")
         if data:

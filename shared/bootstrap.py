@@ -253,7 +253,10 @@ class Container:
     @cached_property
     def booking_queries(self) -> BookingQueries:
         return BookingQueries(
-            self.booking_store, self.settings.bookings_business_ids, executor=self.api_executor
+            self.booking_store,
+            self.settings.bookings_business_ids,
+            executor=self.api_executor,
+            clock=self.now,
         )
 
     @cached_property

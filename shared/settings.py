@@ -70,6 +70,7 @@ _E = TypeVar("_E", bound=Enum)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _SMTP_ADDRESS = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
+_KEY_DISALLOWED = frozenset("/\\#?")
 # A template number is a Business Central Code[20]: we only need it to be a plain token.
 _BC_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._\-/]{0,19}$")
 
@@ -291,6 +292,14 @@ class _Reader:
             if not _SMTP_ADDRESS.match(business_id):
                 raise SettingsError(
                     name, f"holds {business_id!r}, which is not a Bookings business id (an SMTP address)"
+                )
+            # The id is the Bookings table's PartitionKey, which may not contain / \\ # ? (Learn,
+            # "Understanding the Table service data model", "Characters disallowed in key fields").
+            if _KEY_DISALLOWED & set(business_id):
+                raise SettingsError(
+                    name,
+                    f"holds {business_id!r}: a business id is a table PartitionKey, which may not "
+                    "contain / \\ # or ?",
                 )
         return ids
 

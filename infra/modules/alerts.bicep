@@ -144,6 +144,19 @@ traces
 | where tostring(customDimensions.outcome) == "succeeded" and isnotempty(customDimensions.windowEnd)
 '''
 
+// sync_bookings logs one summary line per business and run, marked with syncResult "succeeded" or
+// "failed" (shared/services/booking_sync.py). A business with runs in the last two intervals and
+// not one success fails every run (its mailbox answers 403, it was removed, ...) while others may
+// succeed: the heartbeat above counts any success and stays quiet. One alert per businessId.
+var businessSyncFailingQuery = '''
+traces
+| where timestamp > ago({0}m)
+| where isnotempty(customDimensions.syncResult)
+| extend businessId = tostring(customDimensions.businessId), syncResult = tostring(customDimensions.syncResult)
+| summarize failedRuns = sumif(itemCount, syncResult == "failed"), succeededRuns = sumif(itemCount, syncResult == "succeeded"), arg_max(timestamp, message) by businessId
+| where failedRuns > 0 and succeededRuns == 0
+'''
+
 resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (createActionGroup) {
   name: '${namePrefix}-ops'
   location: 'global'
@@ -329,6 +342,52 @@ resource heartbeatAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   }
 }
 
+resource businessSyncFailingAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
+  name: '${namePrefix}-business-sync-failing'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Bookings invoicing: a business fails every sync'
+    description: 'Every sync_bookings run of one Bookings business failed for two schedule intervals (${heartbeatMinutes} minutes); the businessId dimension names it. See docs/operations.md, "A business fails every sync".'
+    severity: 1
+    enabled: true
+    scopes: [
+      applicationInsightsId
+    ]
+    evaluationFrequency: heartbeatFrequency
+    windowSize: heartbeatWindow
+    criteria: {
+      allOf: [
+        {
+          query: format(businessSyncFailingQuery, heartbeatMinutes)
+          timeAggregation: 'Total'
+          metricMeasureColumn: 'failedRuns'
+          dimensions: [
+            {
+              name: 'businessId'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: true
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
 resource reconcileHeartbeatAlert 'Microsoft.Insights/scheduledQueryRules@2022-06-15' = {
   name: '${namePrefix}-reconcile-stalled'
   location: location
@@ -371,5 +430,6 @@ output alertRuleIds array = [
   failedBookingsAlert.id
   failureRateAlert.id
   heartbeatAlert.id
+  businessSyncFailingAlert.id
   reconcileHeartbeatAlert.id
 ]

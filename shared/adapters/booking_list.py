@@ -32,6 +32,9 @@ def _query(flt: BookingFilter, business_id: str, low: str) -> tuple[str, dict[st
     if flt.invoice_status is not None:
         clauses.append("InvoiceStatus eq @istatus")
         parameters["istatus"] = flt.invoice_status
+    if flt.ended_before is not None:
+        clauses.append("End lt @ended")
+        parameters["ended"] = flt.ended_before
     if flt.customer_name:
         clauses.append(f"{index.NAME_LOWER} ge @nameFrom and {index.NAME_LOWER} lt @nameTo")
         parameters["nameFrom"], parameters["nameTo"] = index.name_range(flt.customer_name)

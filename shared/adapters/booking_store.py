@@ -265,4 +265,7 @@ def _table_filter(flt: BookingFilter, business_id: str) -> tuple[str, dict[str, 
     if flt.invoice_status is not None:
         clauses.append("InvoiceStatus eq @istatus")
         parameters["istatus"] = flt.invoice_status
+    if flt.ended_before is not None:
+        clauses.append("End lt @ended")
+        parameters["ended"] = flt.ended_before
     return " and ".join(clauses), parameters

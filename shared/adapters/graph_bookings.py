@@ -5,7 +5,8 @@ Why it looks like this:
 - `calendarView` documents only `start`/`end` (+ `$count`/`$expand`); `$top` was seen to suppress
   `@odata.nextLink`, so we send neither `$top` nor `$filter` and follow `@odata.nextLink` verbatim.
 - Bookings allows 4 concurrent requests per app per mailbox; a semaphore per business id keeps
-  every thread of this process under that, and 429/503 are retried honouring `Retry-After`.
+  every thread of this process under that, and 429/503 are retried honouring `Retry-After` (in
+  full when the caller's deadline leaves time for it; Learn, `graph/throttling`).
 - Appointment ids are Exchange base64 (`+`, `/`, `=`): they are percent-encoded in any path.
 - Pages are yielded one at a time, so a caller can process any number of appointments in flat memory.
 """
@@ -240,16 +241,19 @@ class GraphBookingsClient:
     # -- reading ---------------------------------------------------------------------------------
 
     def calendar_view_pages(
-        self, business_id: str, start: datetime, end: datetime
+        self, business_id: str, start: datetime, end: datetime, *, deadline: datetime | None = None
     ) -> Iterator[AppointmentPage]:
-        """Appointments overlapping [start, end), one page at a time, following `@odata.nextLink`."""
+        """Appointments overlapping [start, end), one page at a time, following `@odata.nextLink`.
+
+        `deadline`: when the caller's invocation must be done; a `Retry-After` longer than 60 s is
+        waited out in full only if it ends before then (`http_retry.send_with_retries`)."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("calendar_view_pages needs aware datetimes")
         url: str | None = f"{self.business_url(business_id)}/calendarView"
         params: dict[str, str] | None = {"start": iso_utc(start) or "", "end": iso_utc(end) or ""}
         while url is not None:
             fetched_at = self._clock()
-            body = self._get_json(business_id, url, params)
+            body = self._get_json(business_id, url, params, deadline)
             values = body.get("value")
             if not isinstance(values, list):
                 raise GraphError(200, "invalidResponse", "calendarView answered without a 'value' list")
@@ -259,10 +263,13 @@ class GraphBookingsClient:
                 raise GraphError(200, "invalidResponse", "@odata.nextLink is not a string")
             url, params = next_link, None  # the next link is followed verbatim: it carries every parameter
 
-    def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None:
+    def get_appointment(
+        self, business_id: str, appointment_id: str, *, deadline: datetime | None = None
+    ) -> Appointment | None:
         """One appointment, or None if Bookings no longer has it."""
         try:
-            body = self._get_json(business_id, self.appointment_url(business_id, appointment_id), None)
+            url = self.appointment_url(business_id, appointment_id)
+            body = self._get_json(business_id, url, None, deadline)
         except GraphError as exc:
             if exc.status == 404:
                 return None
@@ -279,7 +286,14 @@ class GraphBookingsClient:
                 semaphore = self._semaphores[key] = threading.BoundedSemaphore(self._max_concurrent)
             return semaphore
 
-    def _get_json(self, business_id: str, url: str, params: dict[str, str] | None) -> dict[str, Any]:
+    def _time_left(self, deadline: datetime | None) -> Callable[[], float | None] | None:
+        if deadline is None:
+            return None
+        return lambda: (deadline - self._clock()).total_seconds()
+
+    def _get_json(
+        self, business_id: str, url: str, params: dict[str, str] | None, deadline: datetime | None
+    ) -> dict[str, Any]:
         slot = self._mailbox_slot(business_id)
 
         def send() -> requests.Response:
@@ -311,6 +325,7 @@ class GraphBookingsClient:
                 sleep=self._sleep,
                 rng=self._rng,
                 on_retry=on_retry,
+                time_left=self._time_left(deadline),
             )
         except RetriesExhaustedError as exc:
             raise GraphError(None, "unreachable", str(exc)) from None

@@ -8,6 +8,13 @@ server refused the request before running it, and a caller that keeps within the
 by other means (Business Central's shared budget) meets such a 429 only by bad luck. Waiting the
 0.5 s base of a server error there left a worker idle for nothing; the backoff still doubles with
 every further 429, with jitter, as the reference asks for a 429 without `Retry-After`.
+
+A `Retry-After` is waited out in full ("wait the number of seconds specified in the Retry-After
+header", Learn, `graph/throttling`, "Best practices to handle throttling") when the caller says how
+much of its invocation is left (`time_left`) and the wait fits in it; one that does not fit is not
+waited for: the answer is returned at once, so the run ends with the server's own error instead of
+being killed by the host's `functionTimeout` mid-sleep. Without `time_left` a wait is capped at
+`max_delay`, as before.
 """
 
 from __future__ import annotations
@@ -88,11 +95,13 @@ def send_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     rng: Callable[[], float] = random.random,
     on_retry: Callable[[int, str, float], None] | None = None,
+    time_left: Callable[[], float | None] | None = None,
 ) -> requests.Response:
     """Send until a non-transient answer; the last transient answer is returned as is.
 
     Connection errors and timeouts are retried only when `retry_connection_errors` is set; after
-    the last attempt they raise `RetriesExhaustedError`.
+    the last attempt they raise `RetriesExhaustedError`. `time_left` (seconds left in the
+    invocation, None: unknown) lets a `Retry-After` above `max_delay` be honoured in full.
     """
     for attempt in range(1, policy.max_attempts + 1):
         last = attempt == policy.max_attempts
@@ -106,12 +115,34 @@ def send_with_retries(
         else:
             if response.status_code not in policy.retry_statuses or last:
                 return response
-            told = retry_after_seconds(response)
-            throttled = response.status_code == 429
-            delay = told if told is not None else policy.backoff(attempt, rng, throttled=throttled)
+            delay = _delay_after(response, attempt, policy, rng, time_left)
+            if delay is None:
+                return response  # the server's wait would outlast the invocation: its answer stands
             reason = f"HTTP {response.status_code}"
-        delay = min(delay, policy.max_delay)
         if on_retry is not None:
             on_retry(attempt, reason, delay)
         sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _delay_after(
+    response: requests.Response,
+    attempt: int,
+    policy: RetryPolicy,
+    rng: Callable[[], float],
+    time_left: Callable[[], float | None] | None,
+) -> float | None:
+    """Seconds to wait before the next attempt after a transient answer, or None: do not retry.
+
+    `Retry-After` up to `max_delay` is always honoured; a longer one in full when it fits in the
+    time left, never when it does not; when nothing says how much is left, it is cut to
+    `max_delay`, as before. Without it: backoff with jitter."""
+    told = retry_after_seconds(response)
+    if told is None:
+        return policy.backoff(attempt, rng, throttled=response.status_code == 429)
+    if told <= policy.max_delay:
+        return told
+    left = time_left() if time_left is not None else None
+    if left is None:
+        return policy.max_delay
+    return told if told <= left else None

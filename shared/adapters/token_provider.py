@@ -25,6 +25,31 @@ log = get_logger("bookings.token_provider")
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 BUSINESS_CENTRAL_SCOPE = "https://api.businesscentral.dynamics.com/.default"
 
+# Microsoft Graph's service roots per cloud (Learn, "Microsoft Graph national cloud deployments",
+# `graph/deployments`): global, US Government L4, US Government L5 (DOD), China (21Vianet). Their
+# tokens "are not interchangeable", and a `.default` scope must use the domain of the cloud's root
+# (`graph/sdks/national-clouds`, "Permission scopes"). Any other host (a local stand-in, a proxy)
+# gets the global scope.
+_GRAPH_HOSTS = frozenset(
+    {"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+)
+# Business Central's API host is `api.businesscentral.dynamics.com`; a host of the same family in
+# another cloud (`api.businesscentral.dynamics.<tld>`) is its own resource, by the same rule.
+_BC_HOST_PREFIX = "api.businesscentral.dynamics."
+
+
+def graph_scope(base_url: str) -> str:
+    """The `.default` scope of the Graph cloud `GRAPH_BASE_URL` points at."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return f"https://{host}/.default" if host in _GRAPH_HOSTS else GRAPH_SCOPE
+
+
+def business_central_scope(base_url: str) -> str:
+    """The `.default` scope of the Business Central cloud `BC_BASE_URL` points at."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return f"https://{host}/.default" if host.startswith(_BC_HOST_PREFIX) else BUSINESS_CENTRAL_SCOPE
+
+
 # Authority hosts MSAL knows (public and sovereign clouds); any other host skips instance discovery.
 _KNOWN_AUTHORITY_HOSTS = {
     "login.microsoftonline.com",
@@ -60,15 +85,20 @@ class TokenError(RuntimeError):
 
 
 def _certificate_credential(path: str) -> dict[str, str]:
-    """MSAL's certificate credential from one PEM holding the private key and the certificate."""
+    """MSAL's certificate credential from one PEM holding the private key and the certificate.
+
+    No `thumbprint`: MSAL Python's `client_credential` docs (`ConfidentialClientApplication`) say a
+    given `thumbprint` is taken as SHA-1 (deprecated, for ADFS), while since 1.35.0, without it, MSAL
+    computes the SHA-256 thumbprint from `public_certificate` and signs the assertion with PS256
+    (`x5t#S256`). requirements.txt pins 1.39.
+    """
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import serialization
 
     pem = Path(path).read_text(encoding="utf-8")
     certificate = x509.load_pem_x509_certificate(pem.encode())
     return {
         "private_key": pem,
-        "thumbprint": certificate.fingerprint(hashes.SHA1()).hex(),  # noqa: S303 - the thumbprint is SHA-1
         "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode(),
     }
 
@@ -162,10 +192,10 @@ class TokenProvider:
         return str(result["access_token"])
 
     def graph_token(self) -> str:
-        return self.token(GRAPH_SCOPE)
+        return self.token(graph_scope(self._settings.graph_base_url))
 
     def business_central_token(self) -> str:
-        return self.token(BUSINESS_CENTRAL_SCOPE)
+        return self.token(business_central_scope(self._settings.bc_base_url))
 
 
 def _first_line(exc: BaseException) -> str:

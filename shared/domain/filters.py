@@ -25,6 +25,9 @@ class BookingFilter:
     start_from: datetime | None = None  # inclusive, on the appointment's start
     start_before: datetime | None = None  # exclusive
     invoice_status: str | None = None  # Business Central's status of the booking's invoice
+    ended_before: datetime | None = None
+    """Only bookings whose appointment ended before this (exclusive). Set by the query service from
+    its clock, never by a caller: not part of the query's identity (`to_json`, `fingerprint`)."""
 
     def to_json(self) -> dict[str, Any]:
         document = {

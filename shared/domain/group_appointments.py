@@ -1,9 +1,12 @@
 """Group appointments: one booking per attendee.
 
 A Bookings service with `maximumAttendeesCount` > 1 (a class, a workshop) books several customers
-into one appointment: `customers` is a collection (`Collection(bookingCustomerInformationBase)` in
-the Graph v1.0 CSDL, `microsoftgraph/msgraph-metadata` `schemas/v1.0-Prod.csdl`; the appointment
-carries `maximumAttendeesCount` and `filledAttendeesCount`). Each attendee is billed on its own:
+into one appointment, and so does any appointment with more than one entry in `customers` (the
+calendarView example on Learn, `graph/api/bookingbusiness-list-calendarview`, carries no
+`maximumAttendeesCount` at all, and a second customer on a count of 1 must still be billed).
+`customers` is a collection (`Collection(bookingCustomerInformationBase)` in the Graph v1.0 CSDL,
+`microsoftgraph/msgraph-metadata` `schemas/v1.0-Prod.csdl`; the appointment carries
+`maximumAttendeesCount` and `filledAttendeesCount`). Each attendee is billed on its own:
 
 - a group appointment becomes one booking per attendee, keyed by
   `booking_key(businessId, appointmentId, attendeeId)`, where `attendeeId` is the attendee's
@@ -21,7 +24,7 @@ carries `maximumAttendeesCount` and `filledAttendeesCount`). Each attendee is bi
 
 Robust to what no source settles:
 
-- `maximumAttendeesCount` absent (an older or trimmed payload): several attendees make it a group;
+- `maximumAttendeesCount` absent or 1 (an older or trimmed payload): several attendees make it a group;
 - a group appointment with no attendee at all keeps one booking under the one-to-one key, without
   a customer, so a person sees it (`NO_CUSTOMER`) instead of it vanishing silently;
 - an attendee with neither `customerId` nor email cannot be keyed (two of them would collide); it is
@@ -37,9 +40,9 @@ from shared.domain.models import Appointment, Booking, Customer
 
 
 def is_group(appointment: Appointment) -> bool:
-    """A group appointment: `maximumAttendeesCount` > 1, or several attendees when it is absent."""
-    if appointment.maximum_attendees is not None:
-        return appointment.maximum_attendees > 1
+    """A group appointment: `maximumAttendeesCount` > 1, or more than one entry in `customers`."""
+    if appointment.maximum_attendees is not None and appointment.maximum_attendees > 1:
+        return True
     return len(appointment.attendees) > 1
 
 

@@ -3,6 +3,7 @@
     Unbilled -> Queued -> Invoicing -> Invoiced
     Queued/Invoicing -> Failed (errorCode, error);  Failed -> Queued (selected again by key)
     Queued -> its state before the claim (a claim undone because its message could not be sent)
+    Queued -> Unbilled (its appointment has not ended: invoicing refuses it until it has)
     Unbilled -> Cancelled (gone from Bookings);  Cancelled -> Unbilled (it exists again)
     Unbilled/Failed/Excluded: descriptive fields refreshed by the sync, state kept
     Unbilled/Failed -> Excluded (a person: not to be billed);  Excluded -> Unbilled (included again)
@@ -10,6 +11,10 @@
     Invoiced -> Unbilled (reconcile_invoices: the app's draft was deleted in Business Central)
     Invoiced: invoiceStatus/number follow Business Central (reconcile_invoices), state kept
     Invoiced (final or manual)/Cancelled/Excluded: deleted by retention once old enough
+
+Only a booking whose appointment has ended is billable (`has_ended`): an appointment moved into
+the future leaves the Unbilled list, no selection claims it (`claim` refuses it) and invoicing
+puts a claimed one back (`postpone`), until it has ended again (CONTRACT.md "Booking states").
 
 Each transition is a pure function from a booking to the new booking; it raises `IllegalTransition`
 when the booking's state does not allow it. Nothing here writes: the store saves the result with
@@ -52,6 +57,18 @@ class IllegalTransition(ValueError):
         super().__init__(f"cannot {transition}: {what} {status}, not one of {allowed}")
 
 
+class NotEndedError(IllegalTransition):
+    """The booking's appointment has not ended yet: it is not billable before it has."""
+
+    def __init__(self, transition: str, booking: Booking) -> None:
+        super().__init__(transition, booking.status, booking.key)
+        self.args = (f"cannot {transition}: the appointment of booking {booking.key} has not ended yet",)
+
+
+NOT_ENDED_REASON = "its appointment has not ended yet; it can be selected once it has"
+"""Why a selection skips a booking whose appointment lies (partly) in the future."""
+
+
 class _Transition:
     """From which states a transition may start and where it leads (None: the state is kept)."""
 
@@ -70,6 +87,8 @@ TRANSITIONS: Mapping[str, _Transition] = MappingProxyType(
         "fail": _Transition(frozenset({QUEUED, INVOICING}), FAILED),
         # A claim whose message could not be sent goes back to the state it was claimed from.
         "release_claim": _Transition(frozenset({QUEUED}), None),
+        # Invoicing meets a claimed booking whose appointment has not ended: back to the list.
+        "postpone": _Transition(frozenset({QUEUED}), UNBILLED),
         # The sync: Bookings' data refreshed on a booking at rest; gone -> Cancelled; back -> Unbilled.
         "refresh": _Transition(frozenset({UNBILLED, FAILED, EXCLUDED}), None),
         "cancel": _Transition(frozenset({UNBILLED}), CANCELLED),
@@ -111,6 +130,19 @@ def next_status(transition: str, status: BookingStatus, key: str = "") -> Bookin
 def selectable_by_key(status: BookingStatus) -> bool:
     """May a person select this booking for invoicing by naming its key?"""
     return allows("claim", status)
+
+
+def has_ended(booking: Booking, now: datetime) -> bool:
+    """Is the booking's appointment over (its end before `now`)? Only then is it billable: the
+    sync's rule for a completed appointment, applied again where a booking is selected or invoiced,
+    because an Unbilled booking's appointment may since have been moved into the future."""
+    return booking.end < now
+
+
+def lists_only_ended(status: BookingStatus) -> bool:
+    """Does the list (and `{"all": true}`) of this state show only bookings whose appointment has
+    ended? The Unbilled list is what can be billed now."""
+    return status == FILTER_SELECTABLE
 
 
 def selectable_by_filter(status: BookingStatus) -> bool:
@@ -177,8 +209,20 @@ def _move(booking: Booking, transition: str, at: datetime, **changes: object) ->
 
 def claim(booking: Booking, request_id: str, at: datetime, by: Actor | None = None) -> Booking:
     """Unbilled/Failed -> Queued under a request made `by` someone (audited on the booking); an
-    earlier failure's error is cleared."""
+    earlier failure's error is cleared. A booking whose appointment has not ended is refused."""
+    next_status("claim", booking.status, booking.key)
+    if not has_ended(booking, at):
+        raise NotEndedError("claim", booking)
     return _move(booking, "claim", at, request_id=request_id, error_code=None, error=None, updated_by=by)
+
+
+def postpone(booking: Booking, at: datetime) -> Booking:
+    """Queued -> Unbilled: invoicing met a booking whose appointment has not ended (moved into the
+    future after it was claimed). It is back on the list once the appointment has ended."""
+    if has_ended(booking, at):
+        raise IllegalTransition("postpone", booking.status, booking.key)
+    note = f"Not invoiced: the appointment has not ended yet (it ends {booking.end.isoformat()})."
+    return _move(booking, "postpone", at, request_id=None, note=note)
 
 
 def start_invoicing(booking: Booking, delivery_id: str | None, at: datetime) -> Booking:

@@ -15,6 +15,14 @@ DEFAULT_OVERLAP = timedelta(hours=1)
 # Unbilled (invoiced twice). The day absorbs clock skew between the instances running the timers.
 RETENTION_GUARD = timedelta(days=1)
 
+# The longest range one `calendarView` request asks for. The Bookings page
+# (`graph/api/bookingbusiness-list-calendarview`) states no maximum, but Outlook's calendarView
+# refuses ranges over 1,825 days, and a catch-up window can reach back RETENTION_DAYS. Bounded
+# pieces are safe either way, and let a long window use the 4 concurrent requests Bookings allows
+# per mailbox (`graph/throttling-limits`). Longer than the default lookback (30 days), so an
+# ordinary run stays one request stream: the split costs requests only when the window is long.
+MAX_SUB_WINDOW = timedelta(days=31)
+
 
 @dataclass(frozen=True)
 class SyncWindow:
@@ -57,3 +65,21 @@ def plan_window(
                 return SyncWindow(horizon, now, catching_up=True, not_read_before=resume_from)
         return SyncWindow(resume_from, now, catching_up=True)
     return SyncWindow(lookback_start, now)
+
+
+def sub_windows(
+    start: datetime, end: datetime, size: timedelta = MAX_SUB_WINDOW
+) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut into consecutive [a, b) pieces of at most `size`, oldest first.
+
+    The pieces share their bounds, so an appointment that spans one is returned by both (overlap
+    semantics): the reader keeps the first copy."""
+    if size <= timedelta(0):
+        raise ValueError("size must be positive")
+    pieces: list[tuple[datetime, datetime]] = []
+    cursor = start
+    while cursor < end:
+        following = min(cursor + size, end)
+        pieces.append((cursor, following))
+        cursor = following
+    return pieces or [(start, end)]

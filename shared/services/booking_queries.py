@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
+from shared.domain import lifecycle
 from shared.domain.filters import BookingFilter, PagePosition
 from shared.domain.listing import Cursor, IndexSlice, merge_slices
 from shared.domain.models import Booking, is_booking_key
+from shared.domain.moments import utc_now
 from shared.services.ports import BookingRepository
 
 # Storage round trips one list call may make before it hands back a position to continue from.
@@ -45,11 +48,21 @@ class BookingQueries:
         *,
         executor: Executor | None = None,
         max_round_trips: int = DEFAULT_MAX_ROUND_TRIPS,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
         self.business_ids = tuple(business_ids)
         self.executor = executor
         self.max_round_trips = max_round_trips
+        self.clock = clock
+
+    def billable_only(self, flt: BookingFilter) -> BookingFilter:
+        """The filter as the store runs it: the Unbilled list (and `{"all": true}`) holds only
+        bookings whose appointment has ended (`lifecycle.lists_only_ended`): one moved into the
+        future leaves it until it has ended again. A property filter on `End`: no extra reads."""
+        if not lifecycle.lists_only_ended(flt.status):
+            return flt
+        return replace(flt, ended_before=self.clock())
 
     def scope(self, flt: BookingFilter) -> tuple[str, ...]:
         return (flt.business_id,) if flt.business_id else self.business_ids
@@ -68,8 +81,10 @@ class BookingQueries:
             cursors = dict(position.cursors)
         businesses = list(cursors)
 
+        query = self.billable_only(flt)
+
         def read(business_id: str) -> IndexSlice:
-            return self.store.index_slice(flt, business_id, cursors[business_id], top, self.max_round_trips)
+            return self.store.index_slice(query, business_id, cursors[business_id], top, self.max_round_trips)
 
         slices = dict(zip(businesses, fan_out(self.executor, read, businesses), strict=True))
         items, following = merge_slices(slices, cursors, top)
@@ -77,7 +92,7 @@ class BookingQueries:
 
     def iterate(self, flt: BookingFilter) -> Iterator[Booking]:
         """Every matching booking (for `all` selections), partition by partition."""
-        return self.store.iterate(flt, self.scope(flt))
+        return self.store.iterate(self.billable_only(flt), self.scope(flt))
 
     def count(self, flt: BookingFilter, limit: int) -> int:
         """How many bookings match, counting no further than `limit`."""

@@ -4,16 +4,20 @@ The window of one run ends now and starts `SYNC_LOOKBACK_DAYS` back, or earlier 
 fully-read point (minus an overlap) if the previous successful run is older than that (after an
 outage nothing is skipped). Re-reading the whole lookback every run is what catches late edits
 (a price corrected after the appointment) and cancellations within one schedule interval; it costs
-Graph reads, not table writes, because unchanged bookings are not written.
+Graph reads, not table writes, because unchanged bookings are not written. A long window (a
+catch-up after an outage) is read in sub-windows of at most `MAX_SUB_WINDOW`, up to 4 side by side.
 
-An appointment is completed when its end lies before now. A group appointment is one booking per
-attendee (`shared/domain/group_appointments.py`). Pages are processed as they arrive (memory stays
-flat in the number of appointments, plus the set of appointment ids read); Unbilled bookings that
-Graph no longer has in a fully-read window are cancelled: an attendee missing from an appointment
-the window returned has left it (nothing to confirm: the appointment was just read); a booking
-whose appointment the window did not return is confirmed gone with one point read first. The watermark in
-`SyncState` advances only after the whole window was read and stored. A failure in one business
-is logged and the others go on.
+An appointment is completed when its end lies before now; only completed ones become bookings. A
+stored booking whose appointment was moved so that it has not ended yet gets the new dates (from
+the window, or from the by-id read when it moved past now): it is then not billable until it has
+ended (`lifecycle.has_ended`; the list, selection and invoicing check it). A group appointment is
+one booking per attendee (`shared/domain/group_appointments.py`). Pages are processed as they
+arrive (memory stays flat in the number of appointments, plus the set of appointment ids read);
+Unbilled bookings that Graph no longer has in a fully-read window are cancelled: an attendee missing
+from an appointment the window returned has left it (nothing to confirm: the appointment was just
+read); a booking whose appointment the window did not return is confirmed gone with one point read
+first. The watermark in `SyncState` advances only after the whole window was read and stored. A
+failure in one business is logged and the others go on.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from shared.domain import lifecycle
@@ -33,7 +38,7 @@ from shared.domain.group_appointments import bookings_of, unkeyed_attendees, wit
 from shared.domain.models import Appointment, AppointmentPage, Booking, booking_key
 from shared.domain.moments import iso_utc, utc_now
 from shared.domain.sync_decisions import SyncOutcome
-from shared.domain.sync_window import DEFAULT_OVERLAP, SyncWindow, plan_window
+from shared.domain.sync_window import DEFAULT_OVERLAP, MAX_SUB_WINDOW, SyncWindow, plan_window, sub_windows
 from shared.services.ports import GraphBookings, SyncStateRepository, SyncWriter
 from shared.telemetry import get_logger
 
@@ -41,6 +46,14 @@ log = get_logger("bookings.sync")
 
 MAX_PARALLEL_BUSINESSES = 4
 PREFETCH_PAGES = 2
+# Sub-windows of one business read side by side: Bookings allows 4 concurrent requests per app per
+# mailbox (Learn, `graph/throttling-limits`); the Graph client's per-mailbox slots enforce it too.
+MAX_PARALLEL_READS = 4
+# How long one run may take before Graph waits are cut short: host.json's functionTimeout (30
+# minutes) less time to store what was read and record the watermark. A `Retry-After` longer than
+# 60 s is waited out in full only inside it (Learn, `graph/throttling`: "wait the number of seconds
+# specified"); one that would outlast the invocation ends the business's run with Graph's error.
+INVOCATION_BUDGET = timedelta(minutes=25)
 
 T = TypeVar("T")
 
@@ -59,6 +72,7 @@ class BusinessSyncResult:
     duration_ms: int = 0
     outcome: str = "succeeded"
     error: str | None = None
+    deadline: datetime | None = None  # when the run must be done (Graph's Retry-After waits)
 
     @property
     def succeeded(self) -> bool:
@@ -113,6 +127,9 @@ class BookingSync:
         overlap: timedelta = DEFAULT_OVERLAP,
         max_parallel_businesses: int = MAX_PARALLEL_BUSINESSES,
         prefetch_pages: int = PREFETCH_PAGES,
+        sub_window: timedelta = MAX_SUB_WINDOW,
+        max_parallel_reads: int = MAX_PARALLEL_READS,
+        time_budget: timedelta = INVOCATION_BUDGET,
     ) -> None:
         self.graph = graph
         self.upserter = upserter
@@ -124,19 +141,26 @@ class BookingSync:
         self.overlap = overlap
         self.max_parallel_businesses = max(1, max_parallel_businesses)
         self.prefetch_pages = max(0, prefetch_pages)
+        self.sub_window = sub_window
+        self.max_parallel_reads = max(1, max_parallel_reads)
+        self.time_budget = time_budget
 
     def run(self) -> SyncReport:
         """Sync every business; businesses run side by side (Graph's limits are per mailbox)."""
+        deadline = self.clock() + self.time_budget
         if len(self.business_ids) <= 1 or self.max_parallel_businesses == 1:
-            return SyncReport([self.sync_business(business_id) for business_id in self.business_ids])
+            return SyncReport(
+                [self.sync_business(business_id, deadline) for business_id in self.business_ids]
+            )
         workers = min(self.max_parallel_businesses, len(self.business_ids))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-            return SyncReport(list(pool.map(self.sync_business, self.business_ids)))
+            return SyncReport(list(pool.map(lambda b: self.sync_business(b, deadline), self.business_ids)))
 
-    def sync_business(self, business_id: str) -> BusinessSyncResult:
-        """One business, isolated: any failure is logged and returned, never raised."""
+    def sync_business(self, business_id: str, deadline: datetime | None = None) -> BusinessSyncResult:
+        """One business, isolated: any failure is logged and returned, never raised. `deadline`
+        (default: the time budget from now) bounds Graph's `Retry-After` waits."""
         started = time.monotonic()
-        result = BusinessSyncResult(business_id)
+        result = BusinessSyncResult(business_id, deadline=deadline or self.clock() + self.time_budget)
         try:
             self._sync(business_id, result)
         except Exception as exc:
@@ -172,8 +196,8 @@ class BookingSync:
         seen: set[str] = set()  # ids of every appointment the window returned, readable or not
 
         def completed() -> Iterator[tuple[Appointment, datetime]]:
-            pages = self.graph.calendar_view_pages(business_id, window.start, window.end)
-            for page in prefetch(pages, self.prefetch_pages):
+            for page in self._pages(business_id, window, result.deadline):
+                page = _first_sight(page, seen)  # sub-windows share bounds: one copy each
                 seen.update(page.appointment_ids)
                 result.read += len(page.appointments) + len(page.invalid)
                 _skip_invalid(business_id, page, snapshot, result)
@@ -184,20 +208,39 @@ class BookingSync:
                         legacy = snapshot.get(booking_key(business_id, appointment.id))
                         units = without_legacy_attendee(bookings_of(appointment), legacy)
                         yield from ((unit, page.fetched_at) for unit in units)
-                    else:  # still running or moved into the future: picked up once it has ended
+                    else:  # still running, or moved into the future: stored once it has ended
                         result.not_completed += 1
-                        for unit in bookings_of(appointment):
-                            snapshot.pop(unit.key, None)
+                        # A booking stored earlier gets the new dates, so it is not billable until
+                        # the appointment has ended (`lifecycle.has_ended`); none is created.
+                        stored = [unit for unit in bookings_of(appointment) if unit.key in snapshot]
+                        yield from ((unit, page.fetched_at) for unit in stored)
 
         result.outcomes.update(self.upserter.upsert(business_id, completed(), snapshot))
         # The window was read to its last page and stored: what is missing is gone or has moved.
         missing = [stored for stored in snapshot.values() if lifecycle.sync_may_cancel(stored.status)]
         if missing:
-            result.outcomes.update(self._settle_missing(business_id, missing, read_started, seen))
+            settled = self._settle_missing(business_id, missing, read_started, seen, result.deadline)
+            result.outcomes.update(settled)
         self.state.record_success(business_id, window.end, result.counts())
 
+    def _pages(
+        self, business_id: str, window: SyncWindow, deadline: datetime | None
+    ) -> Iterator[AppointmentPage]:
+        """The window's pages: its bounded sub-windows read side by side, pages as they arrive."""
+        pieces = sub_windows(window.start, window.end, self.sub_window)
+        readers = [
+            partial(self.graph.calendar_view_pages, business_id, start, end, deadline=deadline)
+            for start, end in pieces
+        ]
+        return side_by_side(readers, self.max_parallel_reads, self.prefetch_pages)
+
     def _settle_missing(
-        self, business_id: str, missing: Iterable[Booking], read_started: datetime, seen: set[str]
+        self,
+        business_id: str,
+        missing: Iterable[Booking],
+        read_started: datetime,
+        seen: set[str],
+        deadline: datetime | None = None,
     ) -> Counter[SyncOutcome]:
         """Cancel what Bookings no longer has; refresh what merely moved out of the window.
 
@@ -213,7 +256,7 @@ class BookingSync:
                 gone.append(stored)
                 continue
             fetched_at = self.clock()
-            appointment = self.graph.get_appointment(business_id, appointment_id)
+            appointment = self.graph.get_appointment(business_id, appointment_id, deadline=deadline)
             units = bookings_of(appointment) if appointment is not None else ()
             unit = next((u for u in units if u.key == stored.key), None)
             if unit is None:
@@ -227,6 +270,17 @@ class BookingSync:
         if gone:
             outcomes.update(self.upserter.cancel_missing(business_id, gone, read_started))
         return outcomes
+
+
+def _first_sight(page: AppointmentPage, seen: set[str]) -> AppointmentPage:
+    """The page without appointments an earlier page (of a neighbouring sub-window) returned."""
+    if not seen.intersection(page.appointment_ids):
+        return page
+    return AppointmentPage(
+        tuple(a for a in page.appointments if a.id not in seen),
+        tuple((i, reason) for i, reason in page.invalid if i is None or i not in seen),
+        page.fetched_at,
+    )
 
 
 def _skip_invalid(
@@ -280,6 +334,9 @@ def _log_failure(result: BusinessSyncResult, error_code: str) -> None:
             "durationMs": result.duration_ms,
             "outcome": "failed",
             "errorCode": error_code,
+            # Marks the one summary line per business and run (this or `_log_success`'s): the
+            # alert on a business whose every run fails reads it (infra/modules/alerts.bicep).
+            "syncResult": "failed",
         },
     )
 
@@ -302,6 +359,7 @@ def _log_success(result: BusinessSyncResult) -> None:
             **counts,
             "durationMs": result.duration_ms,
             "outcome": "succeeded",
+            "syncResult": "succeeded",
             "windowStart": iso_utc(result.window.start) if result.window else None,
             "windowEnd": iso_utc(result.window.end) if result.window else None,
         },
@@ -384,3 +442,63 @@ def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
 @dataclass(frozen=True)
 class _Failure:
     exc: BaseException
+
+
+def side_by_side(sources: Sequence[Callable[[], Iterator[T]]], workers: int, depth: int) -> Iterator[T]:
+    """The items of every source, read by up to `workers` helper threads, at most `depth` (at least
+    one) waiting; each source is read by one thread, in order. One source is `prefetch`.
+
+    The first exception of any source is re-raised here; closing the consumer stops every reader.
+    """
+    if len(sources) == 1:
+        yield from prefetch(sources[0](), depth)
+        return
+    buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+    pending = list(reversed(sources))
+    pending_lock = threading.Lock()
+
+    def put(value: object) -> bool:
+        while not stop.is_set():
+            try:
+                buffer.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def work() -> None:
+        while not stop.is_set():
+            with pending_lock:
+                if not pending:
+                    break
+                source = pending.pop()
+            try:
+                for item in source():
+                    if not put(item):
+                        return
+            except BaseException as exc:
+                put(_Failure(exc))
+                return
+        put(_DONE)
+
+    threads = [
+        threading.Thread(target=work, name="sync-read", daemon=True)
+        for _ in range(min(workers, len(sources)))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        finished = 0
+        while finished < len(threads):
+            value = buffer.get()
+            if value is _DONE:
+                finished += 1
+            elif isinstance(value, _Failure):
+                raise value.exc
+            else:
+                yield value  # type: ignore[misc]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)

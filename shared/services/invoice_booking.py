@@ -194,6 +194,11 @@ class InvoiceBooking:
                     booking.invoice_number,
                     detail=f"already {booking.status}",
                 )
+            if booking.status is BookingStatus.QUEUED and not lifecycle.has_ended(booking, self.clock()):
+                try:
+                    return self._postpone(booking)
+                except ConcurrentChangeError:
+                    continue
             # Any earlier claim (a crash, a lost response, a re-selection after a failure, a recovery
             # re-enqueue) may have left an invoice in Business Central: look it up before creating.
             lookup_first = booking.status is BookingStatus.INVOICING or booking.invoice_attempts > 0
@@ -207,6 +212,15 @@ class InvoiceBooking:
                 continue
             return self._invoice(booking, lookup_first=lookup_first)
         raise InvoicingRetryError(f"booking {message.booking_key} kept changing while being claimed")
+
+    def _postpone(self, booking: Booking) -> InvoiceResult:
+        """A claimed booking whose appointment has not ended (moved into the future after it was
+        claimed) is not invoiced: it goes back to Unbilled, with a note, and no Business Central
+        request is made. It is on the Unbilled list again once the appointment has ended."""
+        saved = self.store.save(lifecycle.postpone(booking, self.clock()))
+        return InvoiceResult(
+            InvoiceOutcome.SKIPPED, saved.status, detail="the appointment has not ended yet (postponed)"
+        )
 
     def _may_take_over(self, booking: Booking, delivery_id: str | None) -> bool:
         """A claim is ours if this very message made it; anyone else's holds until its lease ends."""

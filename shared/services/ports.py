@@ -106,11 +106,15 @@ class SyncStateRepository(Protocol):
 
 
 class GraphBookings(Protocol):
+    """`deadline`: when the invocation must be done; a `Retry-After` wait past it is not made."""
+
     def calendar_view_pages(
-        self, business_id: str, start: datetime, end: datetime
+        self, business_id: str, start: datetime, end: datetime, *, deadline: datetime | None = None
     ) -> Iterator[AppointmentPage]: ...
 
-    def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None: ...
+    def get_appointment(
+        self, business_id: str, appointment_id: str, *, deadline: datetime | None = None
+    ) -> Appointment | None: ...
 
 
 class BusinessCentral(Protocol):

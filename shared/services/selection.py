@@ -118,6 +118,7 @@ class _Claimed:
 class _NotClaimed:
     key: str
     status: BookingStatus | None  # None: the booking vanished
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ class SelectionService:
                 if outcome.status is None:
                     progress.not_found.append(outcome.key)
                 else:
-                    progress.skipped.append(SkippedBooking(outcome.key, outcome.status))
+                    progress.skipped.append(SkippedBooking(outcome.key, outcome.status, outcome.reason))
 
     def _record_items(self, progress: _Progress) -> None:
         items = [RequestItem(c.claimed.business_id, c.claimed.key) for c in progress.claimed]
@@ -362,11 +363,13 @@ class SelectionService:
         is retried booking by booking (so exactly the changed ones are re-read and decided again)."""
         outcomes: dict[str, object] = {}
         by_business: dict[str, list[Booking]] = {}
+        now = self.clock()
         for booking in candidates:
-            if selectable(booking.status):
+            refusal = _refusal(booking, selectable, now)
+            if refusal is None:
                 by_business.setdefault(booking.business_id, []).append(booking)
             else:
-                outcomes[booking.key] = _NotClaimed(booking.key, booking.status)
+                outcomes[booking.key] = refusal
         size = self.store.max_batch
         chunks = [group[i : i + size] for group in by_business.values() for i in range(0, len(group), size)]
 
@@ -394,8 +397,9 @@ class SelectionService:
             if current.status is BookingStatus.QUEUED and current.request_id == progress.request_id:
                 # Our own batch claim, committed although its answer was lost: it is ours.
                 return _Claimed(booking, current)
-            if not selectable(current.status):
-                return _NotClaimed(current.key, current.status)
+            refusal = _refusal(current, selectable, self.clock())
+            if refusal is not None:
+                return refusal
             try:
                 claimed = self.store.save(
                     lifecycle.claim(current, progress.request_id, self.clock(), progress.requested_by)
@@ -441,3 +445,13 @@ class SelectionService:
                 )
                 return claim.claimed.status
         return current.status if current is not None else previous.status
+
+
+def _refusal(booking: Booking, selectable: Selectable, now: datetime) -> _NotClaimed | None:
+    """Why a selection does not claim this booking, or None: its state, or an appointment that
+    has not ended yet (moved into the future after the sync stored it; `lifecycle.has_ended`)."""
+    if not selectable(booking.status):
+        return _NotClaimed(booking.key, booking.status)
+    if not lifecycle.has_ended(booking, now):
+        return _NotClaimed(booking.key, booking.status, lifecycle.NOT_ENDED_REASON)
+    return None

@@ -29,14 +29,19 @@ CALENDAR_VIEW = "GET /solutions/bookingBusinesses/{businessId}/calendarView"
 
 def contract_keys(business_id: str, appointment: dict[str, Any]) -> dict[str, dict[str, Any] | None]:
     """CONTRACT.md's booking keys of one Graph appointment, each with the customer it bills: one
-    per attendee of a group appointment (`maximumAttendeesCount` > 1), else the appointment's."""
+    per attendee of a group appointment (`maximumAttendeesCount` > 1 or several `customers`), else
+    the appointment's."""
     customers = appointment["customers"]
-    if appointment.get("maximumAttendeesCount", 1) <= 1 or not customers:
+    if not is_group_document(appointment) or not customers:
         return {booking_key(business_id, appointment["id"]): customers[0] if customers else None}
     return {
         booking_key(business_id, appointment["id"], c["customerId"] or (c["emailAddress"] or "").lower()): c
         for c in customers
     }
+
+
+def is_group_document(appointment: dict[str, Any]) -> bool:
+    return (appointment.get("maximumAttendeesCount") or 1) > 1 or len(appointment["customers"]) > 1
 
 
 def completed_in_window(
@@ -108,7 +113,7 @@ def test_first_run_stores_every_completed_appointment_of_the_lookback(stack: Sta
             assert booking.service_name == appointment["serviceName"]
             assert booking.has_customer == (customer is not None)
             assert booking.customer_email == (customer["emailAddress"] if customer else None)
-            assert booking.group_appointment == (appointment.get("maximumAttendeesCount", 1) > 1)
+            assert booking.group_appointment == is_group_document(appointment)
 
         # The seed has one appointment without customers: stored, marked for NO_CUSTOMER.
         assert [b for b in stored.values() if not b.has_customer]

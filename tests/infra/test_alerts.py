@@ -45,6 +45,7 @@ def _rules(alerts: Template) -> dict[str, dict]:
         "failedBookingsAlert",
         "failureRateAlert",
         "heartbeatAlert",
+        "businessSyncFailingAlert",
         "reconcileHeartbeatAlert",
     }
     return rules
@@ -114,6 +115,22 @@ def test_heartbeat_fires_when_no_sync_succeeded_for_two_intervals(alerts: Templa
     assert function_args(criterion["query"], "format")[1] == "heartbeatMinutes"
     assert re.search(r"^var heartbeatMinutes = 2 \* syncIntervalMinutes$", alerts.text, flags=re.M)
     assert "ago({0}m)" in _query(alerts, rule)
+
+
+def test_a_business_that_fails_every_run_alerts_per_business(alerts: Template) -> None:
+    rule = _rules(alerts)["businessSyncFailingAlert"]
+    query = _query(alerts, rule)
+    (criterion,) = rule.get("properties/criteria/allOf")
+    assert [d["name"] for d in criterion["dimensions"]] == ["businessId"]
+    assert re.search(r"\|\s*(extend|project)[^|]*\bbusinessId\s*=", query), "the dimension must be a column"
+    assert criterion["metricMeasureColumn"] == "failedRuns" and "failedRuns" in query
+    assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 0)
+    # The same span as the heartbeat: two sync intervals.
+    assert function_args(criterion["query"], "format")[1] == "heartbeatMinutes"
+    assert rule.get("properties/windowSize") == "heartbeatWindow"
+    assert "ago({0}m)" in query and "sumif(itemCount" in query
+    assert "A business fails every sync" in str(rule.get("properties/description"))
+    assert "### A business fails every sync" in RUNBOOK.read_text(encoding="utf-8")
 
 
 def test_a_failing_reconcile_raises_the_same_kind_of_alert_as_a_failing_sync(alerts: Template) -> None:

@@ -256,6 +256,10 @@ def test_host_json_has_no_application_insights_settings_that_opentelemetry_mode_
     host = json.loads(HOST_JSON.read_text(encoding="utf-8"))
     assert host["telemetryMode"].lower() == "opentelemetry"
     assert "applicationInsights" not in host.get("logging", {})
+    # Host.Results and Host.Aggregator are the classic SDK's request and aggregate-metric
+    # categories; in OpenTelemetry mode the host exports requests as spans, so levels for them
+    # set nothing. Only the default level stays.
+    assert set(host["logging"].get("logLevel", {})) <= {"default"}
 
 
 def test_worker_sampling_is_configured_where_it_applies() -> None:

@@ -20,6 +20,7 @@ from shared.adapters.graph_bookings import (
 )
 from shared.adapters.http_retry import RetryPolicy
 from shared.adapters.token_provider import TokenProvider
+from shared.domain.group_appointments import bookings_of
 from shared.domain.models import PriceType
 from shared.settings import load_settings
 from tests.conftest import product_settings
@@ -259,3 +260,61 @@ def test_never_more_than_four_requests_in_flight_per_mailbox(sandbox: SandboxHan
     stats = sandbox.admin.counters()
     assert stats["concurrency"]["graph"]["maxRunning"] <= 4
     assert "graph.throttled.mailboxConcurrency" not in stats["events"]
+
+
+def test_a_second_customer_on_a_count_of_one_is_a_group_appointment(sandbox: SandboxHandle) -> None:
+    # CONTRACT.md "Group appointments": `maximumAttendeesCount` > 1 *or* more than one entry in
+    # `customers` (`Collection(bookingCustomerInformationBase)` in the v1.0 CSDL).
+    start = E2E_NOW - timedelta(hours=3)
+    people = [
+        {
+            "@odata.type": "#microsoft.graph.bookingCustomerInformation",
+            "customerId": f"pair-{n}",
+            "name": f"Pair {n}",
+            "emailAddress": f"pair{n}@example.com",
+        }
+        for n in (1, 2)
+    ]
+    created = sandbox.admin.add_appointment(
+        BUSINESS,
+        {
+            "startDateTime": {"dateTime": start.isoformat(), "timeZone": "UTC"},
+            "endDateTime": {"dateTime": (start + timedelta(hours=1)).isoformat(), "timeZone": "UTC"},
+            "maximumAttendeesCount": 1,
+            "customers": people,
+            "price": 40.0,
+            "priceType": "fixedPrice",
+        },
+    )
+    client, _ = make_client(sandbox)
+
+    [appointment] = [
+        a
+        for page in client.calendar_view_pages(BUSINESS, start - timedelta(minutes=1), E2E_NOW)
+        for a in page.appointments
+        if a.id == created["id"]
+    ]
+
+    assert appointment.maximum_attendees == 1
+    units = bookings_of(appointment)
+    assert [unit.attendee_id for unit in units] == ["pair-1", "pair-2"]
+    assert len({unit.key for unit in units}) == 2 and all(unit.group for unit in units)
+
+
+def test_a_long_retry_after_is_honoured_within_the_deadline(sandbox: SandboxHandle) -> None:
+    # Learn, "Microsoft Graph throttling guidance": wait the number of seconds Retry-After says,
+    # here 120 (above the 60 s the backoff is capped at), if the run's deadline leaves time for it.
+    sandbox.admin.set_faults({"failures": {"graph": [{"status": 429, "count": 1, "retryAfter": 120}]}})
+    waits: list[float] = []
+    client, _ = make_client(sandbox, sleep=waits.append, clock=lambda: E2E_NOW)
+    window = (E2E_NOW - timedelta(days=2), E2E_NOW)
+
+    pages = list(client.calendar_view_pages(BUSINESS, *window, deadline=E2E_NOW + timedelta(minutes=25)))
+    assert pages and waits == [120.0]
+
+    # A wait that would outlast the deadline is not made: Graph's 429 ends the read at once.
+    sandbox.admin.set_faults({"failures": {"graph": [{"status": 429, "count": 1, "retryAfter": 120}]}})
+    waits.clear()
+    with pytest.raises(GraphError) as caught:
+        list(client.calendar_view_pages(BUSINESS, *window, deadline=E2E_NOW + timedelta(seconds=90)))
+    assert caught.value.status == 429 and waits == []

@@ -374,7 +374,7 @@ class ScriptedGraph:
     windows: list[tuple[str, datetime, datetime]] = field(default_factory=list)
 
     def calendar_view_pages(
-        self, business_id: str, start: datetime, end: datetime
+        self, business_id: str, start: datetime, end: datetime, *, deadline: datetime | None = None
     ) -> Iterator[AppointmentPage]:
         self.windows.append((business_id, start, end))
         if business_id not in self.appointments:
@@ -386,7 +386,9 @@ class ScriptedGraph:
             self.pages_served[business_id] += 1
             yield AppointmentPage(tuple(inside[index : index + self.page_size]), (), NOW)
 
-    def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None:
+    def get_appointment(
+        self, business_id: str, appointment_id: str, *, deadline: datetime | None = None
+    ) -> Appointment | None:
         return next((a for a in self.appointments.get(business_id, []) if a.id == appointment_id), None)
 
 
@@ -449,12 +451,16 @@ def test_only_completed_appointments_are_stored_and_running_ones_are_not_cancell
     make_sync(table, state_table, graph, clock, A).run()
     assert [b.appointment_id for b in BookingStore(table).of_business(A)] == [done.id]
 
-    # The stored booking is extended into the future: it is neither rewritten nor cancelled.
+    # The stored booking is extended into the future: it gets the new end (so it is not billable
+    # until then) and is not cancelled; the running one still gets no booking.
     graph.appointments[A] = [replace(done, end=NOW + timedelta(hours=2)), running]
     clock.now = NOW + timedelta(minutes=5)
     [result] = make_sync(table, state_table, graph, clock, A).run().results
     assert result.not_completed == 2 and result.counts()["cancelled"] == 0
-    assert BookingStore(table).get(A, done.key).status == BookingStatus.UNBILLED  # type: ignore[union-attr]
+    assert result.counts()["updated"] == 1 and result.counts()["new"] == 0
+    stored = BookingStore(table).get(A, done.key)
+    assert stored is not None and stored.status == BookingStatus.UNBILLED
+    assert stored.end == NOW + timedelta(hours=2)
 
 
 def test_an_appointment_moved_out_of_the_window_is_refreshed_not_cancelled(

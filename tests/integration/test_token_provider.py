@@ -60,11 +60,27 @@ def test_the_tokens_are_accepted_by_their_resource(sandbox: SandboxHandle) -> No
 
 
 def test_certificate_credential(sandbox: SandboxHandle) -> None:
+    import jwt
+    import requests
+
+    sent: list[dict[str, Any]] = []
+
+    class Recording(requests.Session):
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(kwargs.get("data"), dict):
+                sent.append(kwargs["data"])
+            return super().request(method, url, *args, **kwargs)
+
     provider = TokenProvider(
-        settings_for(sandbox, ENTRA_CLIENT_CERTIFICATE_PATH=str(sandbox.client_certificate.path))
+        settings_for(sandbox, ENTRA_CLIENT_CERTIFICATE_PATH=str(sandbox.client_certificate.path)),
+        http_client=Recording(),
     )
     assert provider.graph_token()
     assert entra_routes(sandbox)[TOKEN_ROUTE] == 1
+    # MSAL (>= 1.35) computes the SHA-256 thumbprint itself when no SHA-1 `thumbprint` is given.
+    [assertion] = [form["client_assertion"] for form in sent if "client_assertion" in form]
+    header = jwt.get_unverified_header(assertion)
+    assert "x5t#S256" in header and "x5t" not in header and header["alg"] == "PS256"
 
 
 def test_wrong_secret_is_a_clear_permanent_error_without_the_secret(sandbox: SandboxHandle) -> None:
@@ -144,3 +160,52 @@ def test_instance_discovery_only_for_microsoft_authority_hosts(
     assert TokenProvider(settings).graph_token() == "t"
     assert seen["instance_discovery"] is discovery
     assert seen["authority"] == f"{host}/{settings.tenant_id}"
+
+
+@pytest.mark.parametrize(
+    ("graph_base", "graph_scope", "bc_base", "bc_scope"),
+    [
+        (
+            "https://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com/.default",
+            "https://api.businesscentral.dynamics.com/v2.0",
+            "https://api.businesscentral.dynamics.com/.default",
+        ),
+        # Learn, "Microsoft Graph national cloud deployments": each cloud's root is its own resource.
+        ("https://graph.microsoft.us/v1.0", "https://graph.microsoft.us/.default", "", ""),
+        ("https://dod-graph.microsoft.us/v1.0", "https://dod-graph.microsoft.us/.default", "", ""),
+        (
+            "https://microsoftgraph.chinacloudapi.cn/v1.0",
+            "https://microsoftgraph.chinacloudapi.cn/.default",
+            "https://api.businesscentral.dynamics.cn/v2.0",
+            "https://api.businesscentral.dynamics.cn/.default",
+        ),
+        # A local stand-in or a proxy: the global resources.
+        (
+            "https://127.0.0.1:8443/graph/v1.0",
+            "https://graph.microsoft.com/.default",
+            "https://127.0.0.1:8443/bc/v2.0",
+            "https://api.businesscentral.dynamics.com/.default",
+        ),
+    ],
+)
+def test_the_token_scope_follows_the_cloud_of_the_base_url(
+    graph_base: str, graph_scope: str, bc_base: str, bc_scope: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[list[str]] = []
+
+    class Recorder:
+        def __init__(self, client_id: str, **kwargs: Any) -> None:
+            pass
+
+        def acquire_token_for_client(self, scopes: list[str]) -> dict[str, Any]:
+            asked.append(scopes)
+            return {"access_token": "t", "token_type": "Bearer", "expires_in": 3599}
+
+    monkeypatch.setattr(msal, "ConfidentialClientApplication", Recorder)
+    values = {"GRAPH_BASE_URL": graph_base, **({"BC_BASE_URL": bc_base} if bc_base else {})}
+    provider = TokenProvider(load_settings(product_settings("UseDevelopmentStorage=true", **values)))
+    provider.graph_token()
+    provider.business_central_token()
+    assert asked[0] == [graph_scope]
+    assert asked[1] == [bc_scope or "https://api.businesscentral.dynamics.com/.default"]

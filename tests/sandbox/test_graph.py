@@ -117,6 +117,21 @@ def test_calendar_view_rejects_what_graph_rejects(client: SandboxClient) -> None
     assert offsets.status_code == 200
 
 
+def test_a_calendar_view_range_limit_can_be_switched_on(
+    sandbox: SandboxHandle, client: SandboxClient
+) -> None:
+    business = client.business_ids[0]
+    path = f"/solutions/bookingBusinesses/{business}/calendarView"
+    long_range = {"start": _iso(FIXED_NOW - timedelta(days=400)), "end": _iso(FIXED_NOW)}
+    assert client.graph("GET", path, params=long_range).status_code == 200  # no limit by default
+
+    sandbox.admin.set_config(graphCalendarViewMaxDays=31)
+    refused = client.graph("GET", path, params=long_range)
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalidRequest"
+    within = {"start": _iso(FIXED_NOW - timedelta(days=31)), "end": _iso(FIXED_NOW)}
+    assert client.graph("GET", path, params=within).status_code == 200
+
+
 def test_unknown_business_and_appointment_are_item_not_found(client: SandboxClient) -> None:
     missing = client.graph("GET", "/solutions/bookingBusinesses/nobody@contoso.onmicrosoft.com/appointments")
     assert missing.status_code == 404

@@ -249,6 +249,8 @@ def _matches(flt: BookingFilter, booking: Booking) -> bool:
         return False
     if flt.invoice_status is not None and booking.invoice_status != flt.invoice_status:
         return False
+    if flt.ended_before is not None and booking.end >= flt.ended_before:
+        return False
     return not (flt.start_before is not None and booking.start >= flt.start_before)
 
 
@@ -486,7 +488,7 @@ class FakeGraph:
         self.invalid.setdefault(business_id, []).append((appointment_id, reason))
 
     def calendar_view_pages(
-        self, business_id: str, start: datetime, end: datetime
+        self, business_id: str, start: datetime, end: datetime, *, deadline: datetime | None = None
     ) -> Iterator[AppointmentPage]:
         with self._lock:
             self.views.append((business_id, start, end))
@@ -503,7 +505,9 @@ class FakeGraph:
             if business_id in self.failures:  # the connection drops after the first page
                 raise self.failures[business_id]
 
-    def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None:
+    def get_appointment(
+        self, business_id: str, appointment_id: str, *, deadline: datetime | None = None
+    ) -> Appointment | None:
         with self._lock:
             self.point_reads.append((business_id, appointment_id))
         return self.appointments.get(business_id, {}).get(appointment_id)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from shared.domain.models import Booking, BookingStatus
-from shared.domain.sync_window import DEFAULT_OVERLAP, RETENTION_GUARD, SyncWindow, plan_window
-from shared.services.booking_sync import BookingSync, SyncFailedError
+from shared.domain.sync_window import DEFAULT_OVERLAP, RETENTION_GUARD, SyncWindow, plan_window, sub_windows
+from shared.services.booking_sync import BookingSync, SyncFailedError, side_by_side
 from shared.services.timer_run import SyncTimerRun
 from tests.unit.builders import DINNER, LUNCH, make_appointment, make_booking
 from tests.unit.fakes import (
@@ -203,3 +204,40 @@ def test_a_sync_cut_at_the_retention_horizon_reads_nothing_older() -> None:
     [result] = report.results
     assert result.window is not None and result.window.not_read_before is not None
     assert world.state.get(LUNCH).fully_read_to == NOW
+
+
+def test_sub_windows_cover_the_window_in_bounded_consecutive_pieces() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    pieces = sub_windows(start, start + timedelta(days=100), timedelta(days=31))
+    assert [b - a for a, b in pieces] == [timedelta(days=31)] * 3 + [timedelta(days=7)]
+    assert pieces[0][0] == start and all(pieces[i][1] == pieces[i + 1][0] for i in range(3))
+    assert sub_windows(start, start + timedelta(days=30), timedelta(days=31)) == [
+        (start, start + timedelta(days=30))
+    ]
+
+
+def test_side_by_side_yields_every_item_of_every_source_and_raises_the_first_failure() -> None:
+    sources = [lambda n=n: iter(range(n * 10, n * 10 + 5)) for n in range(6)]
+    assert sorted(side_by_side(sources, 4, 2)) == sorted(
+        x for n in range(6) for x in range(n * 10, n * 10 + 5)
+    )
+
+    def broken() -> Iterator[int]:
+        yield 1
+        raise RuntimeError("page 2 failed")
+
+    with pytest.raises(RuntimeError, match="page 2 failed"):
+        list(side_by_side([lambda: iter(range(3)), broken], 2, 1))
+
+
+def test_the_time_budget_of_a_run_ends_before_the_hosts_function_timeout() -> None:
+    import json
+    from pathlib import Path
+
+    from shared.services.booking_sync import INVOCATION_BUDGET
+
+    text = json.loads((Path(__file__).parents[2] / "host.json").read_text(encoding="utf-8"))[
+        "functionTimeout"
+    ]
+    hours, minutes, seconds = (int(part) for part in text.split(":"))
+    assert timedelta(minutes=1) < INVOCATION_BUDGET < timedelta(hours=hours, minutes=minutes, seconds=seconds)

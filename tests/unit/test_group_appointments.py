@@ -67,6 +67,14 @@ def test_one_to_one_appointments_keep_todays_key() -> None:
     assert not is_group(make_appointment(LUNCH, 1))  # maximumAttendeesCount absent, one customer
 
 
+def test_a_second_customer_on_a_count_of_one_is_billed_too() -> None:
+    # CONTRACT.md: a group appointment is `maximumAttendeesCount` > 1 *or* more than one entry in
+    # `customers`; the calendarView example on Learn carries no `maximumAttendeesCount` at all.
+    units = bookings_of(group(1, attendee(1), attendee(2), maximum=1))
+    assert [u.attendee_id for u in units] == ["cust-1", "cust-2"] and all(u.group for u in units)
+    assert not is_group(group(2, attendee(1), maximum=1))
+
+
 def test_robust_shapes_of_group_appointments() -> None:
     # maximumAttendeesCount absent but several attendees: a group all the same.
     assert is_group(group(1, attendee(1), attendee(2), maximum=None))

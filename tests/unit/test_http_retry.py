@@ -95,3 +95,24 @@ def test_a_429_with_retry_after_waits_what_it_says_whatever_the_base() -> None:
     policy = RetryPolicy(base_delay=0.5, throttled_base_delay=0.1)
     send_with_retries(lambda: next(answers), policy, sleep=slept.append, rng=lambda: 1.0)
     assert slept == [2.0]
+
+
+def test_a_long_retry_after_is_waited_out_in_full_only_within_the_time_left() -> None:
+    # Graph (Learn, "Microsoft Graph throttling guidance"): "wait the number of seconds specified in
+    # the Retry-After header". Within the invocation's remaining time, that is; beyond it, the
+    # answer is given back at once instead of the host killing the run mid-sleep.
+    def run(time_left: float | None, *, known: bool = True) -> tuple[int, list[float]]:
+        answers = iter([response(429, "120"), response(200)])
+        slept: list[float] = []
+        result = send_with_retries(
+            lambda: next(answers),
+            RetryPolicy(max_delay=60),
+            sleep=slept.append,
+            time_left=(lambda: time_left) if known else None,
+        )
+        return result.status_code, slept
+
+    assert run(600) == (200, [120.0])
+    assert run(100) == (429, [])
+    assert run(None) == (200, [60.0])  # how much is left is not known: capped, as before
+    assert run(0, known=False) == (200, [60.0])

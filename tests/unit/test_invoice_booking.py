@@ -409,3 +409,19 @@ def test_a_stale_link_of_a_service_without_id_is_forgotten_under_its_name_key(wo
     result = world.invoice(message)
     assert result.outcome is InvoiceOutcome.INVOICED
     assert world.links.link_of(ITEM, name_key) == Link(world.item.id, world.item.number)
+
+
+def test_a_claimed_booking_whose_appointment_has_not_ended_goes_back_to_unbilled(world: World) -> None:
+    # CONTRACT.md "Booking states": a booking whose appointment has not ended is not billable.
+    # A claim made before the appointment was moved into the future is refused here, without a
+    # Business Central request; the booking is on the Unbilled list again once it has ended.
+    start = world.clock() + timedelta(days=2)
+    booking, message = world.seed(queued(start=start, end=start + timedelta(hours=1)))
+
+    result = world.invoice(message, delivery_id="msg-1")
+
+    assert (result.outcome, result.status) == (InvoiceOutcome.SKIPPED, BookingStatus.UNBILLED)
+    assert world.bc.calls == []
+    stored = world.stored(booking)
+    assert stored.status is BookingStatus.UNBILLED and stored.invoice_attempts == 0
+    assert stored.note and "not ended" in stored.note

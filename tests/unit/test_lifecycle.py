@@ -45,6 +45,8 @@ EXPECTED: dict[str, dict[BookingStatus, BookingStatus | type[IllegalTransition]]
     "release_claim": {
         UN: X, QU: UN, IG: X, IN: X, FA: X, CA: X, EX: X
     },
+    # postpone is computed against a booking whose appointment ends after AT.
+    "postpone": {UN: X, QU: UN, IG: X, IN: X, FA: X, CA: X, EX: X},
     "refresh": {
         UN: UN, QU: X, IG: X, IN: X, FA: FA, CA: X, EX: EX
     },
@@ -78,6 +80,7 @@ def _invoke(name: str, booking: Booking) -> Booking:
         "record_invoice": lambda b: lifecycle.record_invoice(b, "inv-id", "S-INV-1", AT),
         "fail": lambda b: lifecycle.fail(b, "BC_REJECTED", "refused", AT),
         "release_claim": lambda b: lifecycle.release_claim(b, replace(b, status=UNBILLED)),
+        "postpone": lambda b: lifecycle.postpone(replace(b, start=AT, end=AT + timedelta(hours=1)), AT),
         "refresh": lambda b: lifecycle.refresh(b, FRESH),
         "cancel": lambda b: lifecycle.cancel(b, AT),
         "revive": lambda b: lifecycle.revive(b, FRESH, AT),
@@ -124,6 +127,23 @@ def test_every_state_and_transition_pair(
         assert _invoke(transition, booking).status == expected
         assert lifecycle.allows(transition, status)
     assert booking.status == status  # transitions are pure: the input is never changed
+
+
+def test_a_booking_whose_appointment_has_not_ended_is_not_billable() -> None:
+    # CONTRACT.md "Booking states": an Unbilled booking whose appointment is moved so that it has
+    # not ended yet is not billable: no selection claims it, invoicing puts a claimed one back.
+    moved = make_booking(status=UNBILLED, start=AT - timedelta(minutes=30), end=AT + timedelta(minutes=30))
+    assert not lifecycle.has_ended(moved, AT) and lifecycle.has_ended(moved, AT + timedelta(hours=1))
+    with pytest.raises(lifecycle.NotEndedError, match="has not ended"):
+        lifecycle.claim(moved, "req-1", AT)
+    assert lifecycle.claim(moved, "req-1", AT + timedelta(hours=1)).status == QUEUED
+    queued = replace(moved, status=QUEUED, request_id="req-1")
+    postponed = lifecycle.postpone(queued, AT)
+    assert (postponed.status, postponed.request_id) == (UNBILLED, None)
+    assert postponed.note and "not ended" in postponed.note
+    with pytest.raises(IllegalTransition):
+        lifecycle.postpone(queued, AT + timedelta(hours=1))  # ended meanwhile: invoice it
+    assert lifecycle.lists_only_ended(UNBILLED) and not lifecycle.lists_only_ended(FAILED)
 
 
 def test_next_status_keeps_the_state_for_transitions_without_a_target() -> None:

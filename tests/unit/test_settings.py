@@ -87,6 +87,11 @@ def test_values_are_parsed_and_settings_are_immutable() -> None:
         ({"SYNC_LOOKBACK_DAYS": "-3"}, "SYNC_LOOKBACK_DAYS", "between 1 and"),
         ({"INVOICE_DATE": "posting"}, "INVOICE_DATE", "appointment, today"),
         ({"BOOKINGS_BUSINESS_IDS": "lunch@contoso.com,not-an-address"}, "BOOKINGS_BUSINESS_IDS", "SMTP"),
+        # PartitionKey may not hold / \\ # ? (Learn, "Understanding the Table service data model").
+        ({"BOOKINGS_BUSINESS_IDS": "lunch/desk@contoso.com"}, "BOOKINGS_BUSINESS_IDS", "PartitionKey"),
+        ({"BOOKINGS_BUSINESS_IDS": "lunch\\desk@contoso.com"}, "BOOKINGS_BUSINESS_IDS", "PartitionKey"),
+        ({"BOOKINGS_BUSINESS_IDS": "lunch#1@contoso.com"}, "BOOKINGS_BUSINESS_IDS", "PartitionKey"),
+        ({"BOOKINGS_BUSINESS_IDS": "lunch?@contoso.com"}, "BOOKINGS_BUSINESS_IDS", "PartitionKey"),
         ({"CUSTOMER_TEMPLATE": "x' or 1 eq 1 or 'a"}, "CUSTOMER_TEMPLATE", "Code[20]"),
     ],
 )
