@@ -324,14 +324,22 @@ def reopen(booking: Booking, note: str, at: datetime) -> Booking:
         invoice_number=None,
         invoice_status=None,
         invoice_source=None,
+        invoice_posted=False,
         request_id=None,
         note=note,
     )
 
 
-def follow_invoice(booking: Booking, invoice_id: str, number: str, status: str) -> Booking:
-    """Business Central's current id, number (the posted one once posted) and status; state kept."""
+def follow_invoice(
+    booking: Booking, invoice_id: str, number: str, status: str, posted: bool = False
+) -> Booking:
+    """Business Central's current id, number (the posted one once posted) and status; state kept.
+    Once seen posted, an invoice stays posted."""
     _require_app_invoice(booking, "follow_invoice")
     return replace(
-        booking, invoice_id=invoice_id, invoice_number=number or booking.invoice_number, invoice_status=status
+        booking,
+        invoice_id=invoice_id,
+        invoice_number=number or booking.invoice_number,
+        invoice_status=status,
+        invoice_posted=booking.invoice_posted or posted,
     )

@@ -37,11 +37,82 @@ class InvoiceState:
 
 
 @dataclass(frozen=True)
+class InvoicePage:
+    """One server-driven page of a `salesInvoices` read."""
+
+    rows: list[InvoiceState]
+
+
+@dataclass(frozen=True)
 class Watermark:
-    """Per company: the newest `lastModifiedDateTime` read, and when the last full read ran."""
+    """Per company: the newest `lastModifiedDateTime` read, when the last full read ran, and a full
+    read under way (when it started, by our clock; how far it got, by Business Central's)."""
 
     modified_through: datetime | None
     full_read_at: datetime | None
+    full_read_started_at: datetime | None = None
+    full_read_through: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Where this run's read starts, and whether it is (the rest of) a full read."""
+
+    since: datetime | None
+    full_read_started_at: datetime | None
+
+    @property
+    def full(self) -> bool:
+        return self.full_read_started_at is not None
+
+
+def plan_read(mark: Watermark | None, now: datetime) -> ReadPlan:
+    """A full read cut off by a failure resumes where its last saved page ended; it is not begun
+    again, so a company too big to read in one run is still read through in a few."""
+    if mark is not None and mark.full_read_started_at is not None:
+        through = mark.full_read_through
+        return ReadPlan(through - WATERMARK_OVERLAP if through else None, mark.full_read_started_at)
+    since = read_since(mark, now)
+    return ReadPlan(since, now if since is None else None)
+
+
+def progress(
+    mark: Watermark | None, plan: ReadPlan, through: datetime | None, read_through: datetime | None
+) -> Watermark:
+    """The watermark after a page: pages come oldest change first, so everything up to this read's
+    newest change (`read_through`) was read; a full read records it as how far it got."""
+    full_read_at = mark.full_read_at if mark else None
+    if plan.full:
+        resumed_from = mark.full_read_through if mark and mark.full_read_started_at else None
+        return Watermark(through, full_read_at, plan.full_read_started_at, read_through or resumed_from)
+    return Watermark(through, full_read_at)
+
+
+def finished(plan: ReadPlan, mark: Watermark | None, through: datetime | None) -> Watermark:
+    if plan.full:
+        return Watermark(through, plan.full_read_started_at)
+    return Watermark(through, mark.full_read_at if mark else None)
+
+
+POSTED_FOR_SURE = frozenset({"Paid", "Canceled", "Corrective"})
+
+
+def seen_posted(booking: Booking, invoice: InvoiceState) -> bool:
+    """Is the booking's invoice posted? `Open` alone does not say so: codeunit 5477 "Sales Invoice
+    Aggregator" (InsertOrModifyFromSalesHeader) shows a Released or Pending Prepayment draft as Open.
+    Posting renames the aggregate to the posted invoice's number (OnBeforeSalesInvHeaderInsert) and
+    keeps the id, so Open under another number than the draft's is posted; Paid, Canceled and
+    Corrective exist for posted invoices only (SetStatusOptionFromSalesInvoiceHeader). A company that
+    posts under the draft's own number keeps the invoice 'unposted' here: still checked each run,
+    never reopened while it exists."""
+    if booking.invoice_posted or invoice.status in POSTED_FOR_SURE:
+        return True
+    return (
+        invoice.status == "Open"
+        and bool(invoice.number)
+        and bool(booking.invoice_number)
+        and invoice.number != booking.invoice_number
+    )
 
 
 def read_since(mark: Watermark | None, now: datetime) -> datetime | None:
@@ -54,11 +125,12 @@ def read_since(mark: Watermark | None, now: datetime) -> datetime | None:
 
 
 def differs(booking: Booking, invoice: InvoiceState) -> bool:
-    """Does Business Central know the booking's invoice differently (id, number or status)?"""
-    return (booking.invoice_id, booking.invoice_number, booking.invoice_status) != (
+    """Does Business Central know the booking's invoice differently (id, number, status, posted)?"""
+    return (booking.invoice_id, booking.invoice_number, booking.invoice_status, booking.invoice_posted) != (
         invoice.id,
         invoice.number or booking.invoice_number,
         invoice.status,
+        seen_posted(booking, invoice),
     )
 
 
