@@ -78,6 +78,8 @@ TRANSITIONS: Mapping[str, _Transition] = MappingProxyType(
         "exclude": _Transition(frozenset({UNBILLED, FAILED}), EXCLUDED),
         "include": _Transition(frozenset({EXCLUDED}), UNBILLED),
         "mark_invoiced": _Transition(frozenset({UNBILLED, FAILED}), INVOICED),
+        # ... unless the failed attempt's POST did create a draft (its answer lost): that is adopted.
+        "adopt_invoice": _Transition(frozenset({FAILED}), INVOICED),
         # reconcile_invoices: the app's draft is gone -> billable again; or its status followed.
         "reopen": _Transition(frozenset({INVOICED}), UNBILLED),
         "follow_invoice": _Transition(frozenset({INVOICED}), None),
@@ -295,6 +297,30 @@ def mark_invoiced(
         error_code=None,
         error=None,
         note=note,
+        updated_by=by,
+    )
+
+
+def adopt_invoice(
+    booking: Booking, invoice_id: str, number: str, status: str, by: Actor | None, at: datetime
+) -> Booking:
+    """Failed -> Invoiced with the app's invoice found in Business Central: a POST whose answer was
+    lost (BC_UNAVAILABLE) did create it, so the booking is billed; never Excluded beside a live draft."""
+    return _move(
+        booking,
+        "adopt_invoice",
+        at,
+        invoice_id=invoice_id,
+        invoice_number=number,
+        invoice_status=status or "Draft",
+        invoice_source=InvoiceSource.APP,
+        invoice_posted=False,
+        error_code=None,
+        error=None,
+        note=(
+            f"Business Central already has invoice {number} for this booking (an earlier attempt "
+            "created it; its answer was lost): the booking is Invoiced with it."
+        ),
         updated_by=by,
     )
 

@@ -113,6 +113,12 @@ class GraphBookings(Protocol):
     def get_appointment(self, business_id: str, appointment_id: str) -> Appointment | None: ...
 
 
+class InvoiceLookup(Protocol):
+    """The app's invoice of a booking, by `externalDocumentNumber` (drafts and posted alike)."""
+
+    def find_invoices_by_external_document_number(self, number: str) -> list[BcInvoice]: ...
+
+
 class BusinessCentral(Protocol):
     def find_customers_by_email(self, email: str) -> list[BcCustomer]: ...
 

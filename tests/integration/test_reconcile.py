@@ -1,6 +1,7 @@
 """reconcile_invoices' use case on Azurite and the sandbox's Business Central (no host): unposted
 invoices in every state (Draft, In Review, released), deletion of each, and a read bounded to the
-app's own invoices, page by page."""
+app's own invoices, page by page. Also a person's exclude / markInvoiced of a booking whose last
+POST may have created a draft."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from shared.adapters.bc_invoice_feed import InvoiceFeed
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.business_central import BusinessCentralClient
 from shared.adapters.reconcile_state import ReconcileStateStore
-from shared.domain.models import Booking, BookingStatus, InvoiceSource, PriceType, booking_key
+from shared.domain.models import Actor, Booking, BookingStatus, InvoiceSource, PriceType, booking_key
+from shared.services.booking_queries import BookingQueries
+from shared.services.booking_updates import BookingUpdate, BookingUpdates
 from shared.services.reconcile import InvoiceReconciler
 from tests.integration.test_business_central import invoice_body, make_client
 from tests.sandbox.support import SandboxClient
@@ -181,3 +184,40 @@ def test_a_read_cut_off_after_a_page_resumes_there_and_says_what_it_read(world: 
     mark = world.marks.get("company")
     assert mark is not None and mark.full_read_at is not None and mark.full_read_started_at is None
     assert replace(mark, modified_through=None).full_read_through is None
+
+
+# -- a person's exclude / markInvoiced after an ambiguous POST ------------------------------------
+
+
+@pytest.mark.parametrize("action", ["exclude", "markInvoiced"])
+def test_exclude_or_mark_invoiced_after_a_lost_answer_adopts_the_draft(world: World, action: str) -> None:
+    lost = world.invoiced(f"lost-{action}")  # the POST committed; its answer never came back
+    failed = replace(
+        lost,
+        status=BookingStatus.FAILED,
+        invoice_id=None,
+        invoice_number=None,
+        invoice_status=None,
+        invoice_source=None,
+        error_code="BC_UNAVAILABLE",
+        error="Business Central POST salesInvoices failed: ReadTimeout",
+    )
+    world.store.save(failed)
+    nothing = world.store.create(replace(failed, key=booking_key(BUSINESS, f"none-{action}"), etag=None))
+    [draft] = [i for i in world.sandbox.admin.state(["invoices"])["invoices"] if i["id"] == lost.invoice_id]
+    updates = BookingUpdates(
+        world.store, BookingQueries(world.store, [BUSINESS]), clock=world.sandbox.clock.now, invoices=world.bc
+    )
+    result = updates.apply(BookingUpdate(action, (lost.key, nothing.key)), Actor("oid-1", "Bea"))
+    assert result.to_json()["skipped"] == [{"key": lost.key, "status": "Invoiced"}]
+    assert result.updated == [nothing.key]
+    adopted = world.store.get(BUSINESS, lost.key)
+    assert adopted is not None and adopted.status is BookingStatus.INVOICED
+    assert (adopted.invoice_id, adopted.invoice_number, adopted.source) == (
+        draft["id"],
+        draft["number"],
+        InvoiceSource.APP,
+    )
+    assert world.status(nothing) is (
+        BookingStatus.EXCLUDED if action == "exclude" else BookingStatus.INVOICED
+    )

@@ -10,6 +10,7 @@ import pytest
 
 from shared.api.input import InvalidInput
 from shared.api.update_input import parse_update
+from shared.domain.bc_records import BcInvoice
 from shared.domain.errors import BusinessCentralError
 from shared.domain.models import Actor, BookingStatus, InvoiceSource
 from shared.domain.reconcile_rules import FULL_READ_EVERY, InvoicePage, InvoiceState, Watermark, read_since
@@ -49,6 +50,33 @@ def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state() 
     stored = store.get(LUNCH, a.key)
     assert stored is not None
     assert (stored.status, stored.note, stored.updated_by) == (BookingStatus.EXCLUDED, "n", WHO)
+
+
+class _Unreachable:
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def find_invoices_by_external_document_number(self, number: str) -> list[BcInvoice]:
+        self.asked.append(number)
+        raise BusinessCentralError("Business Central answered 503", status=503, transient=True)
+
+
+def test_a_booking_whose_post_may_have_committed_is_left_failed_when_business_central_cannot_say() -> None:
+    clock = ManualClock()
+    store = FakeBookingStore(clock)
+    unsure, other = store.put_all(
+        [
+            make_booking(
+                number=1, status=BookingStatus.FAILED, error_code="BC_UNAVAILABLE", invoice_attempts=1
+            ),
+            make_booking(number=2, status=BookingStatus.FAILED, error_code="CUSTOMER_NOT_FOUND"),
+        ]
+    )
+    lookup = _Unreachable()
+    updates = BookingUpdates(store, BookingQueries(store, [LUNCH]), clock=clock, invoices=lookup)
+    result = updates.apply(BookingUpdate("exclude", (unsure.key, other.key)), WHO)
+    assert result.to_json()["skipped"] == [{"key": unsure.key, "status": "Failed"}]
+    assert result.updated == [other.key] and lookup.asked == [f"BKG-{unsure.key}"]  # asked for that one only
 
 
 def test_an_update_racing_a_claim_is_decided_again_on_the_fresh_booking() -> None:
