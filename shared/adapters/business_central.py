@@ -374,13 +374,15 @@ class BusinessCentralClient:
         self, path: str, query: dict[str, str] | None = None, *, page_size: int | None = None
     ) -> dict[str, Any]:
         """A GET of a company resource (retried, counted); `page_size` asks for server-driven pages
-        of at most that many rows (`Prefer: odata.maxpagesize`, OData 4.01 Protocol 8.2.8.3)."""
+        of at most that many rows (`Prefer: odata.maxpagesize`: OData 4.01 Part 1 Protocol, preference
+        `maxpagesize`; BC honours it, reference/business-central-api.md)."""
         return self._request("GET", path, query=query, headers=_prefer(page_size))
 
     def read_link(self, link: str, *, page_size: int | None = None) -> dict[str, Any]:
-        """A GET of an `@odata.nextLink` exactly as the server wrote it: OData's next link is an opaque
-        URL (OData 4.01 Protocol 11.2.5.7), never rebuilt here. Only a link on Business Central's own
-        host is followed, so the token never goes anywhere else."""
+        """A GET of an `@odata.nextLink` exactly as the server wrote it, never rebuilt here: the next
+        link is opaque to the client (OData 4.01 Part 1 Protocol, "Server-Driven Paging"; Learn,
+        "Server-driven Paging in ASP.NET Core OData 8"). Only a link on Business Central's own host is
+        followed, so the token never goes anywhere else."""
         if _origin(link) != _origin(self.company_url):
             raise BusinessCentralError(
                 f"Business Central answered with a nextLink to another host ({_origin(link)}); not followed",

@@ -375,7 +375,7 @@ def test_get_appointment_raises_other_errors() -> None:
 
 def test_a_next_link_is_followed_exactly_as_given_with_the_page_size_asked_for() -> None:
     # The server's own spelling (its environment segment, its company key): an opaque URL, never
-    # rebuilt from the client's company URL (OData 4.01 Protocol, 11.2.5.7 "Server-Driven Paging").
+    # rebuilt from the client's company URL (OData 4.01 Part 1 Protocol, "Server-Driven Paging").
     link = (
         "https://bc.test/v2.0/tenant/Production%20Sandbox/api/v2.0/companies(COMPANY-1)/salesInvoices"
         "?$filter=x&$skiptoken=abc%2B1"
