@@ -37,8 +37,6 @@ EXCLUDED = BookingStatus.EXCLUDED
 
 FINAL_INVOICE_STATUSES = frozenset({"Paid", "Canceled", "Corrective"})
 """Business Central invoice statuses after which retention may forget the booking."""
-DRAFT_INVOICE_STATUSES = frozenset({"Draft", "In Review", "In_x0020_Review", " ", "_x0020_", ""})
-"""Statuses of an invoice that is still a draft (a person may delete it in Business Central)."""
 
 
 class IllegalTransition(ValueError):
@@ -140,11 +138,6 @@ def sync_may_cancel(status: BookingStatus) -> bool:
 
 def sync_may_revive(status: BookingStatus) -> bool:
     return allows("revive", status)
-
-
-def is_draft(invoice_status: str | None) -> bool:
-    """Is an app-created invoice in this Business Central status still a deletable draft?"""
-    return invoice_status is None or invoice_status in DRAFT_INVOICE_STATUSES
 
 
 def may_purge(booking: Booking) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from shared.domain.lifecycle import FINAL_INVOICE_STATUSES
 from shared.domain.models import EXTERNAL_DOCUMENT_PREFIX, KEY_LENGTH, Booking, is_booking_key
 from shared.domain.moments import iso_utc
 
@@ -94,9 +95,6 @@ def finished(plan: ReadPlan, mark: Watermark | None, through: datetime | None) -
     return Watermark(through, mark.full_read_at if mark else None)
 
 
-POSTED_FOR_SURE = frozenset({"Paid", "Canceled", "Corrective"})
-
-
 def seen_posted(booking: Booking, invoice: InvoiceState) -> bool:
     """Is the booking's invoice posted? `Open` alone does not say so: codeunit 5477 "Sales Invoice
     Aggregator" (InsertOrModifyFromSalesHeader) shows a Released or Pending Prepayment draft as Open.
@@ -105,7 +103,7 @@ def seen_posted(booking: Booking, invoice: InvoiceState) -> bool:
     Corrective exist for posted invoices only (SetStatusOptionFromSalesInvoiceHeader). A company that
     posts under the draft's own number keeps the invoice 'unposted' here: still checked each run,
     never reopened while it exists."""
-    if booking.invoice_posted or invoice.status in POSTED_FOR_SURE:
+    if booking.invoice_posted or invoice.status in FINAL_INVOICE_STATUSES:
         return True
     return (
         invoice.status == "Open"
@@ -113,6 +111,18 @@ def seen_posted(booking: Booking, invoice: InvoiceState) -> bool:
         and bool(booking.invoice_number)
         and invoice.number != booking.invoice_number
     )
+
+
+def current_status(booking: Booking, invoice: InvoiceState | None) -> str | None:
+    """The invoice's status as this run last saw it (the booking's own when not read this run)."""
+    return invoice.status if invoice is not None else booking.invoice_status
+
+
+def unposted(booking: Booking, invoice: InvoiceState | None) -> bool:
+    """Not yet seen posted (Draft, In Review, released): a person may still delete it."""
+    if booking.invoice_posted or (invoice is not None and seen_posted(booking, invoice)):
+        return False
+    return current_status(booking, invoice) not in FINAL_INVOICE_STATUSES
 
 
 def read_since(mark: Watermark | None, now: datetime) -> datetime | None:

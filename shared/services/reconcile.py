@@ -21,18 +21,20 @@ from datetime import datetime
 from shared.domain import lifecycle
 from shared.domain.errors import ConcurrentChangeError
 from shared.domain.filters import BookingFilter
-from shared.domain.lifecycle import FINAL_INVOICE_STATUSES, IllegalTransition
+from shared.domain.lifecycle import IllegalTransition
 from shared.domain.models import Booking, BookingStatus, InvoiceSource, external_document_number
 from shared.domain.reconcile_rules import (
     InvoiceState,
     ReadPlan,
     Watermark,
+    current_status,
     deleted_draft_note,
     differs,
     finished,
     plan_read,
     progress,
     seen_posted,
+    unposted,
 )
 from shared.services.ports import BookingRepository, InvoiceFeed, WatermarkRepository
 from shared.telemetry import get_logger
@@ -116,16 +118,16 @@ class InvoiceReconciler:
     ) -> None:
         """Every invoice not yet seen posted (Draft, In Review, released) is looked for in one read of
         the app's unposted invoices; one missing there is read by id: deleted, or posted meanwhile."""
-        unposted = [b for b in tracked.values() if _unposted(b, seen.get(b.key))]
-        if not unposted:
+        pending = [b for b in tracked.values() if unposted(b, seen.get(b.key))]
+        if not pending:
             return
-        include_open = any(_status(b, seen.get(b.key)) == "Open" for b in unposted)
+        include_open = any(current_status(b, seen.get(b.key)) == "Open" for b in pending)
         present: dict[str, InvoiceState] = {}
         for page in self.feed.unposted_pages(include_open):
             counts["unposted_pages"] += 1
             counts["unposted_read"] += len(page.rows)
             present.update((invoice.id, invoice) for invoice in page.rows)
-        for booking in unposted:
+        for booking in pending:
             invoice = present.get(str(booking.invoice_id))
             if invoice is None:
                 counts["checked"] += 1
@@ -189,17 +191,6 @@ class InvoiceReconciler:
             counts[outcome] += 1
             return
         counts["changed_meanwhile"] += 1
-
-
-def _status(booking: Booking, invoice: InvoiceState | None) -> str | None:
-    return invoice.status if invoice is not None else booking.invoice_status
-
-
-def _unposted(booking: Booking, invoice: InvoiceState | None) -> bool:
-    """Not yet seen posted: a person may still delete it in Business Central."""
-    if booking.invoice_posted or (invoice is not None and seen_posted(booking, invoice)):
-        return False
-    return _status(booking, invoice) not in FINAL_INVOICE_STATUSES
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:

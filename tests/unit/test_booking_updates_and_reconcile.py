@@ -13,7 +13,15 @@ from shared.api.update_input import parse_update
 from shared.domain.bc_records import BcInvoice
 from shared.domain.errors import BusinessCentralError
 from shared.domain.models import Actor, BookingStatus, InvoiceSource
-from shared.domain.reconcile_rules import FULL_READ_EVERY, InvoicePage, InvoiceState, Watermark, read_since
+from shared.domain.reconcile_rules import (
+    FULL_READ_EVERY,
+    InvoicePage,
+    InvoiceState,
+    Watermark,
+    read_since,
+    seen_posted,
+    unposted,
+)
 from shared.services.booking_queries import BookingQueries
 from shared.services.booking_updates import BookingUpdate, BookingUpdates
 from shared.services.reconcile import InvoiceReconciler
@@ -369,3 +377,15 @@ def test_retention_shorter_than_the_lookback_plus_a_week_is_refused_naming_both_
         load_settings({**BASE, "SYNC_LOOKBACK_DAYS": "60", "RETENTION_DAYS": "67"})
     assert caught.value.setting == "RETENTION_DAYS" and "SYNC_LOOKBACK_DAYS" in str(caught.value)
     assert load_settings({**BASE, "SYNC_LOOKBACK_DAYS": "60", "RETENTION_DAYS": "68"}).retention_days == 68
+
+
+def test_open_is_posted_only_under_a_posted_number_or_once_final() -> None:
+    booking = make_booking(status=BookingStatus.INVOICED, invoice_id="i", invoice_number="S-INV-7")
+    seen = InvoiceState("i", "S-INV-7", "BKG-X", "Open")
+    assert not seen_posted(booking, seen) and unposted(booking, seen)  # released, same draft number
+    assert seen_posted(booking, replace(seen, number="PS-INV-3"))  # renamed on posting
+    assert seen_posted(booking, replace(seen, status="Paid")) and not unposted(
+        booking, replace(seen, status="Paid")
+    )
+    assert not seen_posted(booking, replace(seen, status="In Review"))
+    assert not unposted(replace(booking, invoice_posted=True), seen)  # once posted, always posted

@@ -393,3 +393,18 @@ def test_a_next_link_to_another_host_is_refused() -> None:
     with pytest.raises(BusinessCentralError, match="nextLink"):
         list(InvoiceFeed(world.client).pages({}))
     assert len(world.adapter.sent) == 1  # the token never went to the other host
+
+
+def test_the_unposted_read_is_one_or_on_status_and_asks_once_more_with_the_al_name_if_refused() -> None:
+    row = {"id": "inv-1", "number": "S-1", "externalDocumentNumber": "BKG-X", "status": "In_x0020_Review"}
+    world = BcWorld(
+        error(400, "BadRequest", "Invalid filter: 'In_x0020_Review' is not a valid value"),
+        ok({"value": [row]}),
+    )
+    pages = list(InvoiceFeed(world.client).unposted_pages(include_open=False))
+    assert [r.status for p in pages for r in p.rows] == ["In Review"]
+    first, second = (world.adapter.query(n)["$filter"][0] for n in (0, 1))
+    assert first == (
+        "startswith(externalDocumentNumber,'BKG-') and (status eq 'Draft' or status eq 'In_x0020_Review')"
+    )
+    assert second.endswith("(status eq 'Draft' or status eq 'In Review')") and " in " not in second
