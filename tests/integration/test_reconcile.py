@@ -5,6 +5,7 @@ POST may have created a draft."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -141,13 +142,19 @@ def test_in_review_drafts_cost_no_by_id_reads(world: World) -> None:
     assert all(world.status(b) is BookingStatus.INVOICED for b in drafts)
 
 
-def test_the_read_is_bounded_to_the_apps_invoices_and_counts_its_pages(world: World) -> None:
+def test_the_read_is_bounded_to_the_apps_invoices_and_counts_its_pages(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
     for n in range(30):  # invoices made by people or other apps
         world.bc.create_invoice(invoice_body(world.customer_id, f"PO-{n}"))
     own = [world.invoiced(f"own-{n}") for n in range(3)]
-    counts = world.reconciler().run()
+    with caplog.at_level(logging.INFO, logger="bookings.reconcile"):
+        counts = world.reconciler().run()
     assert counts["read"] == len(own)  # a full read, but of this app's invoices only
     assert counts["pages"] >= 1
+    [line] = [r for r in caplog.records if getattr(r, "outcome", None) == "read"]
+    assert (line.pages, line.rows) == (counts["pages"], counts["read"])  # type: ignore[attr-defined]
+    assert f"{counts['read'] + counts['unposted_read']} invoice(s)" in line.getMessage()
 
 
 class CutOff:
