@@ -253,16 +253,22 @@ class AdminApi:
         return handle
 
     def _set_allowed_posting_dates(self, request: Request, params: dict[str, str]) -> Response:
-        """General Ledger Setup's "Allow Posting From" / "Allow Posting To": `{"from", "to"}`, null = open."""
+        """General Ledger Setup's "Allow Posting From" / "Allow Posting To": `{"from", "to"}` (null =
+        open), checked at posting; `"atCreation": true` also checks a sent postingDate at creation."""
         data = _body(request)
-        if set(data) - {"from", "to"}:
-            return _error(400, "badRequest", 'Send {"from": "YYYY-MM-DD" | null, "to": "YYYY-MM-DD" | null}.')
+        if set(data) - {"from", "to", "atCreation"} or not isinstance(data.get("atCreation", False), bool):
+            return _error(
+                400,
+                "badRequest",
+                'Send {"from": "YYYY-MM-DD" | null, "to": ... | null, "atCreation"?: bool}.',
+            )
         try:
             start, end = (date.fromisoformat(data[k]) if data.get(k) else None for k in ("from", "to"))
         except (TypeError, ValueError):
             return _error(400, "badRequest", "from and to must be dates (YYYY-MM-DD) or null.")
-        self.app.company.set_allowed_posting_dates(start, end)
-        return Response.json(200, {"from": data.get("from"), "to": data.get("to")})
+        at_creation = bool(data.get("atCreation", False))
+        self.app.company.set_allowed_posting_dates(start, end, at_creation)
+        return Response.json(200, {"from": data.get("from"), "to": data.get("to"), "atCreation": at_creation})
 
     def _set_invoice_status(self, request: Request, params: dict[str, str]) -> Response:
         """A posted invoice paid (a payment applied), cancelled or corrected inside Business Central."""
@@ -447,8 +453,11 @@ class SandboxAdmin:
         """`release`, `sendForApproval`, `approve` or `reopen` an unposted invoice."""
         return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/{action}")
 
-    def set_allowed_posting_dates(self, start: str | None, end: str | None) -> dict[str, Any]:
-        return self._call("PUT", "/bc/allowedPostingDates", {"from": start, "to": end})
+    def set_allowed_posting_dates(
+        self, start: str | None, end: str | None, *, at_creation: bool = False
+    ) -> dict[str, Any]:
+        body = {"from": start, "to": end, "atCreation": at_creation}
+        return self._call("PUT", "/bc/allowedPostingDates", body)
 
     def mark_invoice_paid(self, invoice_id: str) -> dict[str, Any]:
         return self.set_invoice_status(invoice_id, "Paid")

@@ -98,6 +98,7 @@ class CompanyStore:
             self.invoice_series = NumberSeries("S-INV", 100001, 6)
             self.posted_series = NumberSeries("PS-INV", 103001, 6)
             self.allowed_posting: tuple[date | None, date | None] = (None, None)
+            self.check_posting_date_at_creation = False
 
     @property
     def id(self) -> str:
@@ -574,7 +575,7 @@ class CompanyStore:
             values["invoiceDate"] = self.today().isoformat()
         if values["postingDate"] == BLANK_DATE:
             values["postingDate"] = self.today().isoformat()
-        if "postingDate" in given:
+        if "postingDate" in given and self.check_posting_date_at_creation:
             self._check_posting_date(values["postingDate"])
         if "dueDate" not in given or values["dueDate"] == BLANK_DATE:
             terms = self.references["paymentTerms"].get(values["paymentTermsId"])
@@ -582,10 +583,15 @@ class CompanyStore:
             values["dueDate"] = _date_formula(date.fromisoformat(values["invoiceDate"]), formula).isoformat()
         values["lastModifiedDateTime"] = self._stamp()
 
-    def set_allowed_posting_dates(self, start: date | None, end: date | None) -> None:
-        """General Ledger Setup "Allow Posting From" / "Allow Posting To" (blank: no limit)."""
+    def set_allowed_posting_dates(
+        self, start: date | None, end: date | None, at_creation: bool = False
+    ) -> None:
+        """General Ledger Setup "Allow Posting From" / "Allow Posting To" (blank: no limit), checked
+        when posting (codeunit "Sales-Post"); `at_creation` also checks a sent `postingDate` when the
+        invoice is created, as a company whose extension validates the date on the header does."""
         with self.lock:
             self.allowed_posting = (start, end)
+            self.check_posting_date_at_creation = at_creation
 
     def _check_posting_date(self, text: str) -> None:
         """Codeunit "Sales-Post", label `PostingDateNotAllowedErr`."""

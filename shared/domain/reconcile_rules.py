@@ -100,9 +100,10 @@ def seen_posted(booking: Booking, invoice: InvoiceState) -> bool:
     Aggregator" (InsertOrModifyFromSalesHeader) shows a Released or Pending Prepayment draft as Open.
     Posting renames the aggregate to the posted invoice's number (OnBeforeSalesInvHeaderInsert) and
     keeps the id, so Open under another number than the draft's is posted; Paid, Canceled and
-    Corrective exist for posted invoices only (SetStatusOptionFromSalesInvoiceHeader). A company that
-    posts under the draft's own number keeps the invoice 'unposted' here: still checked each run,
-    never reopened while it exists."""
+    Corrective exist for posted invoices only (SetStatusOptionFromSalesInvoiceHeader). A company whose
+    posted-invoice series is the draft's own posts under the draft's number (codeunit "Sales-Post"
+    draws a Posting No. only when the series differ): such an invoice stays 'unposted' here, still
+    checked each run, never reopened while it exists."""
     if booking.invoice_posted or invoice.status in FINAL_INVOICE_STATUSES:
         return True
     return (

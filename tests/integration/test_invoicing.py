@@ -316,7 +316,8 @@ def test_posting_date_is_the_invoice_date_and_its_refusal_is_bc_rejected(world: 
     [invoice] = world.invoices(booking)
     assert (invoice["invoiceDate"], invoice["postingDate"]) == ("2026-02-10", "2026-02-10")
 
-    world.sandbox.admin.set_allowed_posting_dates("2026-03-01", None)
+    # A company that validates the date on the header (W1 checks it only when posting).
+    world.sandbox.admin.set_allowed_posting_dates("2026-03-01", None, at_creation=True)
     refused = world.booking("a2")
     result = invoicer(world.message(refused))
     stored = world.get(refused)

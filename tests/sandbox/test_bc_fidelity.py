@@ -372,7 +372,13 @@ def test_invoice_date_is_the_document_date_only(sandbox: SandboxHandle, client: 
     assert (only_invoice_date["invoiceDate"], only_invoice_date["postingDate"]) == ("2025-11-20", today)
     both = _create(client, "BKG-DATES-2", invoiceDate="2025-11-20", postingDate="2025-11-20")
     assert both["postingDate"] == "2025-11-20"
-    sandbox.admin.set_allowed_posting_dates("2025-12-01", None)
+    sandbox.admin.set_allowed_posting_dates("2025-12-01", None)  # checked when posting (W1)
+    early = _create(client, "BKG-DATES-5", postingDate="2025-11-20")
+    posting = client.bc("POST", f"/salesInvoices({early['id']})/Microsoft.NAV.post")
+    assert "not within your range of allowed posting dates" in _error(
+        posting, 400, "Application_DialogException"
+    )
+    sandbox.admin.set_allowed_posting_dates("2025-12-01", None, at_creation=True)
     refused = client.bc("POST", "/salesInvoices", json=_invoice("BKG-DATES-3", postingDate="2025-11-20"))
     assert "not within your range of allowed posting dates" in _error(
         refused, 400, "Application_DialogException"
