@@ -19,15 +19,16 @@ from datetime import UTC, datetime, timedelta
 from azure.data.tables import TableClient, TableServiceClient
 
 from bench.support import bookings_table, retry_storage, storage
+from shared.adapters.bc_invoice_feed import PAGE_SIZE
 from shared.adapters.booking_entities import BOOKINGS_TABLE, booking_to_entity
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.reconcile_state import RECONCILE_STATE_TABLE, ReconcileStateStore
 from shared.domain.models import Booking, BookingStatus, InvoiceSource, PriceType, booking_key
-from shared.domain.reconcile_rules import InvoiceState
+from shared.domain.reconcile_rules import InvoicePage, InvoiceState
 from shared.services.reconcile import InvoiceReconciler
 
 BUSINESS = "bench@contoso.com"
-PAGE = 20_000
+PAGE = PAGE_SIZE
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
 
@@ -38,17 +39,18 @@ class CountingFeed:
         self.invoices: dict[str, InvoiceState] = {}
         self.requests = 0
 
-    def _pages(self, rows: list[InvoiceState]) -> Iterator[InvoiceState]:
+    def _pages(self, rows: list[InvoiceState]) -> Iterator[InvoicePage]:
         for start in range(0, max(len(rows), 1), PAGE):
             self.requests += 1
-            yield from rows[start : start + PAGE]
+            yield InvoicePage(rows[start : start + PAGE])
 
-    def changed_since(self, since: datetime | None) -> Iterator[InvoiceState]:
+    def changed_pages(self, since: datetime | None) -> Iterator[InvoicePage]:
         rows = [i for i in self.invoices.values() if since is None or (i.last_modified or T0) > since]
-        return self._pages(rows)
+        return self._pages(sorted(rows, key=lambda i: i.last_modified or T0))
 
-    def draft_ids(self) -> set[str]:
-        return {i.id for i in self._pages([i for i in self.invoices.values() if i.status == "Draft"])}
+    def unposted_pages(self, include_open: bool) -> Iterator[InvoicePage]:
+        statuses = {"Draft", "In Review"} | ({"Open"} if include_open else set())
+        return self._pages([i for i in self.invoices.values() if i.status in statuses])
 
     def get(self, invoice_id: str) -> InvoiceState | None:
         self.requests += 1
@@ -123,6 +125,7 @@ def run(connection: str, count: int) -> dict[str, float]:
         "deleted": len(deleted),
         "posted": len(posted),
         "bcRequests": feed.requests,
+        "pages": counts["pages"] + counts["unposted_pages"],
         "seconds": round(seconds, 2),
         "naiveRequests": count,
     }

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -71,6 +72,9 @@ class AdminApi:
         add("POST", "/graph/businesses/{businessId}/generate", self._generate)
         add("POST", "/bc/salesInvoices/{invoiceId}/post", self._post_invoice)
         add("POST", "/bc/salesInvoices/{invoiceId}/status", self._set_invoice_status)
+        for action in ("release", "sendForApproval", "approve", "reopen"):
+            add("POST", f"/bc/salesInvoices/{{invoiceId}}/{action}", self._move_unposted(action))
+        add("PUT", "/bc/allowedPostingDates", self._set_allowed_posting_dates)
         add("POST", "/entra/apps", self._register_app)
         add("PUT", "/entra/apps/{clientId}/apiRoles", self._set_api_roles)
 
@@ -235,6 +239,36 @@ class AdminApi:
         except BcError as exc:
             return _error(exc.status, exc.code, exc.message)
         return Response.json(200, posted)
+
+    def _move_unposted(self, action: str) -> Callable[[Request, dict[str, str]], Response]:
+        """Release, approval and reopening of an unposted invoice, done by a person in Business Central."""
+
+        def handle(request: Request, params: dict[str, str]) -> Response:
+            try:
+                moved = self.app.company.move_unposted_invoice(params["invoiceId"].lower(), action)
+            except BcError as exc:
+                return _error(exc.status, exc.code, exc.message)
+            return Response.json(200, moved)
+
+        return handle
+
+    def _set_allowed_posting_dates(self, request: Request, params: dict[str, str]) -> Response:
+        """General Ledger Setup's "Allow Posting From" / "Allow Posting To": `{"from", "to"}` (null =
+        open), checked at posting; `"atCreation": true` also checks a sent postingDate at creation."""
+        data = _body(request)
+        if set(data) - {"from", "to", "atCreation"} or not isinstance(data.get("atCreation", False), bool):
+            return _error(
+                400,
+                "badRequest",
+                'Send {"from": "YYYY-MM-DD" | null, "to": ... | null, "atCreation"?: bool}.',
+            )
+        try:
+            start, end = (date.fromisoformat(data[k]) if data.get(k) else None for k in ("from", "to"))
+        except (TypeError, ValueError):
+            return _error(400, "badRequest", "from and to must be dates (YYYY-MM-DD) or null.")
+        at_creation = bool(data.get("atCreation", False))
+        self.app.company.set_allowed_posting_dates(start, end, at_creation)
+        return Response.json(200, {"from": data.get("from"), "to": data.get("to"), "atCreation": at_creation})
 
     def _set_invoice_status(self, request: Request, params: dict[str, str]) -> Response:
         """A posted invoice paid (a payment applied), cancelled or corrected inside Business Central."""
@@ -414,6 +448,16 @@ class SandboxAdmin:
     def set_invoice_status(self, invoice_id: str, status: str) -> dict[str, Any]:
         """`Open`, `Paid`, `Canceled` or `Corrective` for a posted invoice."""
         return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/status", {"status": status})
+
+    def move_unposted_invoice(self, invoice_id: str, action: str) -> dict[str, Any]:
+        """`release`, `sendForApproval`, `approve` or `reopen` an unposted invoice."""
+        return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/{action}")
+
+    def set_allowed_posting_dates(
+        self, start: str | None, end: str | None, *, at_creation: bool = False
+    ) -> dict[str, Any]:
+        body = {"from": start, "to": end, "atCreation": at_creation}
+        return self._call("PUT", "/bc/allowedPostingDates", body)
 
     def mark_invoice_paid(self, invoice_id: str) -> dict[str, Any]:
         return self.set_invoice_status(invoice_id, "Paid")

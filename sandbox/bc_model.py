@@ -44,12 +44,19 @@ from sandbox.bc_schema import (
 from sandbox.clock import Clock
 from sandbox.timefmt import bc_datetime
 
+IN_REVIEW = "In_x0020_Review"
+"""Enum 5477 value "In Review" as the API writes it (a blank is `_x0020_` in an OData name)."""
+
 
 @dataclass
 class Record:
     values: dict[str, Any]
     etag: str
     lines: list[dict[str, Any]] = field(default_factory=list)
+    # A sales invoice: posted (a "Sales Invoice Header") or not (a "Sales Header", whatever its
+    # approval status). The API has no such field: `status` `Open` is both a released draft and a
+    # posted invoice (codeunit "Sales Invoice Aggregator", InsertOrModifyFromSalesHeader).
+    posted: bool = False
 
 
 class NumberSeries:
@@ -90,6 +97,8 @@ class CompanyStore:
             self.item_series = NumberSeries("I", 10, 5, 10)
             self.invoice_series = NumberSeries("S-INV", 100001, 6)
             self.posted_series = NumberSeries("PS-INV", 103001, 6)
+            self.allowed_posting: tuple[date | None, date | None] = (None, None)
+            self.check_posting_date_at_creation = False
 
     @property
     def id(self) -> str:
@@ -314,7 +323,7 @@ class CompanyStore:
         with self.lock:
             record = self._existing(records, record_id, caption)
             _check_etag(record, if_match)
-            if records is self.invoices and record.values["status"] != "Draft":
+            if records is self.invoices and record.posted:
                 raise _dialog(f"You cannot delete the posted Sales Invoice {record.values['number']}.")
             if records is self.customers and any(
                 inv.values["customerId"] == record.values["id"] for inv in self.invoices.values()
@@ -365,8 +374,7 @@ class CompanyStore:
             _check_etag(record, if_match)
             if isinstance(body, dict) and "salesInvoiceLines" in body:
                 raise BcError(400, "BadRequest", "Deep update is not supported: update the lines one by one.")
-            if record.values["status"] != "Draft":
-                raise _posted_unchangeable(record)
+            _check_modifiable(record)
             given = coerce_body(SALES_INVOICE, body)
             values = dict(record.values)
             values.update(given)
@@ -386,8 +394,7 @@ class CompanyStore:
             record = self._existing(self.invoices, invoice_id, "Sales Invoice")
             if if_match is not None:
                 _check_etag(record, if_match)
-            if record.values["status"] != "Draft":
-                raise _posted_unchangeable(record)
+            _check_modifiable(record)
             given = coerce_body(SALES_INVOICE_LINE, body)
             customer = self.customers[record.values["customerId"]]
             sequence = max((line["sequence"] for line in record.lines), default=0) + 10000
@@ -402,8 +409,7 @@ class CompanyStore:
             record = self._existing(self.invoices, invoice_id, "Sales Invoice")
             line = self._line(record, line_id)
             _check_line_etag(line, if_match)
-            if record.values["status"] != "Draft":
-                raise _posted_unchangeable(record)
+            _check_modifiable(record)
             record.lines.remove(line)
             self._totals(record)
             record.etag = self._etag()
@@ -427,24 +433,53 @@ class CompanyStore:
         """What "Post" does to an invoice as the API shows it: a new number, status Open, same id."""
         with self.lock:
             record = self._existing(self.invoices, invoice_id, "Sales Invoice")
-            if record.values["status"] != "Draft":
+            if record.posted:
                 raise _dialog("The action can be applied to a draft invoice only.")
+            if record.values["status"] == IN_REVIEW:
+                raise _dialog(
+                    f"Sales Invoice {record.values['number']} must be approved and released before you "
+                    "can perform this action."
+                )
             if not any(line["lineType"] != "Comment" for line in record.lines):
                 raise _dialog("There is nothing to post.")
-            values = dict(record.values)
-            values["number"] = self.posted_series.next()
-            values["status"] = "Open"
-            values["lastModifiedDateTime"] = self._stamp()
-            record.values = values
-            record.etag = self._etag()
-            return self.render_invoice(record, expand_lines=True)
+            self._check_posting_date(record.values["postingDate"])
+            record.posted = True
+            return self._set_unposted_status(record, "Open", number=self.posted_series.next())
+
+    def move_unposted_invoice(self, invoice_id: str, action: str) -> dict[str, Any]:
+        """Approval and release of a draft, as the API shows them (`status`, via the aggregator):
+        `sendForApproval` (Pending Approval: `In_x0020_Review`), `approve` and `release` (Released:
+        `Open`, still unposted), `reopen` (Open: `Draft`)."""
+        moves = {
+            "sendForApproval": ({"Draft"}, IN_REVIEW),
+            "approve": ({IN_REVIEW}, "Open"),
+            "release": ({"Draft"}, "Open"),
+            "reopen": ({IN_REVIEW, "Open"}, "Draft"),
+        }
+        with self.lock:
+            record = self._existing(self.invoices, invoice_id, "Sales Invoice")
+            sources, target = moves[action]
+            if record.posted or record.values["status"] not in sources:
+                allowed = ", ".join(sorted(sources))
+                raise BcError(409, "BadRequest", f"{action} applies to an unposted invoice in {allowed}.")
+            return self._set_unposted_status(record, target)
+
+    def _set_unposted_status(self, record: Record, status: str, number: str | None = None) -> dict[str, Any]:
+        values = dict(record.values)
+        values["status"] = status
+        if number:
+            values["number"] = number
+        values["lastModifiedDateTime"] = self._stamp()
+        record.values = values
+        record.etag = self._etag()
+        return self.render_invoice(record, expand_lines=True)
 
     def cancel_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The bound action `Microsoft.NAV.cancel`: a posted, unpaid invoice becomes Canceled."""
         with self.lock:
             record = self._existing(self.invoices, invoice_id, "Sales Invoice")
             status = record.values["status"]
-            if status not in POSTED_STATUSES:
+            if not record.posted:
                 raise _dialog("The action can be applied to a posted invoice only.")
             if status == "Canceled":
                 raise _dialog("The invoice cannot be canceled because it has already been canceled.")
@@ -461,7 +496,7 @@ class CompanyStore:
             record = self._existing(self.invoices, invoice_id, "Sales Invoice")
             if status not in POSTED_STATUSES:
                 raise BcError(400, "BadRequest", f"status must be one of {', '.join(POSTED_STATUSES)}.")
-            if record.values["status"] not in POSTED_STATUSES:
+            if not record.posted:
                 raise BcError(
                     409, "BadRequest", "Only a posted invoice can change its status; post it first."
                 )
@@ -533,15 +568,37 @@ class CompanyStore:
         values["salesperson"] = given.get("salesperson", c["salespersonCode"])
 
     def _apply_dates(self, values: dict[str, Any], given: Mapping[str, Any], customer: Record) -> None:
+        # Sales Header.InitRecord sets Posting Date and Document Date to the work date; the API
+        # page then sets only what was sent: `invoiceDate` is the Document Date alone
+        # (`RegisterFieldSet(FieldNo("Document Date"))`), `postingDate` the Posting Date.
         if values["invoiceDate"] == BLANK_DATE:
             values["invoiceDate"] = self.today().isoformat()
-        if "postingDate" not in given or values["postingDate"] == BLANK_DATE:
-            values["postingDate"] = values["invoiceDate"]
+        if values["postingDate"] == BLANK_DATE:
+            values["postingDate"] = self.today().isoformat()
+        if "postingDate" in given and self.check_posting_date_at_creation:
+            self._check_posting_date(values["postingDate"])
         if "dueDate" not in given or values["dueDate"] == BLANK_DATE:
             terms = self.references["paymentTerms"].get(values["paymentTermsId"])
             formula = str(terms.get("dueDateCalculation", "")) if terms else ""
             values["dueDate"] = _date_formula(date.fromisoformat(values["invoiceDate"]), formula).isoformat()
         values["lastModifiedDateTime"] = self._stamp()
+
+    def set_allowed_posting_dates(
+        self, start: date | None, end: date | None, at_creation: bool = False
+    ) -> None:
+        """General Ledger Setup "Allow Posting From" / "Allow Posting To" (blank: no limit), checked
+        when posting (codeunit "Sales-Post"); `at_creation` also checks a sent `postingDate` when the
+        invoice is created, as a company whose extension validates the date on the header does."""
+        with self.lock:
+            self.allowed_posting = (start, end)
+            self.check_posting_date_at_creation = at_creation
+
+    def _check_posting_date(self, text: str) -> None:
+        """Codeunit "Sales-Post", label `PostingDateNotAllowedErr`."""
+        start, end = self.allowed_posting
+        day = date.fromisoformat(text)
+        if (start is not None and day < start) or (end is not None and day > end):
+            raise _dialog("Posting Date is not within your range of allowed posting dates.")
 
     def _build_line(
         self, invoice_id: str, sequence: int, given: dict[str, Any], customer: Record
@@ -725,6 +782,21 @@ def _token_required() -> BcError:
 def _dialog(message: str) -> BcError:
     """An AL `Error(...)` raised by the API page: NavNCLDialogException."""
     return BcError(400, "Application_DialogException", message)
+
+
+def _check_modifiable(record: Record) -> None:
+    """A posted invoice: `Sales Invoice Aggregator` `CannotModifyPostedInvioceErr`; an unposted one
+    that is released or pending approval: `Sales Header.TestStatusOpen` (a TestField)."""
+    if record.posted:
+        raise _posted_unchangeable(record)
+    if record.values["status"] != "Draft":
+        raise BcError(
+            400,
+            "Application_FieldValidationException",
+            f"Status must be equal to 'Open'  in Sales Header: Document Type=Invoice, "
+            f"No.={record.values['number']}. Current value is "
+            f"'{'Pending Approval' if record.values['status'] == IN_REVIEW else 'Released'}'.",
+        )
 
 
 def _posted_unchangeable(record: Record) -> BcError:

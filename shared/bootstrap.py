@@ -282,7 +282,11 @@ class Container:
     @cached_property
     def booking_updates(self) -> BookingUpdates:
         return BookingUpdates(
-            self.booking_store, self.booking_queries, executor=self.api_executor, clock=self.now
+            self.booking_store,
+            self.booking_queries,
+            executor=self.api_executor,
+            clock=self.now,
+            invoices=self.business_central,
         )
 
     @cached_property

@@ -45,6 +45,7 @@ _KNOWN = frozenset(
         "ServiceName",
         "HasCustomer",
         "GroupAppointment",
+        "InvoicePosted",
         "StaffMemberIds",
         "Start",
         "End",
@@ -84,6 +85,8 @@ def booking_to_entity(booking: Booking) -> dict[str, Any]:
     )
     if booking.group_appointment:  # left out for one-to-one bookings: their rows stay as they were
         entity["GroupAppointment"] = True
+    if booking.invoice_posted:
+        entity["InvoicePosted"] = True
     if booking.customer_email:
         entity["CustomerEmailLower"] = booking.customer_email.lower()
     for name, attribute in _OPTIONAL.items():
@@ -125,6 +128,7 @@ def entity_to_booking(entity: Any) -> Booking:
         status=BookingStatus(entity.get("Status", BookingStatus.UNBILLED)),
         has_customer=bool(entity.get("HasCustomer", True)),
         group_appointment=bool(entity.get("GroupAppointment", False)),
+        invoice_posted=bool(entity.get("InvoicePosted", False)),
         invoice_id=entity.get("InvoiceId"),
         invoice_number=entity.get("InvoiceNumber"),
         error_code=entity.get("ErrorCode"),

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import requests
 
@@ -202,7 +202,14 @@ class BusinessCentralClient:
             url += "?" + urlencode(query, quote_via=quote, safe="$(),")
         return url
 
-    def _send_once(self, method: str, url: str, body: Any, timeout: tuple[float, float]) -> requests.Response:
+    def _send_once(
+        self,
+        method: str,
+        url: str,
+        body: Any,
+        timeout: tuple[float, float],
+        extra: dict[str, str] | None = None,
+    ) -> requests.Response:
         try:
             token = self._token()
         except TokenError as exc:
@@ -211,6 +218,7 @@ class BusinessCentralClient:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = "application/json"
+        headers.update(extra or {})
         with self._budget.slot():
             with self._count_lock:
                 self._requests += 1
@@ -229,10 +237,13 @@ class BusinessCentralClient:
         query: dict[str, str] | None = None,
         body: Any = None,
         timeout: tuple[float, float] | None = None,
+        url: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Send with retries; the JSON answer, or `BusinessCentralError`."""
+        """Send with retries; the JSON answer, or `BusinessCentralError`. `url`, when given, is sent
+        exactly as it is (a server's `@odata.nextLink`); `path` then only names it in the log."""
         post = method == "POST"
-        url = self._url(path, query)
+        url = url or self._url(path, query)
         timeout = timeout or self._timeout
 
         def on_retry(attempt: int, reason: str, delay: float) -> None:
@@ -248,7 +259,7 @@ class BusinessCentralClient:
 
         try:
             response = send_with_retries(
-                lambda: self._send_once(method, url, body, timeout),
+                lambda: self._send_once(method, url, body, timeout, headers),
                 self._policy(post),
                 retry_connection_errors=not post,
                 sleep=self._sleep,
@@ -359,11 +370,34 @@ class BusinessCentralClient:
 
     # -- reads for reconcile_invoices ---------------------------------------------------------
 
-    def read(self, path: str, query: dict[str, str] | None = None) -> dict[str, Any]:
-        """A GET of a company resource, or of an absolute `@odata.nextLink` under it (retried, counted)."""
-        if path.startswith(self.company_url + "/"):
-            path = path[len(self.company_url) + 1 :]
-        return self._request("GET", path, query=query)
+    def read(
+        self, path: str, query: dict[str, str] | None = None, *, page_size: int | None = None
+    ) -> dict[str, Any]:
+        """A GET of a company resource (retried, counted); `page_size` asks for server-driven pages
+        of at most that many rows (`Prefer: odata.maxpagesize`: OData 4.01 Part 1 Protocol, preference
+        `maxpagesize`; BC honours it, reference/business-central-api.md)."""
+        return self._request("GET", path, query=query, headers=_prefer(page_size))
+
+    def read_link(self, link: str, *, page_size: int | None = None) -> dict[str, Any]:
+        """A GET of an `@odata.nextLink` exactly as the server wrote it, never rebuilt here: the next
+        link is opaque to the client (OData 4.01 Part 1 Protocol, "Server-Driven Paging"; Learn,
+        "Server-driven Paging in ASP.NET Core OData 8"). Only a link on Business Central's own host is
+        followed, so the token never goes anywhere else."""
+        if _origin(link) != _origin(self.company_url):
+            raise BusinessCentralError(
+                f"Business Central answered with a nextLink to another host ({_origin(link)}); not followed",
+                transient=False,
+            )
+        return self._request("GET", "(nextLink)", url=link, headers=_prefer(page_size))
+
+
+def _prefer(page_size: int | None) -> dict[str, str] | None:
+    return {"Prefer": f"odata.maxpagesize={page_size}"} if page_size else None
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _json_of(response: requests.Response) -> dict[str, Any]:

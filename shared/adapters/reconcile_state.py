@@ -1,9 +1,10 @@
 """The `ReconcileState` table: reconcile_invoices' watermark, one row per Business Central company.
 
 PartitionKey = company id, RowKey `salesInvoices`: `ModifiedThrough` (the newest
-`lastModifiedDateTime` read, Business Central's clock, never ours), `FullReadAt`, and the last run's
-counts for operations. The timer is a singleton, so a plain upsert is enough; the watermark still
-never moves backwards.
+`lastModifiedDateTime` read, Business Central's clock, never ours), `FullReadAt`, a full read under
+way (`FullReadStartedAt`, `FullReadThrough`: saved after each page, so a cut-off read resumes), and
+the last run's counts (pages and rows read included) for operations. The timer is a singleton, so
+a plain upsert is enough; the watermark still never moves backwards.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ class ReconcileStateStore:
         entity = self._entity(company_id)
         if entity is None:
             return None
-        return Watermark(aware(entity.get("ModifiedThrough")), aware(entity.get("FullReadAt")))
+        return Watermark(
+            aware(entity.get("ModifiedThrough")),
+            aware(entity.get("FullReadAt")),
+            aware(entity.get("FullReadStartedAt")),
+            aware(entity.get("FullReadThrough")),
+        )
 
     def save(self, company_id: str, mark: Watermark, counts: dict[str, int]) -> None:
         before = self.get(company_id)
@@ -58,6 +64,12 @@ class ReconcileStateStore:
         }
         if through is not None:
             entity["ModifiedThrough"] = through
-        if mark.full_read_at is not None:
-            entity["FullReadAt"] = mark.full_read_at
-        self._table.upsert_entity(entity, mode=UpdateMode.MERGE)
+        for name, value in (
+            ("FullReadAt", mark.full_read_at),
+            ("FullReadStartedAt", mark.full_read_started_at),
+            ("FullReadThrough", mark.full_read_through),
+        ):
+            if value is not None:
+                entity[name] = value
+        # Replace, not merge: a finished full read clears its progress by leaving it out.
+        self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)

@@ -109,9 +109,14 @@ def invoice_body(
     comment = comment_text(booking)
     if comment:
         lines.append({"lineType": "Comment", "description": comment})
+    day = invoice_date(booking, rule, zone, now).isoformat()
+    # The API page maps `invoiceDate` to the Document Date only (APIV2SalesInvoices.Page.al,
+    # `RegisterFieldSet(FieldNo("Document Date"))`); `postingDate` is the Posting Date, which would
+    # otherwise stay the day the draft was created.
     return {
         "customerId": customer_id,
         "externalDocumentNumber": external_document_number(booking.key),
-        "invoiceDate": invoice_date(booking, rule, zone, now).isoformat(),
+        "invoiceDate": day,
+        "postingDate": day,
         "salesInvoiceLines": lines,
     }

@@ -42,8 +42,6 @@ EXCLUDED = BookingStatus.EXCLUDED
 
 FINAL_INVOICE_STATUSES = frozenset({"Paid", "Canceled", "Corrective"})
 """Business Central invoice statuses after which retention may forget the booking."""
-DRAFT_INVOICE_STATUSES = frozenset({"Draft", "In Review", "In_x0020_Review", " ", "_x0020_", ""})
-"""Statuses of an invoice that is still a draft (a person may delete it in Business Central)."""
 
 
 class IllegalTransition(ValueError):
@@ -97,6 +95,8 @@ TRANSITIONS: Mapping[str, _Transition] = MappingProxyType(
         "exclude": _Transition(frozenset({UNBILLED, FAILED}), EXCLUDED),
         "include": _Transition(frozenset({EXCLUDED}), UNBILLED),
         "mark_invoiced": _Transition(frozenset({UNBILLED, FAILED}), INVOICED),
+        # ... unless the failed attempt's POST did create a draft (its answer lost): that is adopted.
+        "adopt_invoice": _Transition(frozenset({FAILED}), INVOICED),
         # reconcile_invoices: the app's draft is gone -> billable again; or its status followed.
         "reopen": _Transition(frozenset({INVOICED}), UNBILLED),
         "follow_invoice": _Transition(frozenset({INVOICED}), None),
@@ -170,11 +170,6 @@ def sync_may_cancel(status: BookingStatus) -> bool:
 
 def sync_may_revive(status: BookingStatus) -> bool:
     return allows("revive", status)
-
-
-def is_draft(invoice_status: str | None) -> bool:
-    """Is an app-created invoice in this Business Central status still a deletable draft?"""
-    return invoice_status is None or invoice_status in DRAFT_INVOICE_STATUSES
 
 
 def may_purge(booking: Booking) -> bool:
@@ -343,6 +338,30 @@ def mark_invoiced(
     )
 
 
+def adopt_invoice(
+    booking: Booking, invoice_id: str, number: str, status: str, by: Actor | None, at: datetime
+) -> Booking:
+    """Failed -> Invoiced with the app's invoice found in Business Central: a POST whose answer was
+    lost (BC_UNAVAILABLE) did create it, so the booking is billed; never Excluded beside a live draft."""
+    return _move(
+        booking,
+        "adopt_invoice",
+        at,
+        invoice_id=invoice_id,
+        invoice_number=number,
+        invoice_status=status or "Draft",
+        invoice_source=InvoiceSource.APP,
+        invoice_posted=False,
+        error_code=None,
+        error=None,
+        note=(
+            f"Business Central already has invoice {number} for this booking (an earlier attempt "
+            "created it; its answer was lost): the booking is Invoiced with it."
+        ),
+        updated_by=by,
+    )
+
+
 MANUAL_ACTIONS = {"exclude": "exclude", "include": "include", "markInvoiced": "mark_invoiced"}
 """The API's action names and the transitions they stand for."""
 
@@ -368,14 +387,22 @@ def reopen(booking: Booking, note: str, at: datetime) -> Booking:
         invoice_number=None,
         invoice_status=None,
         invoice_source=None,
+        invoice_posted=False,
         request_id=None,
         note=note,
     )
 
 
-def follow_invoice(booking: Booking, invoice_id: str, number: str, status: str) -> Booking:
-    """Business Central's current id, number (the posted one once posted) and status; state kept."""
+def follow_invoice(
+    booking: Booking, invoice_id: str, number: str, status: str, posted: bool = False
+) -> Booking:
+    """Business Central's current id, number (the posted one once posted) and status; state kept.
+    Once seen posted, an invoice stays posted."""
     _require_app_invoice(booking, "follow_invoice")
     return replace(
-        booking, invoice_id=invoice_id, invoice_number=number or booking.invoice_number, invoice_status=status
+        booking,
+        invoice_id=invoice_id,
+        invoice_number=number or booking.invoice_number,
+        invoice_status=status,
+        invoice_posted=booking.invoice_posted or posted,
     )

@@ -189,6 +189,9 @@ class Booking:
     # last seen by invoicing or reconcile_invoices; None for manual outcomes and unbilled bookings.
     invoice_status: str | None = None
     invoice_source: InvoiceSource | None = None
+    # Seen posted by reconcile_invoices (a posted number, or Paid/Canceled/Corrective): the API's
+    # `Open` alone is also a released, unposted draft, which a person may still delete.
+    invoice_posted: bool = False
     note: str | None = None
     # The person or application whose API request last changed this booking (None: only the app).
     updated_by: Actor | None = None

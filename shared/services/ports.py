@@ -16,7 +16,7 @@ from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem, Link
 from shared.domain.filters import BookingFilter
 from shared.domain.listing import Cursor, IndexSlice
 from shared.domain.models import Actor, Appointment, AppointmentPage, Booking, BookingStatus, InvoiceMessage
-from shared.domain.reconcile_rules import InvoiceState, Watermark
+from shared.domain.reconcile_rules import InvoicePage, InvoiceState, Watermark
 from shared.domain.requests import RequestHeader, RequestItem
 from shared.domain.sync_decisions import SyncOutcome
 
@@ -117,6 +117,12 @@ class GraphBookings(Protocol):
     ) -> Appointment | None: ...
 
 
+class InvoiceLookup(Protocol):
+    """The app's invoice of a booking, by `externalDocumentNumber` (drafts and posted alike)."""
+
+    def find_invoices_by_external_document_number(self, number: str) -> list[BcInvoice]: ...
+
+
 class BusinessCentral(Protocol):
     def find_customers_by_email(self, email: str) -> list[BcCustomer]: ...
 
@@ -160,9 +166,9 @@ class LinkRepository(Protocol):
 class InvoiceFeed(Protocol):
     """Reads of `salesInvoices` for reconcile_invoices (`adapters/bc_invoice_feed.py`)."""
 
-    def changed_since(self, since: datetime | None) -> Iterator[InvoiceState]: ...
+    def changed_pages(self, since: datetime | None) -> Iterator[InvoicePage]: ...
 
-    def draft_ids(self) -> set[str]: ...
+    def unposted_pages(self, include_open: bool) -> Iterator[InvoicePage]: ...
 
     def get(self, invoice_id: str) -> InvoiceState | None: ...
 

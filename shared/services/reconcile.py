@@ -1,13 +1,13 @@
 """reconcile_invoices: follow every invoice the app created in Business Central, at bounded cost.
 
-Per run, whatever the number of bookings:
-1. one incremental read of `salesInvoices` changed since the watermark (`$select`, paged; a full
-   read once a day): posted, paid, cancelled and corrective invoices show up here and their status
-   and number are copied onto the bookings;
-2. if the app still has drafts, one read of the ids of all drafts: a known draft that is neither
-   there nor seen as posted in step 1 was deleted (or posted meanwhile);
+Per run, whatever the number of bookings, and only ever over the app's own invoices (`BKG-`):
+1. one read of `salesInvoices` changed since the watermark (paged, oldest change first, progress
+   saved after every page; a full read once a day, resumed where it stopped if it was cut off):
+   status and number are copied onto the bookings, and an invoice seen posted is marked so;
+2. if the app has invoices not yet seen posted (Draft, In Review, or released and shown as Open),
+   one read of the app's unposted invoices: one missing there was deleted (or posted meanwhile);
 3. only for those: a by-id read (404 = gone) and a lookup by `externalDocumentNumber` (nothing =
-   really gone). A deleted draft puts its booking back to Unbilled with a note naming the draft.
+   really gone). A deleted invoice puts its booking back to Unbilled with a note naming it.
 Every booking write is conditional on the ETag it was read with: a booking that changed meanwhile
 (selected again, marked by a person) is left as it is.
 """
@@ -23,7 +23,19 @@ from shared.domain.errors import ConcurrentChangeError
 from shared.domain.filters import BookingFilter
 from shared.domain.lifecycle import IllegalTransition
 from shared.domain.models import Booking, BookingStatus, InvoiceSource, external_document_number
-from shared.domain.reconcile_rules import InvoiceState, Watermark, deleted_draft_note, differs, read_since
+from shared.domain.reconcile_rules import (
+    InvoiceState,
+    ReadPlan,
+    Watermark,
+    current_status,
+    deleted_draft_note,
+    differs,
+    finished,
+    plan_read,
+    progress,
+    seen_posted,
+    unposted,
+)
 from shared.services.ports import BookingRepository, InvoiceFeed, WatermarkRepository
 from shared.telemetry import get_logger
 
@@ -51,19 +63,22 @@ class InvoiceReconciler:
         self.clock = clock
 
     def run(self) -> Counter[str]:
-        counts: Counter[str] = Counter()
+        counts: Counter[str] = Counter({"pages": 0, "read": 0})
         tracked = self._tracked()
         counts["tracked"] = len(tracked)
-        now = self.clock()
         mark = self.watermarks.get(self.company_id)
-        since = read_since(mark, now)
-        counts["full_read"] = int(since is None)
-        seen, latest = self._read_changes(since, tracked, counts)
-        if mark is not None and mark.modified_through is not None:
-            latest = max(latest, mark.modified_through) if latest else mark.modified_through
-        self._check_missing_drafts(tracked, seen, counts)
-        full_read_at = now if since is None else (mark.full_read_at if mark else None)
-        self.watermarks.save(self.company_id, Watermark(latest, full_read_at), dict(counts))
+        plan = plan_read(mark, self.clock())
+        counts["full_read"] = int(plan.full)
+        seen, latest = self._read_changes(plan, mark, tracked, counts)
+        self._check_unposted(tracked, seen, counts)
+        self.watermarks.save(self.company_id, finished(plan, mark, latest), dict(counts))
+        log.info(
+            "reconcile_invoices read %d page(s), %d invoice(s) of salesInvoices (%s)",
+            counts["pages"] + counts["unposted_pages"],
+            counts["read"] + counts["unposted_read"],
+            "full read" if plan.full else "changes only",
+            extra={"outcome": "read", "pages": counts["pages"], "rows": counts["read"]},
+        )
         return counts
 
     def _tracked(self) -> dict[str, Booking]:
@@ -75,39 +90,50 @@ class InvoiceReconciler:
         }
 
     def _read_changes(
-        self, since: datetime | None, tracked: dict[str, Booking], counts: Counter[str]
+        self, plan: ReadPlan, mark: Watermark | None, tracked: dict[str, Booking], counts: Counter[str]
     ) -> tuple[dict[str, InvoiceState], datetime | None]:
+        """The changed invoices, page by page; progress is saved after each page, so a read cut off
+        (a timeout, a restart) resumes there next run instead of starting over."""
         seen: dict[str, InvoiceState] = {}
-        latest: datetime | None = None
+        latest = mark.modified_through if mark else None
+        read_through: datetime | None = None
         by_id = {booking.invoice_id: booking for booking in tracked.values()}
-        for invoice in self.feed.changed_since(since):
-            counts["read"] += 1
-            if invoice.last_modified is not None and (latest is None or invoice.last_modified > latest):
-                latest = invoice.last_modified
-            # Matched by id only: another invoice carrying the same BKG- number is not the booking's.
-            booking = by_id.get(invoice.id)
-            if booking is None:
-                continue
-            seen[booking.key] = invoice
-            self._follow(booking, invoice, counts)
+        for page in self.feed.changed_pages(plan.since):
+            counts["pages"] += 1
+            for invoice in page.rows:
+                counts["read"] += 1
+                read_through = _later(read_through, invoice.last_modified)
+                latest = _later(latest, invoice.last_modified)
+                # Matched by id only: another invoice carrying the same BKG- number is not the booking's.
+                booking = by_id.get(invoice.id)
+                if booking is None:
+                    continue
+                seen[booking.key] = invoice
+                self._follow(booking, invoice, counts)
+            self.watermarks.save(self.company_id, progress(mark, plan, latest, read_through), dict(counts))
         return seen, latest
 
-    def _check_missing_drafts(
+    def _check_unposted(
         self, tracked: dict[str, Booking], seen: dict[str, InvoiceState], counts: Counter[str]
     ) -> None:
-        drafts = [
-            booking
-            for booking in tracked.values()
-            if lifecycle.is_draft(seen[booking.key].status if booking.key in seen else booking.invoice_status)
-        ]
-        if not drafts:
+        """Every invoice not yet seen posted (Draft, In Review, released) is looked for in one read of
+        the app's unposted invoices; one missing there is read by id: deleted, or posted meanwhile."""
+        pending = [b for b in tracked.values() if unposted(b, seen.get(b.key))]
+        if not pending:
             return
-        existing = self.feed.draft_ids()
-        for booking in drafts:
-            if booking.invoice_id in existing:
-                continue
-            counts["checked"] += 1
-            self._check_one(booking, counts)
+        include_open = any(current_status(b, seen.get(b.key)) == "Open" for b in pending)
+        present: dict[str, InvoiceState] = {}
+        for page in self.feed.unposted_pages(include_open):
+            counts["unposted_pages"] += 1
+            counts["unposted_read"] += len(page.rows)
+            present.update((invoice.id, invoice) for invoice in page.rows)
+        for booking in pending:
+            invoice = present.get(str(booking.invoice_id))
+            if invoice is None:
+                counts["checked"] += 1
+                self._check_one(booking, counts)
+            elif booking.key not in seen:
+                self._follow(booking, invoice, counts)
 
     def _check_one(self, booking: Booking, counts: Counter[str]) -> None:
         assert booking.invoice_id is not None
@@ -137,7 +163,9 @@ class InvoiceReconciler:
             return
         self._write(
             booking,
-            lambda b: lifecycle.follow_invoice(b, invoice.id, invoice.number, invoice.status),
+            lambda b: lifecycle.follow_invoice(
+                b, invoice.id, invoice.number, invoice.status, seen_posted(booking, invoice)
+            ),
             counts,
             "followed",
         )
@@ -163,3 +191,7 @@ class InvoiceReconciler:
             counts[outcome] += 1
             return
         counts["changed_meanwhile"] += 1
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None or (b is not None and b > a) else a

@@ -60,9 +60,13 @@ class ReconcileTimerRun:
 def _log_counts(report: ReconcileReport, ms: int) -> None:
     r, k = report.reconcile, report.retention
     log.info(
-        "reconcile_invoices: %d invoices read, %d followed, %d drafts checked, %d back to Unbilled; "
-        "retention deleted %d (%d Invoiced, %d Cancelled, %d Excluded)",
+        "reconcile_invoices: %d invoices read in %d pages (%d unposted in %d pages), %d followed, "
+        "%d unposted checked by id, %d back to Unbilled; retention deleted %d (%d Invoiced, %d Cancelled, "
+        "%d Excluded)",
         r["read"],
+        r["pages"],
+        r["unposted_read"],
+        r["unposted_pages"],
         r["followed"],
         r["checked"],
         r["reopened"],

@@ -305,3 +305,22 @@ def test_max_dequeue_count_matches_host_json() -> None:
 def test_a_malformed_message_is_raised_for_the_poison_queue(body: bytes) -> None:
     with pytest.raises((InvalidMessageError, UnicodeDecodeError)):
         create_invoice(QueueMessage(id="m1", body=body, dequeue_count=1), context=None)
+
+
+def test_posting_date_is_the_invoice_date_and_its_refusal_is_bc_rejected(world: World) -> None:
+    # The API page maps invoiceDate to the Document Date only (APIV2SalesInvoices: field(invoiceDate;
+    # "Document Date")); without postingDate the invoice would post on the day it was created.
+    invoicer = world.make(clock=lambda: datetime(2026, 3, 5, 12, tzinfo=UTC))
+    booking = world.booking()
+    assert invoicer(world.message(booking)).outcome is InvoiceOutcome.INVOICED
+    [invoice] = world.invoices(booking)
+    assert (invoice["invoiceDate"], invoice["postingDate"]) == ("2026-02-10", "2026-02-10")
+
+    # A company that validates the date on the header (W1 checks it only when posting).
+    world.sandbox.admin.set_allowed_posting_dates("2026-03-01", None, at_creation=True)
+    refused = world.booking("a2")
+    result = invoicer(world.message(refused))
+    stored = world.get(refused)
+    assert stored.status is BookingStatus.FAILED and stored.error_code == "BC_REJECTED", result
+    assert "not within your range of allowed posting dates" in (stored.error or "")
+    assert world.invoices(refused) == []

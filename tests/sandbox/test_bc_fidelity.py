@@ -361,3 +361,63 @@ def test_incremental_read_by_last_modified_with_select_and_paging(
     ).json()
     assert [row["id"] for row in window["value"]] == [edited["id"]]
     assert timedelta(seconds=300) == sandbox.clock.now() - FIXED_NOW
+
+
+# -- dates, approval and release (FIDELITY "Invoice lifecycle") ----------------------------------
+
+
+def test_invoice_date_is_the_document_date_only(sandbox: SandboxHandle, client: SandboxClient) -> None:
+    today = FIXED_NOW.date().isoformat()
+    only_invoice_date = _create(client, "BKG-DATES-1", invoiceDate="2025-11-20")
+    assert (only_invoice_date["invoiceDate"], only_invoice_date["postingDate"]) == ("2025-11-20", today)
+    both = _create(client, "BKG-DATES-2", invoiceDate="2025-11-20", postingDate="2025-11-20")
+    assert both["postingDate"] == "2025-11-20"
+    sandbox.admin.set_allowed_posting_dates("2025-12-01", None)  # checked when posting (W1)
+    early = _create(client, "BKG-DATES-5", postingDate="2025-11-20")
+    posting = client.bc("POST", f"/salesInvoices({early['id']})/Microsoft.NAV.post")
+    assert "not within your range of allowed posting dates" in _error(
+        posting, 400, "Application_DialogException"
+    )
+    sandbox.admin.set_allowed_posting_dates("2025-12-01", None, at_creation=True)
+    refused = client.bc("POST", "/salesInvoices", json=_invoice("BKG-DATES-3", postingDate="2025-11-20"))
+    assert "not within your range of allowed posting dates" in _error(
+        refused, 400, "Application_DialogException"
+    )
+    assert _create(client, "BKG-DATES-4", postingDate="2025-12-02")["postingDate"] == "2025-12-02"
+
+
+def test_approval_and_release_keep_an_invoice_unposted(sandbox: SandboxHandle, client: SandboxClient) -> None:
+    draft = _create(client, "BKG-APPROVAL")
+    reviewed = sandbox.admin.move_unposted_invoice(draft["id"], "sendForApproval")
+    assert reviewed["status"] == "In_x0020_Review"
+    refused = client.bc("POST", f"/salesInvoices({draft['id']})/Microsoft.NAV.post")
+    assert "must be approved and released" in _error(refused, 400, "Application_DialogException")
+    released = sandbox.admin.move_unposted_invoice(draft["id"], "approve")
+    assert (released["status"], released["number"]) == ("Open", draft["number"])  # Open, not posted
+    locked = client.bc(
+        "PATCH",
+        f"/salesInvoices({draft['id']})",
+        json={"invoiceDate": "2026-01-16"},
+        headers={"If-Match": "*"},
+    )
+    assert "Status must be equal to 'Open'" in _error(locked, 400, "Application_FieldValidationException")
+    assert sandbox.admin.move_unposted_invoice(draft["id"], "reopen")["status"] == "Draft"
+    sandbox.admin.move_unposted_invoice(draft["id"], "release")
+    # A released, unposted invoice can still be deleted (Sales Invoice Aggregator.PropagateOnDelete).
+    current = _get(client, draft["id"])
+    deleted = client.bc(
+        "DELETE", f"/salesInvoices({draft['id']})", headers={"If-Match": current["@odata.etag"]}
+    )
+    assert deleted.status_code == 204
+
+
+def test_drafts_in_review_are_filtered_by_the_escaped_name(
+    sandbox: SandboxHandle, client: SandboxClient
+) -> None:
+    draft = _create(client, "BKG-Q-1")
+    review = _create(client, "BKG-Q-2")
+    _create(client, "OTHER-Q-3")
+    sandbox.admin.move_unposted_invoice(review["id"], "sendForApproval")
+    query = "startswith(externalDocumentNumber,'BKG-') and (status eq 'Draft' or status eq 'In_x0020_Review')"
+    rows = client.bc("GET", "/salesInvoices", params={"$filter": query}).json()["value"]
+    assert sorted(r["id"] for r in rows) == sorted([draft["id"], review["id"]])

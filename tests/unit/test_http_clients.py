@@ -13,6 +13,7 @@ import requests
 from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 
+from shared.adapters.bc_invoice_feed import InvoiceFeed
 from shared.adapters.business_central import BusinessCentralClient, odata_string
 from shared.adapters.graph_bookings import GraphBookingsClient, GraphError
 from shared.adapters.http_retry import RetryPolicy
@@ -370,3 +371,40 @@ def test_get_appointment_raises_other_errors() -> None:
     world = GraphWorld(error(400, "BadRequest", "bad id"))
     with pytest.raises(GraphError, match="BadRequest"):
         world.client.get_appointment(BUSINESS, "x")
+
+
+def test_a_next_link_is_followed_exactly_as_given_with_the_page_size_asked_for() -> None:
+    # The server's own spelling (its environment segment, its company key): an opaque URL, never
+    # rebuilt from the client's company URL (OData 4.01 Part 1 Protocol, "Server-Driven Paging").
+    link = (
+        "https://bc.test/v2.0/tenant/Production%20Sandbox/api/v2.0/companies(COMPANY-1)/salesInvoices"
+        "?$filter=x&$skiptoken=abc%2B1"
+    )
+    row = {"id": "inv-1", "number": "S-1", "externalDocumentNumber": "BKG-X", "status": "Draft"}
+    world = BcWorld(ok({"value": [row], "@odata.nextLink": link}), ok({"value": [row]}))
+    pages = list(InvoiceFeed(world.client, page_size=100).pages({"$select": "id"}))
+    assert [len(p.rows) for p in pages] == [1, 1]
+    assert world.adapter.sent[1].url == link
+    assert all(r.headers["Prefer"] == "odata.maxpagesize=100" for r in world.adapter.sent)
+
+
+def test_a_next_link_to_another_host_is_refused() -> None:
+    world = BcWorld(ok({"value": [], "@odata.nextLink": "https://elsewhere.test/steal?x=1"}))
+    with pytest.raises(BusinessCentralError, match="nextLink"):
+        list(InvoiceFeed(world.client).pages({}))
+    assert len(world.adapter.sent) == 1  # the token never went to the other host
+
+
+def test_the_unposted_read_is_one_or_on_status_and_asks_once_more_with_the_al_name_if_refused() -> None:
+    row = {"id": "inv-1", "number": "S-1", "externalDocumentNumber": "BKG-X", "status": "In_x0020_Review"}
+    world = BcWorld(
+        error(400, "BadRequest", "Invalid filter: 'In_x0020_Review' is not a valid value"),
+        ok({"value": [row]}),
+    )
+    pages = list(InvoiceFeed(world.client).unposted_pages(include_open=False))
+    assert [r.status for p in pages for r in p.rows] == ["In Review"]
+    first, second = (world.adapter.query(n)["$filter"][0] for n in (0, 1))
+    assert first == (
+        "startswith(externalDocumentNumber,'BKG-') and (status eq 'Draft' or status eq 'In_x0020_Review')"
+    )
+    assert second.endswith("(status eq 'Draft' or status eq 'In Review')") and " in " not in second

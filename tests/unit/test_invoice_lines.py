@@ -105,6 +105,7 @@ def test_body_is_one_deep_insert_with_item_and_comment_lines() -> None:
     )
     assert body["externalDocumentNumber"] == f"BKG-{subject.key}"
     assert body["customerId"] == "c-id" and body["invoiceDate"] == "2026-01-15"
+    assert body["postingDate"] == body["invoiceDate"]  # invoiceDate alone is only the Document Date
     item, comment = body["salesInvoiceLines"]
     assert item == {
         "lineType": "Item",

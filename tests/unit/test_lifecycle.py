@@ -59,6 +59,9 @@ EXPECTED: dict[str, dict[BookingStatus, BookingStatus | type[IllegalTransition]]
     "mark_invoiced": {
         UN: IN, QU: X, IG: X, IN: X, FA: IN, CA: X, EX: X
     },
+    "adopt_invoice": {
+        UN: X, QU: X, IG: X, IN: X, FA: IN, CA: X, EX: X
+    },
     "reopen": {UN: X, QU: X, IG: X, IN: UN, FA: X, CA: X, EX: X},
     "follow_invoice": {
         UN: X, QU: X, IG: X, IN: IN, FA: X, CA: X, EX: X
@@ -87,6 +90,7 @@ def _invoke(name: str, booking: Booking) -> Booking:
         "exclude": lambda b: lifecycle.exclude(b, WHO, "no-show", AT),
         "include": lambda b: lifecycle.include(b, WHO, None, AT),
         "mark_invoiced": lambda b: lifecycle.mark_invoiced(b, "POS-17", WHO, None, AT),
+        "adopt_invoice": lambda b: lifecycle.adopt_invoice(b, "inv-id", "S-INV-1", "Draft", WHO, AT),
         "reopen": lambda b: lifecycle.reopen(_app_invoiced(b), "draft gone", AT),
         "follow_invoice": lambda b: lifecycle.follow_invoice(_app_invoiced(b), "inv-id", "PS-INV-3", "Open"),
         "purge": lambda b: lifecycle.purge(replace(_app_invoiced(b), invoice_status="Paid")),
