@@ -228,7 +228,8 @@ class SetupCheck:
                 f"tables or queues unreachable: {type(result).__name__}",
                 "Check AzureWebJobsStorage (a connection string, or AzureWebJobsStorage__tableServiceUri "
                 "and __queueServiceUri with the app's managed identity holding Storage Table Data "
-                "Contributor and Storage Queue Data Contributor) and the storage account's network rules.",
+                "Contributor and Storage Queue Data Contributor) and the storage account's network rules; "
+                "locally, UseDevelopmentStorage=true needs Azurite running.",
             )
             return [check] + [skipped(n, "not checked: storage failed") for n in names]
         return [Check("storage", OK, "tables and queues reachable"), *self._stored_state()]
