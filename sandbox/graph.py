@@ -37,15 +37,9 @@ from sandbox.httpcore import (
 )
 from sandbox.timefmt import graph_datetime, iso_duration, parse_iso_datetime, parse_iso_duration, zone_named
 
-# Application permissions that let an app read bookingBusinesses (Graph permissions reference).
-BOOKINGS_ROLES = frozenset(
-    {
-        "Bookings.Read.All",
-        "BookingsAppointment.ReadWrite.All",
-        "Bookings.ReadWrite.All",
-        "Bookings.Manage.All",
-    }
-)
+# Application permissions that let an app read bookingBusinesses (Graph docs,
+# bookingbusiness-get-permissions.md): Bookings.ReadWrite.All / Manage.All alone do not.
+BOOKINGS_ROLES = frozenset({"Bookings.Read.All", "BookingsAppointment.ReadWrite.All"})
 GRAPH_CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 )

@@ -12,7 +12,7 @@ Sources for the answers modelled here (see also `sandbox/FIDELITY.md`, "Setup ch
   usually *issues* the token, only without a `roles` claim, and the resource answers 401/403:
   both shapes are handled (a token without the needed role fails `graph-token`/`bc-token`).
 - Graph: `GET /solutions/bookingBusinesses/{id}` needs the application permission
-  `Bookings.Read.All` (or a broader Bookings permission); 403 when the app may not read the
+  `Bookings.Read.All` (or `BookingsAppointment.ReadWrite.All`); 403 when the app may not read the
   business, 404 `itemNotFound` when there is no such business.
 - Business Central: Learn "Using service-to-service authentication": the app is added on the page
   "Microsoft Entra Applications" (State Enabled, permission sets, Grant Consent) and holds the
@@ -36,14 +36,9 @@ FAILED = "failed"
 SKIPPED = "skipped"
 STATUS_ORDER = {FAILED: 0, WARNING: 1, SKIPPED: 2, OK: 3}
 
-GRAPH_ROLES = frozenset(
-    {
-        "Bookings.Read.All",
-        "BookingsAppointment.ReadWrite.All",
-        "Bookings.ReadWrite.All",
-        "Bookings.Manage.All",
-    }
-)
+# The application permissions `GET /solutions/bookingBusinesses/{id}` (and calendarView) accept
+# (Graph docs, bookingbusiness-get-permissions.md); Bookings.ReadWrite.All alone is not enough.
+GRAPH_ROLES = frozenset({"Bookings.Read.All", "BookingsAppointment.ReadWrite.All"})
 BC_ROLES = frozenset({"API.ReadWrite.All"})
 BC_PERMISSION_SETS = (
     "D365 BUS FULL ACCESS (or sets that let it read and create customers, items and sales invoices)"
