@@ -41,7 +41,8 @@ STATUS_ORDER = {FAILED: 0, WARNING: 1, SKIPPED: 2, OK: 3}
 GRAPH_ROLES = frozenset({"Bookings.Read.All", "BookingsAppointment.ReadWrite.All"})
 BC_ROLES = frozenset({"API.ReadWrite.All"})
 BC_PERMISSION_SETS = (
-    "D365 BUS FULL ACCESS (or sets that let it read and create customers, items and sales invoices)"
+    "that let it read and create customers, items and sales invoices in the company (D365 BASIC, "
+    "D365 CUSTOMER, EDIT, D365 ITEM, EDIT and D365 SALES DOC, EDIT, or D365 BUS FULL ACCESS)"
 )
 
 _CONSENT = (
@@ -51,7 +52,7 @@ _CONSENT = (
 )
 _BC_ENTRA_APPS = (
     "In Business Central open the page 'Microsoft Entra Applications', add the app's client id "
-    "(ENTRA_CLIENT_ID), set State to Enabled, assign the permission sets "
+    "(ENTRA_CLIENT_ID), set State to Enabled, assign permission sets "
     + BC_PERMISSION_SETS
     + " and choose 'Grant Consent'; the app registration also needs the application permission "
     "API.ReadWrite.All of Dynamics 365 Business Central with admin consent."
