@@ -1,6 +1,7 @@
-"""API routes the portal needs beside the list: the settings view and the count of an "all" selection.
+"""API routes the portal needs beside the list: the settings view, the setup check and the count of
+an "all" selection.
 
-Both are GETs: `Bookings.Read`, like every GET. Served under `/api` (`ApiBlueprint`).
+All are GETs: `Bookings.Read`, like every GET. Served under `/api` (`ApiBlueprint`).
 """
 
 from __future__ import annotations
