@@ -259,6 +259,8 @@ def bc_company_check(
         record = answer.record or {}
         shown = record.get("displayName") or record.get("name") or company_id
         return Check(name, OK, f"company {shown!s} in environment {environment} answers")
+    if _names_missing_environment(answer.code):  # whatever its status (404, 400, ...)
+        return _wrong_environment(answer, environment)
     if answer.status in (401, 403):
         what = "does not know the app" if answer.status == 401 else "does not let the app read the company"
         return Check(
@@ -284,15 +286,26 @@ def bc_company_check(
                 + (f" (this environment has {listed})" if listed else "")
                 + "; GET /api/v2.0/companies lists them.",
             )
-        return Check(
-            name,
-            FAILED,
-            f"Business Central has no environment {environment!r} in tenant ENTRA_TENANT_ID "
-            f"({answer.code}: {_first_sentence(answer.message, 160)})",
-            "Set BC_ENVIRONMENT to the environment's name exactly as the Business Central admin center "
-            "lists it (for example Production), and check ENTRA_TENANT_ID.",
-        )
+        return _wrong_environment(answer, environment)
     return _unanswered(name, "Business Central", answer)
+
+
+def _names_missing_environment(code: str) -> bool:
+    """Codes Business Central uses for an unknown tenant or environment (e.g. `Internal_TenantNotFound`);
+    its documentation does not list them all, so any such name counts."""
+    lowered = (code or "").lower()
+    return "tenantnotfound" in lowered or "environmentnotfound" in lowered or "noenvironment" in lowered
+
+
+def _wrong_environment(answer: ServiceAnswer, environment: str) -> Check:
+    return Check(
+        "bc-company",
+        FAILED,
+        f"Business Central has no environment {environment!r} in tenant ENTRA_TENANT_ID "
+        f"({answer.status} {answer.code}: {_first_sentence(answer.message, 160)})",
+        "Set BC_ENVIRONMENT to the environment's name exactly as the Business Central admin center "
+        "lists it (for example Production), and check ENTRA_TENANT_ID.",
+    )
 
 
 def customer_template_check(number: str, answer: ServiceAnswer) -> Check:

@@ -102,6 +102,32 @@ def test_bc_company_answers() -> None:
         ServiceAnswer(404, "BadRequest_NotFound"), ServiceAnswer(404), "Nowhere", "c"
     )
     assert "BC_ENVIRONMENT" in environment.fix
+    tenant = bc_company_check(
+        ServiceAnswer(400, "Internal_TenantNotFound", "Tenant not found"), None, "P", "c"
+    )
+    assert tenant.status == "failed" and "BC_ENVIRONMENT" in tenant.fix and "ENTRA_TENANT_ID" in tenant.fix
+
+
+def test_every_failed_or_warning_check_has_a_fix() -> None:
+    answers = [
+        ServiceAnswer(s, c)
+        for s, c in ((None, ""), (401, "x"), (403, "x"), (404, "x"), (429, "x"), (500, "x"))
+    ]
+    checks = [graph_business_check("b@x.com", a) for a in answers]
+    checks += [bc_company_check(a, None, "P", "c") for a in answers]
+    checks += [customer_template_check("C", a) for a in [*answers, ServiceAnswer(200)]]
+    checks += [
+        item_template_check("I", a)
+        for a in [*answers, ServiceAnswer(200), ServiceAnswer(200, record={"type": "Inventory"})]
+    ]
+    checks += [
+        token_check("t", "API", "P", TokenAnswer(error=e, description=d), GRAPH_ROLES)
+        for e, d in (("invalid_client", "AADSTS1: x"), ("invalid_client", ""), ("unreachable", "x"))
+    ]
+    checks += [poison_check(2), sync_check([], "s"), reconcile_check(None, "s")]
+    for check in checks:
+        assert check.status != "ok"
+        assert check.fix.strip().endswith(".") and len(check.fix) > 20, check
 
 
 def test_templates() -> None:
