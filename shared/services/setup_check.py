@@ -156,7 +156,7 @@ class SetupCheck:
         self.config = config
         self._authentication = authentication
         self._clock = clock
-        self._probe_timeout = probe_timeout
+        self.probe_timeout = probe_timeout
         self._reuse = timedelta(seconds=reuse_seconds)
         self._lock = threading.Lock()
         self._last: SetupReport | None = None
@@ -195,9 +195,9 @@ class SetupCheck:
     def _within(self, probe: Callable[[], T]) -> T | TimeoutError:
         future: Future[T] = self._pool.submit(probe)
         try:
-            return future.result(timeout=self._probe_timeout)
+            return future.result(timeout=self.probe_timeout)
         except FutureTimeout:
-            return TimeoutError(f"no answer within {self._probe_timeout:g} s")
+            return TimeoutError(f"no answer within {self.probe_timeout:g} s")
 
     def _timed_out(self, name: str, what: str, exc: TimeoutError) -> Check:
         return Check(
@@ -278,7 +278,7 @@ class SetupCheck:
         if token.status != OK:
             return [token] + [skipped(n, "not checked: no usable Graph token") for n in names]
         futures = [self._pool.submit(self.probes.graph_business, b) for b in self.config.business_ids]
-        deadline = time.monotonic() + self._probe_timeout
+        deadline = time.monotonic() + self.probe_timeout
         checks = [token]
         for business_id, future in zip(self.config.business_ids, futures, strict=True):
             name = f"graph-business:{business_id}"
@@ -286,9 +286,7 @@ class SetupCheck:
                 answer = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
                 checks.append(
-                    self._timed_out(
-                        name, "Graph", TimeoutError(f"no answer within {self._probe_timeout:g} s")
-                    )
+                    self._timed_out(name, "Graph", TimeoutError(f"no answer within {self.probe_timeout:g} s"))
                 )
                 continue
             except Exception as exc:  # an adapter bug must not hide the other checks

@@ -208,3 +208,14 @@ def test_poison_messages_and_a_failed_sync_show(stack: Stack) -> None:
     assert checks["last-sync"]["status"] == "failed"
     assert checks["poison-queue"]["status"] == "warning"
     assert "1 message" in checks["poison-queue"]["detail"]
+
+
+def test_a_probe_that_does_not_answer_in_time_says_so(stack: Stack) -> None:
+    """Business Central hangs (sandbox latency) past the check's deadline: the answer comes anyway."""
+    stack.container.setup_check.probe_timeout = 1.0  # the deadline, shortened for the test
+    stack.admin.set_faults({"latency": {"bc": 4.0}})
+    checks = setup_check(stack)
+    assert checks["bc-company"]["status"] == "failed"
+    assert "no answer within 1 s" in checks["bc-company"]["detail"]
+    assert checks["bc-item-template"]["status"] == "skipped"
+    assert checks["graph-token"]["status"] == "ok"  # the other chains were not held up
