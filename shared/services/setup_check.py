@@ -63,6 +63,10 @@ CHECK_NAMES = (
 )
 
 
+class ProbeFailedError(Exception):
+    """A probe gave no answer: it missed its deadline, or it raised."""
+
+
 @dataclass(frozen=True)
 class SetupConfig:
     """The settings the checks name (no secret is among them)."""
@@ -192,14 +196,17 @@ class SetupCheck:
 
     # -- probes with a deadline ----------------------------------------------------------------
 
-    def _within(self, probe: Callable[[], T]) -> T | TimeoutError:
+    def _within(self, probe: Callable[[], T]) -> T | ProbeFailedError:
+        """The probe's answer, or why there is none (no answer in time, or it raised)."""
         future: Future[T] = self._pool.submit(probe)
         try:
             return future.result(timeout=self.probe_timeout)
         except FutureTimeout:
-            return TimeoutError(f"no answer within {self.probe_timeout:g} s")
+            return ProbeFailedError(f"no answer within {self.probe_timeout:g} s")
+        except Exception as exc:  # an unexpected failure must not hide the other checks
+            return ProbeFailedError(f"an error ({type(exc).__name__})")
 
-    def _timed_out(self, name: str, what: str, exc: TimeoutError) -> Check:
+    def _no_answer(self, name: str, what: str, exc: ProbeFailedError) -> Check:
         return Check(
             name, FAILED, f"{what} gave {exc}", "Check again in a minute; if it stays, see the app's log."
         )
@@ -217,8 +224,8 @@ class SetupCheck:
             return None
 
         result = self._within(probe)
-        if isinstance(result, TimeoutError):
-            return [self._timed_out("storage", "storage", result)] + [
+        if isinstance(result, ProbeFailedError):
+            return [self._no_answer("storage", "storage", result)] + [
                 skipped(n, "not checked: storage failed") for n in names
             ]
         if result is not None:
@@ -251,8 +258,8 @@ class SetupCheck:
             ),
         ):
             result = self._within(_guarded(probe))
-            if isinstance(result, TimeoutError):
-                checks.append(self._timed_out(name, "storage", result))
+            if isinstance(result, ProbeFailedError):
+                checks.append(self._no_answer(name, "storage", result))
             elif isinstance(result, Exception):
                 checks.append(
                     Check(
@@ -268,8 +275,8 @@ class SetupCheck:
 
     def _token(self, name: str, resource: str, api: str, permission: str, needed: frozenset[str]) -> Check:
         answer = self._within(lambda: self.probes.token(resource))
-        if isinstance(answer, TimeoutError):
-            return self._timed_out(name, "Entra", answer)
+        if isinstance(answer, ProbeFailedError):
+            return self._no_answer(name, "Entra", answer)
         return token_check(name, api, permission, answer, needed)
 
     def _graph_chain(self) -> list[Check]:
@@ -286,7 +293,9 @@ class SetupCheck:
                 answer = future.result(timeout=max(0.0, deadline - time.monotonic()))
             except FutureTimeout:
                 checks.append(
-                    self._timed_out(name, "Graph", TimeoutError(f"no answer within {self.probe_timeout:g} s"))
+                    self._no_answer(
+                        name, "Graph", ProbeFailedError(f"no answer within {self.probe_timeout:g} s")
+                    )
                 )
                 continue
             except Exception as exc:  # an adapter bug must not hide the other checks
@@ -315,12 +324,12 @@ class SetupCheck:
     def _bc_company(self) -> Check:
         config = self.config
         answer = self._within(self.probes.bc_company)
-        if isinstance(answer, TimeoutError):
-            return self._timed_out("bc-company", "Business Central", answer)
+        if isinstance(answer, ProbeFailedError):
+            return self._no_answer("bc-company", "Business Central", answer)
         companies: ServiceAnswer | None = None
         if answer.status == 404:  # which is wrong: the environment or the company id?
             listed = self._within(self.probes.bc_companies)
-            companies = None if isinstance(listed, TimeoutError) else listed
+            companies = None if isinstance(listed, ProbeFailedError) else listed
         return bc_company_check(answer, companies, config.environment, config.company_id)
 
     def _customer_template(self) -> Check:
@@ -334,8 +343,8 @@ class SetupCheck:
             )
         number = config.customer_template
         answer = self._within(lambda: self.probes.bc_record("customers", number))
-        if isinstance(answer, TimeoutError):
-            return self._timed_out("bc-customer-template", "Business Central", answer)
+        if isinstance(answer, ProbeFailedError):
+            return self._no_answer("bc-customer-template", "Business Central", answer)
         return customer_template_check(number, answer)
 
     def _item_template(self) -> Check:
@@ -348,8 +357,8 @@ class SetupCheck:
             )
         number = config.item_template
         answer = self._within(lambda: self.probes.bc_record("items", number))
-        if isinstance(answer, TimeoutError):
-            return self._timed_out("bc-item-template", "Business Central", answer)
+        if isinstance(answer, ProbeFailedError):
+            return self._no_answer("bc-item-template", "Business Central", answer)
         return item_template_check(number, answer)
 
 

@@ -295,3 +295,15 @@ def test_templates_are_not_read_when_creation_is_off() -> None:
     statuses = {c.name: c.status for c in service.report().checks}
     assert statuses["bc-customer-template"] == statuses["bc-item-template"] == "skipped"
     assert not [call for call in probes.calls if call.startswith("record:")]
+
+
+def test_a_probe_that_raises_is_reported_and_the_rest_still_run() -> None:
+    probes = FakeProbes()
+
+    def broken() -> ServiceAnswer:
+        raise RuntimeError("adapter bug")
+
+    probes.bc_company = broken  # type: ignore[method-assign]
+    statuses = {c.name: (c.status, c.detail) for c in _service(probes, Clock()).report().checks}
+    assert statuses["bc-company"][0] == "failed" and "RuntimeError" in statuses["bc-company"][1]
+    assert statuses["graph-token"][0] == "ok" and statuses["storage"][0] == "ok"
