@@ -64,7 +64,11 @@ CHECK_NAMES = (
 
 
 class ProbeFailedError(Exception):
-    """A probe gave no answer: it missed its deadline, or it raised."""
+    """A probe gave no answer: it missed its deadline (`timed_out`), or it raised."""
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 @dataclass(frozen=True)
@@ -202,14 +206,20 @@ class SetupCheck:
         try:
             return future.result(timeout=self.probe_timeout)
         except FutureTimeout:
-            return ProbeFailedError(f"no answer within {self.probe_timeout:g} s")
+            return ProbeFailedError(f"no answer within {self.probe_timeout:g} s", timed_out=True)
         except Exception as exc:  # an unexpected failure must not hide the other checks
             return ProbeFailedError(f"an error ({type(exc).__name__})")
 
     def _no_answer(self, name: str, what: str, exc: ProbeFailedError) -> Check:
-        return Check(
-            name, FAILED, f"{what} gave {exc}", "Check again in a minute; if it stays, see the app's log."
-        )
+        """A deadline missed is a warning (slow or busy, like a 5xx); a probe that raised failed."""
+        if exc.timed_out:
+            return Check(
+                name,
+                WARNING,
+                f"{what} gave {exc}",
+                "Check again in a minute; if it stays, check the service's status and the app's network.",
+            )
+        return Check(name, FAILED, f"{what} gave {exc}", "Check again; if it stays, see the app's log.")
 
     # -- chains --------------------------------------------------------------------------------
 
@@ -294,7 +304,9 @@ class SetupCheck:
             except FutureTimeout:
                 checks.append(
                     self._no_answer(
-                        name, "Graph", ProbeFailedError(f"no answer within {self.probe_timeout:g} s")
+                        name,
+                        "Graph",
+                        ProbeFailedError(f"no answer within {self.probe_timeout:g} s", timed_out=True),
                     )
                 )
                 continue

@@ -285,7 +285,7 @@ def test_a_probe_that_hangs_is_reported_as_timed_out() -> None:
     finally:
         probes.block.set()
     company = next(c for c in report.checks if c.name == "bc-company")
-    assert company.status == "failed" and "no answer within" in company.detail
+    assert company.status == "warning" and "no answer within" in company.detail
 
 
 def test_templates_are_not_read_when_creation_is_off() -> None:
