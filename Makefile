@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: all install tools checkov run test unit faults lint bench clean
+.PHONY: all install tools checkov run check test unit faults lint bench clean
 
 all: test
 
@@ -69,6 +69,11 @@ bench: install
 # (FAULT_RATE=0.1 for more), delays some, and prints each fault.
 run: install
 	$(PY) -m devhost.run $(if $(PORT),--port $(PORT)) $(if $(SANDBOX_PORT),--sandbox-port $(SANDBOX_PORT)) $(if $(FAULTS),--faults $(FAULTS))
+
+# The setup check from a terminal, before deploying: the checks of GET /api/setup-check against
+# local.settings.json (or SETTINGS=path), each with its fix; exits 1 when a check failed.
+check: $(VENV)/.installed
+	$(PY) -m devhost.check $(if $(SETTINGS),--settings $(SETTINGS))
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) node_modules .pytest_cache .ruff_cache .devhost

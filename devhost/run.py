@@ -248,6 +248,7 @@ def print_next_steps(base: str, keys: list[str], sandbox_url: str | None) -> Non
     status_url = f"{base}/api/invoice-requests/<requestId from the Location header>"
     say(f"  Request status:      curl -s '{status_url}' {auth}")
     say(f"  Health / API spec:   {base}/api/health   {base}/api/openapi.json")
+    say(f"  Setup check:         the portal's Settings view, or curl -s '{base}/api/setup-check' {auth}")
     say(f"  Sync again now:      curl -si -X POST '{base}/admin/functions/sync_bookings' "
         "-H 'content-type: application/json' -d '{\"input\": \"\"}'")  # fmt: skip
     if sandbox_url:
@@ -304,10 +305,16 @@ def start_devhost(children: Children, args: argparse.Namespace, env: dict[str, s
 
 
 def run_first_sync(base: str, env: dict[str, str]) -> None:
-    """Run `sync_bookings` once through the admin endpoint and wait until nothing is in flight."""
-    say("==> running one sync (sync_bookings)")
+    """Run `sync_bookings`, then `reconcile_invoices`, once through the admin endpoint and wait until
+    nothing is in flight (so the setup check's `last-sync` and `last-reconcile` have a run to show)."""
+    for function in ("sync_bookings", "reconcile_invoices"):
+        run_now(base, env, function)
+
+
+def run_now(base: str, env: dict[str, str], function: str) -> None:
+    say(f"==> running {function} once")
     headers = {"x-functions-key": env["DEVHOST_MASTER_KEY"]} if env.get("DEVHOST_MASTER_KEY") else {}
-    requests.post(f"{base}/admin/functions/sync_bookings", json={"input": ""}, headers=headers, timeout=30)
+    requests.post(f"{base}/admin/functions/{function}", json={"input": ""}, headers=headers, timeout=30)
 
     def idle() -> bool:  # the admin run answers 202 at once
         status = requests.get(f"{base}/admin/host/status", headers=headers, timeout=30).json()

@@ -1,6 +1,7 @@
-"""API routes the portal needs beside the list: the settings view and the count of an "all" selection.
+"""API routes the portal needs beside the list: the settings view, the setup check and the count of
+an "all" selection.
 
-Both are GETs: `Bookings.Read`, like every GET. Served under `/api` (`ApiBlueprint`).
+All are GETs: `Bookings.Read`, like every GET. Served under `/api` (`ApiBlueprint`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,16 @@ import azure.functions as func
 from functions.api_blueprint import ApiBlueprint
 from functions.http_triggers import _answer, _caller
 from functions.responses import json_response
+from shared import bootstrap
 from shared.api.auth import ROLE_READ, Caller
 from shared.api.input import InvalidInput
 from shared.api.list_query import parse_list_query
 from shared.api.settings_view import settings_document
 from shared.bootstrap import Container
+from shared.domain.moments import utc_now
 from shared.services.health import check_health
+from shared.services.setup_check import settings_failure_report
+from shared.settings import SettingsError
 
 bp = ApiBlueprint()
 
@@ -54,3 +59,21 @@ def count_bookings(req: func.HttpRequest) -> func.HttpResponse:
         return json_response({"count": min(count, limit), "exceedsLimit": count > limit, "limit": limit})
 
     return _answer("count_bookings", handle, caller)
+
+
+@bp.function_name("setup_check")
+@bp.route(route="setup-check", methods=["GET"])
+def setup_check(req: func.HttpRequest) -> func.HttpResponse:
+    """The live checks of the tenant's setup (`shared/services/setup_check.py`), reused for 60 s."""
+    caller = _caller(req, "setup_check", ROLE_READ)
+    if not isinstance(caller, Caller):
+        return caller
+    try:
+        bootstrap.current_settings()
+    except SettingsError as exc:  # the report says which setting, like the other checks
+        return json_response(settings_failure_report(str(exc), utc_now()).to_json())
+
+    def handle(c: Container) -> func.HttpResponse:
+        return json_response(c.setup_check.report().to_json())
+
+    return _answer("setup_check", handle, caller)

@@ -77,6 +77,9 @@ class AdminApi:
         add("PUT", "/bc/allowedPostingDates", self._set_allowed_posting_dates)
         add("POST", "/entra/apps", self._register_app)
         add("PUT", "/entra/apps/{clientId}/apiRoles", self._set_api_roles)
+        add("PATCH", "/entra/apps/{clientId}", self._break_app)
+        add("PATCH", "/bc/customers/{number}", self._edit_bc_record("customers"))
+        add("PATCH", "/bc/items/{number}", self._edit_bc_record("items"))
 
     def handle(self, request: Request, subpath: str) -> Response:
         try:
@@ -328,6 +331,69 @@ class AdminApi:
             return _error(400, "badRequest", str(exc))
         return Response.json(200, {"clientId": app.client_id, "apiRoles": list(app.api_roles)})
 
+    # -- setup-check switches: break what a real tenant gets wrong ------------------------------
+
+    def _break_app(self, request: Request, params: dict[str, str]) -> Response:
+        """Per app: `consented` ({"graph"|"bc": [roles]}), `secretExpired`, `deniedBusinesses`,
+        `businessCentralRegistered`. A data reset restores the product's app."""
+        from sandbox.entra import BC_RESOURCE, GRAPH_RESOURCE
+
+        data = _body(request)
+        unknown = set(data) - {"consented", "secretExpired", "deniedBusinesses", "businessCentralRegistered"}
+        if unknown:
+            return _error(400, "badRequest", f"Unknown field(s): {', '.join(sorted(unknown))}.")
+        app = self.app.directory.app(params["clientId"])
+        if app is None:
+            return _error(404, "notFound", f"No app registration {params['clientId']}.")
+        resources = {"graph": GRAPH_RESOURCE, "bc": BC_RESOURCE}
+        consented = data.get("consented", {})
+        if not isinstance(consented, dict) or set(consented) - set(resources):
+            return _error(400, "badRequest", 'consented must be {"graph": [roles], "bc": [roles]}.')
+        for name, roles in consented.items():
+            if roles is None:
+                app.consented.pop(resources[name], None)
+            elif isinstance(roles, list) and all(isinstance(r, str) for r in roles):
+                app.consented[resources[name]] = tuple(roles)
+            else:
+                return _error(400, "badRequest", f"consented.{name} must be a list of role names or null.")
+        if "secretExpired" in data:
+            app.expired_secrets = list(app.secrets) if data["secretExpired"] is True else []
+        if "deniedBusinesses" in data:
+            denied = data["deniedBusinesses"]
+            if not isinstance(denied, list) or not all(isinstance(b, str) for b in denied):
+                return _error(400, "badRequest", "deniedBusinesses must be a list of business ids.")
+            app.denied_businesses = set(denied)
+        if "businessCentralRegistered" in data:
+            app.bc_registered = data["businessCentralRegistered"] is not False
+        return Response.json(200, _app_switches(app))
+
+    def _edit_bc_record(self, collection: str) -> Any:
+        """Change a customer's or item's fields in place (`blocked`, an item's `type`), by number."""
+
+        def handle(request: Request, params: dict[str, str]) -> Response:
+            company = self.app.company
+            find = company.customer_by_number if collection == "customers" else company.item_by_number
+            update = company.update_customer if collection == "customers" else company.update_item
+            record = find(params["number"])
+            if record is None:
+                return _error(404, "notFound", f"No {collection[:-1]} {params['number']!r}.")
+            try:
+                return Response.json(200, update(str(record.values["id"]), _body(request), "*"))
+            except BcError as exc:
+                return _error(exc.status, exc.code, exc.message)
+
+        return handle
+
+
+def _app_switches(app: Any) -> dict[str, Any]:
+    return {
+        "clientId": app.client_id,
+        "consented": {resource: list(roles) for resource, roles in app.consented.items()},
+        "secretExpired": bool(app.expired_secrets),
+        "deniedBusinesses": sorted(app.denied_businesses),
+        "businessCentralRegistered": app.bc_registered,
+    }
+
 
 class SandboxAdminError(RuntimeError):
     def __init__(self, status: int, body: Any) -> None:
@@ -468,6 +534,15 @@ class SandboxAdmin:
 
     def set_api_roles(self, client_id: str, roles: list[str]) -> dict[str, Any]:
         return self._call("PUT", f"/entra/apps/{_segment(client_id)}/apiRoles", {"roles": roles})
+
+    def break_app(self, client_id: str, **switches: Any) -> dict[str, Any]:
+        """Setup-check switches of an app: consented={"graph": [...]}, secretExpired=True,
+        deniedBusinesses=[...], businessCentralRegistered=False."""
+        return self._call("PATCH", f"/entra/apps/{_segment(client_id)}", switches)
+
+    def edit_bc_record(self, collection: str, number: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """PATCH a customer's or item's fields by number (`collection`: customers | items)."""
+        return self._call("PATCH", f"/bc/{collection}/{_segment(number)}", fields)
 
 
 def _segment(value: str) -> str:

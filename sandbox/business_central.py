@@ -119,6 +119,11 @@ class BusinessCentralService:
         tenant = match.params.get("tenant") if match else None
         if tenant is not None and tenant.lower() != principal.tenant_id.lower():
             raise HttpError(self._unauthorized(request))
+        # An app missing from the "Microsoft Entra Applications" page, or whose token carries no
+        # API.ReadWrite.All (no admin consent), is rejected like bad credentials (FIDELITY.md).
+        app = self.directory.app(principal.client_id)
+        if (app is not None and not app.bc_registered) or "API.ReadWrite.All" not in principal.roles:
+            raise HttpError(self._unauthorized(request))
         return principal
 
     def mailbox(self, match: RouteMatch) -> str | None:

@@ -68,6 +68,15 @@ class AppRegistration:
     service_principal_id: str = field(default_factory=new_guid)
     # App roles of the product's API assigned to this client (its service principal).
     api_roles: tuple[str, ...] = ()
+    # Setup-check switches (admin API `PATCH /_sandbox/entra/apps/{clientId}`): application
+    # permissions consented per resource (`None`: all the product needs; `()`: no consent, so the
+    # token is issued without `roles`), secrets that have expired (AADSTS7000222), businesses
+    # Graph refuses to this app (403), and whether Business Central's "Microsoft Entra
+    # Applications" page lists the app (otherwise 401 Authentication_InvalidCredentials).
+    consented: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    expired_secrets: list[str] = field(default_factory=list)
+    denied_businesses: set[str] = field(default_factory=set)
+    bc_registered: bool = True
 
 
 @dataclass(frozen=True)
@@ -164,7 +173,7 @@ class Directory:
             "idtyp": "app",
             "oid": app.service_principal_id,
             "sub": app.service_principal_id,
-            "roles": list(_RESOURCE_ROLES.get(resource, app.api_roles)),
+            "roles": list(app.consented.get(resource, _RESOURCE_ROLES.get(resource, app.api_roles))),
             "tid": self.tenant_id,
             "uti": base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii"),
             "ver": "1.0",
@@ -453,6 +462,17 @@ class EntraService:
         assertion = form.get("client_assertion")
         if secret:
             if any(_constant_time_equal(secret, known) for known in app.secrets):
+                if any(_constant_time_equal(secret, old) for old in app.expired_secrets):
+                    return self.error(
+                        request,
+                        401,
+                        "invalid_client",
+                        7000222,
+                        f"The provided client secret keys for app '{app.client_id}' are expired. Visit the "
+                        "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
+                        "consider using certificate credentials for added security: "
+                        "https://aka.ms/certCreds.",
+                    )
                 return "secret"
             return self.error(
                 request,

@@ -37,6 +37,9 @@ from sandbox.httpcore import (
 )
 from sandbox.timefmt import graph_datetime, iso_duration, parse_iso_datetime, parse_iso_duration, zone_named
 
+# Application permissions that let an app read bookingBusinesses (Graph docs,
+# bookingbusiness-get-permissions.md): Bookings.ReadWrite.All / Manage.All alone do not.
+BOOKINGS_ROLES = frozenset({"Bookings.Read.All", "BookingsAppointment.ReadWrite.All"})
 GRAPH_CONTENT_TYPE = (
     "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
 )
@@ -547,7 +550,7 @@ class GraphService:
 
     def authenticate(self, request: Request, match: RouteMatch | None) -> Principal:
         try:
-            return self.directory.validate(request.header("authorization"), GRAPH_RESOURCE)
+            principal = self.directory.validate(request.header("authorization"), GRAPH_RESOURCE)
         except TokenError as exc:
             code = "InvalidAuthenticationToken"
             message = "Access token is empty." if exc.reason == "missing" else exc.message
@@ -565,6 +568,21 @@ class GraphService:
                     },
                 )
             ) from None
+        self._authorize(request, principal, match)
+        return principal
+
+    def _authorize(self, request: Request, principal: Principal, match: RouteMatch | None) -> None:
+        """403 without a Bookings application permission, or for a business the app may not read
+        (an Exchange application access policy); see FIDELITY.md, "Setup check"."""
+        app = self.directory.app(principal.client_id)
+        business_id = (match.params.get("businessId") or "").lower() if match else ""
+        denied = app is not None and business_id in {b.lower() for b in app.denied_businesses}
+        if denied or not set(principal.roles) & BOOKINGS_ROLES:
+            raise HttpError(
+                self.error(
+                    request, 403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."
+                )
+            )
 
     def mailbox(self, match: RouteMatch) -> str | None:
         return match.params.get("businessId")

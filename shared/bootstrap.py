@@ -27,10 +27,12 @@ from shared.adapters.invoice_queue import InvoiceQueue
 from shared.adapters.invoice_requests import INVOICE_REQUESTS_TABLE, InvoiceRequestStore
 from shared.adapters.link_store import LINKS_TABLE, LinkStore
 from shared.adapters.reconcile_state import RECONCILE_STATE_TABLE, ReconcileStateStore
+from shared.adapters.setup_probes import ONE_ATTEMPT, PROBE_TIMEOUT, SetupProbes
 from shared.adapters.storage import queue_service_client, table_service_client
 from shared.adapters.storage_retry import ResilientTable, StorageRetry, resilient_table
 from shared.adapters.sync_state import SYNC_STATE_TABLE, SyncStateStore
 from shared.adapters.token_provider import TokenProvider
+from shared.api.auth import platform_problem, running_in_azure
 from shared.api.continuation import ContinuationTokens, derive_token_key
 from shared.domain.bc_budget import BudgetLimits
 from shared.domain.moments import utc_now
@@ -45,6 +47,7 @@ from shared.services.reconcile_run import ReconcileTimerRun
 from shared.services.request_status import RequestStatusReader
 from shared.services.retention import Retention
 from shared.services.selection import SelectionService
+from shared.services.setup_check import AppAuthentication, SetupCheck, SetupConfig
 from shared.services.timer_run import SyncTimerRun
 from shared.settings import Settings, SettingsError, load_settings
 from shared.telemetry import get_logger
@@ -224,7 +227,12 @@ class Container:
             retention_days=settings.retention_days,
             clock=self.now,
         )
-        return ReconcileTimerRun(reconciler, retention)
+        company_id = settings.bc_company_id
+        return ReconcileTimerRun(
+            reconciler,
+            retention,
+            record_run=lambda outcome, error: self.reconcile_state.record_run(company_id, outcome, error),
+        )
 
     # -- HTTP API (list, select, request status) ------------------------------------------------
 
@@ -292,6 +300,65 @@ class Container:
     @cached_property
     def request_status(self) -> RequestStatusReader:
         return RequestStatusReader(self.invoice_requests, self.booking_store, executor=self.api_executor)
+
+    # -- setup check (GET /api/setup-check, make check) ---------------------------------------
+
+    host_kind = "devhost"
+    """Where the app runs when not in Azure: "devhost" (a local host playing the platform) or
+    "terminal" (`make check`, which cannot see a function app's platform settings)."""
+
+    def app_authentication(self) -> AppAuthentication:
+        """App Service Authentication as `shared/api/auth.py` sees it (the check every request makes)."""
+        if running_in_azure(os.environ):
+            return AppAuthentication("azure", platform_problem(os.environ))
+        return AppAuthentication(self.host_kind, None)
+
+    @cached_property
+    def setup_probes(self) -> SetupProbes:
+        settings = self.settings
+        graph = GraphBookingsClient(
+            settings.graph_base_url,
+            self.token_provider.graph_token,
+            retry_policy=ONE_ATTEMPT,
+            timeout=PROBE_TIMEOUT,
+            clock=self.now,
+        )
+        business_central = BusinessCentralClient(
+            base_url=settings.bc_base_url,
+            tenant_id=settings.tenant_id,
+            environment=settings.bc_environment,
+            company_id=settings.bc_company_id,
+            token=self.token_provider.business_central_token,
+            budget=self.bc_budget,
+            retry=ONE_ATTEMPT,
+            timeout=PROBE_TIMEOUT,
+        )
+        return SetupProbes(
+            self.token_provider,
+            graph,
+            business_central,
+            queue=lambda: self.invoice_queue,
+            sync_state=lambda: self.sync_state,
+            reconcile_state=lambda: self.reconcile_state,
+            probe_storage=self.probe_storage,
+            company_id=settings.bc_company_id,
+        )
+
+    @cached_property
+    def setup_check(self) -> SetupCheck:
+        settings = self.settings
+        config = SetupConfig(
+            business_ids=tuple(settings.bookings_business_ids),
+            environment=settings.bc_environment,
+            company_id=settings.bc_company_id,
+            customer_template=settings.customer_template,
+            item_template=settings.item_template,
+            sync_customers=settings.sync_customers,
+            sync_services=settings.sync_services,
+            sync_schedule=settings.sync_schedule,
+            reconcile_schedule=settings.reconcile_schedule,
+        )
+        return SetupCheck(self.setup_probes, config, self.app_authentication, self.now)
 
     def probe_storage(self) -> None:
         """One cheap call to each storage service, failing fast: a health answer must not hang."""

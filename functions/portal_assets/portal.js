@@ -161,6 +161,55 @@
     add("Your roles", describe((settings.caller || {}).roles));
   }
 
+  // -- setup check (GET /api/setup-check) -----------------------------------------------------------
+
+  const CHECK_ORDER = { failed: 0, warning: 1, skipped: 2, ok: 3 };
+
+  function renderSetupCheck(report) {
+    const list = $("setup-checks");
+    list.replaceChildren();
+    const checks = [...report.checks].sort((a, b) => (CHECK_ORDER[a.status] ?? 9) - (CHECK_ORDER[b.status] ?? 9));
+    for (const check of checks) {
+      const item = document.createElement("li");
+      item.className = `check-${check.status}`;
+      item.dataset.check = check.name;
+      const status = document.createElement("span");
+      status.className = "check-status";
+      status.textContent = check.status;
+      const name = document.createElement("strong");
+      name.textContent = check.name;
+      const detail = document.createElement("span");
+      detail.className = "sub";
+      detail.textContent = check.detail;
+      item.append(status, name, detail);
+      if (check.fix && check.status !== "ok") {
+        const fix = document.createElement("span");
+        fix.className = "check-fix";
+        fix.textContent = `Fix: ${check.fix}`;
+        item.append(fix);
+      }
+      list.append(item);
+    }
+    $("setup-checked-at").textContent = `Checked at ${new Date(report.checkedAt).toLocaleString()}.`;
+    const failed = checks.filter((check) => check.status === "failed").length;
+    const warning = $("setup-warning");
+    warning.hidden = failed === 0;
+    warning.textContent = `Setup check: ${failed} failed`;
+  }
+
+  async function loadSetupCheck() {
+    const button = $("check-again");
+    button.disabled = true;
+    $("setup-checked-at").textContent = "Checking...";
+    try {
+      renderSetupCheck(await api("/api/setup-check"));
+    } catch (error) {
+      $("setup-checked-at").textContent = `The setup check could not run: ${explain(error)}`;
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   function fillBusinesses(businesses) {
     const select = $("f-business");
     for (const business of businesses) {
@@ -516,6 +565,8 @@
     $("retry-failed").addEventListener("click", retryFailed);
     $("show-bookings").addEventListener("click", () => showView("bookings"));
     $("show-settings").addEventListener("click", () => showView("settings"));
+    $("check-again").addEventListener("click", loadSetupCheck);
+    $("setup-warning").addEventListener("click", () => showView("settings"));
   }
 
   async function start() {
@@ -549,6 +600,7 @@
     state.canInvoice = me.roles.includes(INVOICE_ROLE);
     fillBusinesses(state.settings.businesses);
     renderSettings(state.settings);
+    loadSetupCheck(); // in the background: the list does not wait for the live checks
     $("views").hidden = false;
     $("actions").hidden = !state.canInvoice;
     for (const th of document.querySelectorAll(".select-col, .customer-col")) th.hidden = !state.canInvoice;

@@ -173,10 +173,10 @@ class BusinessCentralClient:
         budget: Budget | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.company_url = (
-            f"{base_url.rstrip('/')}/{quote(tenant_id, safe='')}/{quote(environment, safe='')}"
-            f"/api/v2.0/companies({company_id})"
+        self.environment_url = (
+            f"{base_url.rstrip('/')}/{quote(tenant_id, safe='')}/{quote(environment, safe='')}/api/v2.0"
         )
+        self.company_url = f"{self.environment_url}/companies({company_id})"
         self._token = token
         self._session = session or pooled_session(MAX_IN_FLIGHT * 4)
         self._retry = retry or RetryPolicy(
@@ -197,7 +197,7 @@ class BusinessCentralClient:
     # -- transport ---------------------------------------------------------------------------
 
     def _url(self, path: str, query: dict[str, str] | None) -> str:
-        url = f"{self.company_url}/{path}"
+        url = f"{self.company_url}/{path}" if path else self.company_url
         if query:
             url += "?" + urlencode(query, quote_via=quote, safe="$(),")
         return url
@@ -369,6 +369,14 @@ class BusinessCentralClient:
         return _invoice(self._request("POST", "salesInvoices", body=body))
 
     # -- reads for reconcile_invoices ---------------------------------------------------------
+
+    def get_company(self) -> dict[str, Any]:
+        """The company itself (the setup check: do the environment and the company answer?)."""
+        return self._request("GET", "")
+
+    def list_companies(self) -> dict[str, Any]:
+        """`GET {environment}/api/v2.0/companies`: the companies of the environment (after a 404)."""
+        return self._request("GET", "", url=f"{self.environment_url}/companies")
 
     def read(
         self, path: str, query: dict[str, str] | None = None, *, page_size: int | None = None

@@ -263,6 +263,10 @@ class GraphBookingsClient:
                 raise GraphError(200, "invalidResponse", "@odata.nextLink is not a string")
             url, params = next_link, None  # the next link is followed verbatim: it carries every parameter
 
+    def get_business(self, business_id: str) -> dict[str, Any]:
+        """The `bookingBusiness` itself (the setup check's read: can the app see this business?)."""
+        return self._get_json(business_id, self.business_url(business_id), None, None)
+
     def get_appointment(
         self, business_id: str, appointment_id: str, *, deadline: datetime | None = None
     ) -> Appointment | None:

@@ -21,9 +21,12 @@ from shared.adapters.storage import create_table_if_missing
 from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.moments import aware, utc_now
 from shared.domain.reconcile_rules import Watermark
+from shared.domain.setup_checks import RunRecord
 
 RECONCILE_STATE_TABLE = "ReconcileState"
 ROW = "salesInvoices"
+RUN_ROW = "lastRun"
+"""How the last run of reconcile_invoices ended (`RanAt`, `Outcome`, `Error`), for the setup check."""
 
 
 class ReconcileStateStore:
@@ -73,3 +76,25 @@ class ReconcileStateStore:
                 entity[name] = value
         # Replace, not merge: a finished full read clears its progress by leaving it out.
         self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def record_run(self, company_id: str, outcome: str, error: str = "") -> None:
+        """Remember how a run ended (the error must already be free of secrets)."""
+        self._table.upsert_entity(
+            {
+                "PartitionKey": company_id,
+                "RowKey": RUN_ROW,
+                "RanAt": self.clock(),
+                "Outcome": outcome,
+                "Error": error[:1000],
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    def last_run(self, company_id: str) -> RunRecord | None:
+        try:
+            entity = self._table.get_entity(partition_key=company_id, row_key=RUN_ROW)
+        except ResourceNotFoundError:
+            return None
+        return RunRecord(
+            aware(entity.get("RanAt")), entity.get("Outcome"), str(entity.get("Error") or ""), company_id
+        )

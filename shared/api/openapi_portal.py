@@ -1,4 +1,4 @@
-"""The OpenAPI (Swagger 2.0) part of the routes the portal added: `get_me`, `get_settings`,
+"""The OpenAPI (Swagger 2.0) part of the routes the portal added: `get_me`, `get_settings`, `setup_check`,
 `count_bookings`.
 
 Merged into the API's document by `shared/api/openapi.py`. The portal page itself (`GET /`) is a
@@ -63,6 +63,33 @@ def portal_definitions() -> dict[str, Any]:
                 "identityProvider": {"type": "string", "description": "`aad`."},
             },
         },
+        "SetupCheck": {
+            "type": "object",
+            "description": "Live checks of the tenant's setup, failed first; reused for 60 s. No secrets.",
+            "required": ["checkedAt", "checks"],
+            "properties": {
+                "checkedAt": {"type": "string", "format": "date-time"},
+                "checks": {"type": "array", "items": {"$ref": "#/definitions/SetupCheckItem"}},
+            },
+        },
+        "SetupCheckItem": {
+            "type": "object",
+            "required": ["name", "status", "detail", "fix"],
+            "properties": {
+                "name": {
+                    "type": "string",
+                    "description": "settings, storage, graph-token, graph-business:<businessId>, bc-token, "
+                    "bc-company, bc-customer-template, bc-item-template, app-authentication, "
+                    "poison-queue, last-sync or last-reconcile.",
+                },
+                "status": {"type": "string", "enum": ["ok", "warning", "failed", "skipped"]},
+                "detail": {"type": "string", "description": "What was found."},
+                "fix": {
+                    "type": "string",
+                    "description": "What an administrator does about it (empty when ok).",
+                },
+            },
+        },
         "BookingCount": {
             "type": "object",
             "required": ["count", "exceedsLimit", "limit"],
@@ -105,6 +132,22 @@ def portal_paths(errors: dict[str, Any], filter_parameters: list[dict[str, Any]]
                 "x-ms-visibility": "advanced",
                 "responses": {
                     "200": {"description": "The settings.", "schema": {"$ref": "#/definitions/Settings"}},
+                    **errors,
+                },
+            }
+        },
+        "/setup-check": {
+            "get": {
+                "operationId": "setup_check",
+                "summary": "Setup check",
+                "description": "Checks the live connections like the original's setup page: settings, "
+                "storage, Entra tokens for Graph and Business Central, each Bookings business, the "
+                "Business Central company and templates, App Service Authentication, poison messages and "
+                "the last sync and reconcile. Each check has a status, a detail and a fix. Results are "
+                "reused for 60 s; read-only against Graph and Business Central.",
+                "x-ms-visibility": "advanced",
+                "responses": {
+                    "200": {"description": "The checks.", "schema": {"$ref": "#/definitions/SetupCheck"}},
                     **errors,
                 },
             }

@@ -18,6 +18,7 @@ from shared.domain.listing import Cursor, IndexSlice
 from shared.domain.models import Actor, Appointment, AppointmentPage, Booking, BookingStatus, InvoiceMessage
 from shared.domain.reconcile_rules import InvoicePage, InvoiceState, Watermark
 from shared.domain.requests import RequestHeader, RequestItem
+from shared.domain.setup_checks import RunRecord, ServiceAnswer, TokenAnswer
 from shared.domain.sync_decisions import SyncOutcome
 
 
@@ -193,3 +194,25 @@ class RetentionTarget(Protocol):
 
 class RequestRecords(Protocol):
     def forget_booking(self, request_id: str, key: str) -> None: ...
+
+
+class SetupProbes(Protocol):
+    """Read-only probes of the setup check (`services/setup_check.py`); none writes anything."""
+
+    def probe_storage(self) -> None: ...
+
+    def token(self, resource: str) -> TokenAnswer: ...
+
+    def graph_business(self, business_id: str) -> ServiceAnswer: ...
+
+    def bc_company(self) -> ServiceAnswer: ...
+
+    def bc_companies(self) -> ServiceAnswer: ...
+
+    def bc_record(self, collection: str, number: str) -> ServiceAnswer: ...
+
+    def poison_depth(self) -> int: ...
+
+    def last_syncs(self, business_ids: Sequence[str]) -> list[RunRecord]: ...
+
+    def last_reconcile(self) -> RunRecord | None: ...

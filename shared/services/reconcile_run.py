@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.services.reconcile import InvoiceReconciler
@@ -26,12 +27,20 @@ class ReconcileReport:
     reconcile: Counter[str] = field(default_factory=Counter)
     retention: Counter[str] = field(default_factory=Counter)
     failed: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
 
 
 class ReconcileTimerRun:
-    def __init__(self, reconciler: InvoiceReconciler, retention: Retention) -> None:
+    def __init__(
+        self,
+        reconciler: InvoiceReconciler,
+        retention: Retention,
+        record_run: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.reconciler = reconciler
         self.retention = retention
+        # Stores how the run ended (outcome, error) for the setup check's `last-reconcile`.
+        self.record_run = record_run
 
     def __call__(self) -> ReconcileReport:
         report = ReconcileReport()
@@ -44,6 +53,7 @@ class ReconcileTimerRun:
                 into.update(part())
             except Exception as exc:  # logged here; the run fails below, after both parts were tried
                 report.failed.append(name)
+                report.reasons.append(f"{name}: {type(exc).__name__}: {str(exc)[:300]}")
                 log.error(
                     "reconcile_invoices: %s failed: %s: %s",
                     name,
@@ -52,9 +62,19 @@ class ReconcileTimerRun:
                     extra={"outcome": f"{name}_failed", "errorCode": type(exc).__name__},
                 )
         _log_counts(report, int((time.monotonic() - started) * 1000))
+        self._record(report)
         if report.failed:
             raise ReconcileFailedError(f"reconcile_invoices failed: {', '.join(report.failed)} (see the log)")
         return report
+
+    def _record(self, report: ReconcileReport) -> None:
+        if self.record_run is None:
+            return
+        try:
+            error = "; ".join(report.reasons)
+            self.record_run("failed" if report.failed else "succeeded", error)
+        except Exception as exc:  # the run's own outcome matters more than its record
+            log.warning("reconcile_invoices: run state not stored: %s", type(exc).__name__)
 
 
 def _log_counts(report: ReconcileReport, ms: int) -> None:

@@ -92,6 +92,11 @@ def test_make_run_starts_syncs_and_ctrl_c_stops_everything(tmp_path) -> None:
         for booking in (b for b in unbilled if b["groupAppointment"]):
             classes[booking["appointmentId"]] = classes.get(booking["appointmentId"], 0) + 1
         assert classes and max(classes.values()) >= 2, classes
+        # A newcomer's setup check is all ok: make run's settings, templates and first runs pass it.
+        report = requests.get(f"{base}/api/setup-check", headers=headers, timeout=60).json()
+        statuses = {check["name"]: check["status"] for check in report["checks"]}
+        assert statuses == dict.fromkeys(statuses, "ok"), report
+        assert {"bc-customer-template", "bc-item-template", "last-reconcile"} <= set(statuses)
     finally:
         process.send_signal(signal.SIGINT)
         try:
