@@ -611,6 +611,8 @@ def build_settings(url: str, identity: Identity, bundle_path: Path) -> dict[str,
         "BC_COMPANY_ID": identity.company_id,
         "REQUESTS_CA_BUNDLE": bundle,
         "SSL_CERT_FILE": bundle,
+        # Where devhost's managed identity endpoint gets tokens (App Service's identity service).
+        "DEVHOST_MANAGED_IDENTITY_SOURCE": f"{url}{ADMIN_PREFIX}/entra/managedIdentities",
     }
 
 
