@@ -63,7 +63,7 @@ def test_the_app_with_only_a_managed_identity_syncs_and_invoices(secretless: Sta
         return document if done == len(keys) else None
 
     status = wait_for(settled, timeout=180, interval=0.3, what="both bookings to be settled")
-    assert status["counts"] == {"Invoiced": 2}, status["items"]
+    assert status["counts"]["Invoiced"] == 2, status["items"]
     numbers = {item["key"]: item["invoiceNumber"] for item in status["items"]}
     invoices = {i["externalDocumentNumber"]: i for i in stack.admin.state(["invoices"])["invoices"]}
     assert {key: invoices[f"BKG-{key}"]["number"] for key in keys} == numbers
