@@ -21,6 +21,8 @@ from tests.infra.templates import INFRA
 
 PRINCIPAL = "11112222-3333-4444-5555-666677778888"
 TENANT = "aaaabbbb-cccc-dddd-eeee-ffff00001111"
+# App role ids of the fake tenant's Graph and Business Central service principals: the hook looks
+# them up by value in the tenant it runs in, never hard-codes them.
 BOOKINGS_READ_ALL = "6e98f277-b046-4193-a4f2-6bf6a78cd491"
 BC_API_READWRITE = "a42b0b75-311e-488d-b67e-8fe84f924341"
 
