@@ -10,6 +10,7 @@ later: nothing is lost and nothing is half-done by the host.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -21,6 +22,7 @@ from devhost.auth import EasyAuth
 from devhost.config import HostConfig, HostConfigError
 from devhost.functions import FunctionSpec, discover_functions
 from devhost.http import HttpFront, Keys, Route
+from devhost.identity import ManagedIdentityEndpoint, sandbox_token_source
 from devhost.invoker import Invoker
 from devhost.queues import DEFAULT_LOCK, QueueListener
 from devhost.timers import ScheduleStatusStore, TimerScheduler, timer_input
@@ -51,6 +53,7 @@ class DevHost:
         self.config = config
         self.settings = dict(settings)
         self.drain_timeout = drain_timeout
+        self.identity_endpoint = self._identity_endpoint(bind)
         self.functions = discover_functions(app, self.settings)
         for spec in self.functions:
             if spec.trigger_type not in SUPPORTED_TRIGGERS:
@@ -85,6 +88,18 @@ class DevHost:
         self._state = "Created"
         self._stopped = threading.Event()
 
+    def _identity_endpoint(self, bind: str) -> ManagedIdentityEndpoint | None:
+        """App Service's managed identity endpoint, when a token source is configured: its
+        IDENTITY_ENDPOINT / IDENTITY_HEADER go into the app's environment, as the platform's do."""
+        source = self.settings.get("DEVHOST_MANAGED_IDENTITY_SOURCE")
+        if not source:
+            return None
+        endpoint = ManagedIdentityEndpoint(sandbox_token_source(source), bind=bind)
+        for name, value in endpoint.environment().items():
+            self.settings[name] = value
+            os.environ[name] = value  # the app runs in this process and reads them per request
+        return endpoint
+
     def _of(self, trigger_type: str) -> list[FunctionSpec]:
         return [spec for spec in self.functions if spec.trigger_type == trigger_type]
 
@@ -111,6 +126,9 @@ class DevHost:
         }
 
     def start(self) -> None:
+        if self.identity_endpoint is not None:
+            self.identity_endpoint.start()
+            log.info("Managed identity endpoint: %s", self.identity_endpoint.url)
         for listener in self.queues:
             listener.start()
         for timer in self.timers:
@@ -174,6 +192,11 @@ class DevHost:
         for timer in self.timers:
             timer.join(5.0)
         self.invoker.shutdown()
+        if self.identity_endpoint is not None:
+            self.identity_endpoint.stop()
+            for name, value in self.identity_endpoint.environment().items():
+                if os.environ.get(name) == value:
+                    del os.environ[name]
         self._state = "Stopped"
         self._stopped.set()
         log.info("Stopped")

@@ -1,13 +1,14 @@
 // Bookings bulk invoicing for Business Central: everything one deployment needs in one resource group.
 //
-//   az group create -n rg-bookings-invoicing -l westeurope
-//   az deployment group create -g rg-bookings-invoicing -f infra/main.bicep \
-//     -p @infra/main.parameters.example.json -p entraClientSecret=<secret>
+//   azd up      (azure.yaml: the app registration hook, this template, the code; docs/operations.md)
 //
 // Modules, one per concern: identity, monitoring (Log Analytics + Application Insights), storage
-// (tables, queues, package container), Key Vault (client secret), roles, the Function App, alerts.
-// No account keys or secrets end up in app settings or outputs: the app runs as its user-assigned
-// identity and reads the client secret through a Key Vault reference.
+// (tables, queues, package container), roles, the Function App, App Service Authentication, alerts.
+// No secret exists in Azure: the app runs as its user-assigned identity for storage and telemetry,
+// and the app registration trusts that identity through a federated identity credential, so the app
+// (ENTRA_MANAGED_IDENTITY_CLIENT_ID) and App Service Authentication
+// (OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID) sign in as the registration with its token instead of a
+// client secret. No account keys, secrets or connection strings end up in app settings or outputs.
 
 targetScope = 'resourceGroup'
 
@@ -22,20 +23,16 @@ param location string = resourceGroup().location
 @description('Tags for every resource.')
 param tags object = {}
 
+@description('Name of the azd environment (AZURE_ENV_NAME); tags every resource with azd-env-name. Empty outside azd.')
+param environmentName string = ''
+
 // ----- Entra ID app registration (docs/operations.md, "App registration") -----
 
 @description('Tenant of the app registration and of Business Central (ENTRA_TENANT_ID).')
 param entraTenantId string = subscription().tenantId
 
-@description('Application (client) id of the app registration (ENTRA_CLIENT_ID).')
+@description('Application (client) id of the app registration (ENTRA_CLIENT_ID); azd\'s preprovision hook (infra/hooks/app_registration.py) creates it and sets it.')
 param entraClientId string
-
-@description('Client secret of the app registration, written to Key Vault. Leave empty on later deployments to keep the stored secret (rotate with az keyvault secret set).')
-@secure()
-param entraClientSecret string = ''
-
-@description('When that client secret expires in Entra ID (ISO 8601); becomes the Key Vault secret\'s expiry.')
-param entraClientSecretExpiresOn string = dateTimeAdd(utcNow(), 'P180D')
 
 @description('Authority host (ENTRA_AUTHORITY_HOST); change only for sovereign clouds.')
 param entraAuthorityHost string = 'https://login.microsoftonline.com'
@@ -171,7 +168,7 @@ param logRetentionInDays int = 30
 
 // ----- Operations -----
 
-@description('Object id of the operators\' Entra ID group: gets table read, queue and Key Vault secret officer roles for the runbook. Empty: none.')
+@description('Object id of the operators\' Entra ID group: gets table read and queue roles for the runbook. Empty: none.')
 param operatorPrincipalId string = ''
 
 @description('Kind of principal operatorPrincipalId is.')
@@ -196,18 +193,17 @@ param createInvoiceFailureRatePercent int = 10
 // ----- Names -----
 
 var token = toLower(uniqueString(subscription().id, resourceGroup().id, appName))
+var allTags = empty(environmentName) ? tags : union(tags, { 'azd-env-name': environmentName })
 var names = {
   identity: 'id-${appName}-${token}'
   logAnalytics: 'log-${appName}-${token}'
   applicationInsights: 'appi-${appName}-${token}'
   storage: take('st${toLower(appName)}${token}', 24)
-  keyVault: take('kv-${appName}-${token}', 24)
   plan: 'asp-${appName}-${token}'
   functionApp: 'func-${appName}-${token}'
   alerts: '${appName}-${token}'
 }
 var deploymentContainerName = 'app-package-${token}'
-var clientSecretName = 'entra-client-secret'
 
 // The contract's queue and tables (shared/adapters/invoice_queue.py, the *_TABLE constants in shared/).
 var queueNames = [
@@ -228,7 +224,7 @@ module identity 'modules/identity.bicep' = {
   params: {
     name: names.identity
     location: location
-    tags: tags
+    tags: allTags
   }
 }
 
@@ -238,7 +234,7 @@ module monitoring 'modules/monitoring.bicep' = {
     logAnalyticsName: names.logAnalytics
     applicationInsightsName: names.applicationInsights
     location: location
-    tags: tags
+    tags: allTags
     retentionInDays: logRetentionInDays
   }
 }
@@ -248,24 +244,11 @@ module storage 'modules/storage.bicep' = {
   params: {
     name: names.storage
     location: location
-    tags: tags
+    tags: allTags
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
     queueNames: queueNames
     tableNames: tableNames
-    logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
-  }
-}
-
-module keyVault 'modules/keyvault.bicep' = {
-  name: 'keyVault'
-  params: {
-    name: names.keyVault
-    location: location
-    tags: tags
-    clientSecretName: clientSecretName
-    clientSecretValue: entraClientSecret
-    clientSecretExpiresOn: entraClientSecretExpiresOn
     logAnalyticsWorkspaceId: monitoring.outputs.workspaceId
   }
 }
@@ -275,7 +258,6 @@ module roles 'modules/roles.bicep' = {
   params: {
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    keyVaultName: keyVault.outputs.name
     appPrincipalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: operatorPrincipalType
@@ -293,8 +275,17 @@ var contractSettings = [
     value: entraClientId
   }
   {
-    name: 'ENTRA_CLIENT_SECRET'
-    value: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.clientSecretUri})'
+    // The app's credential: the identity's token, which the app registration's federated identity
+    // credential trusts (shared/adapters/managed_identity.py). No secret or certificate.
+    name: 'ENTRA_MANAGED_IDENTITY_CLIENT_ID'
+    value: identity.outputs.clientId
+  }
+  {
+    // App Service Authentication's credential for browser sign-in, the same trust (easyauth.bicep):
+    // Learn, "Configure your App Service or Azure Functions app to use Microsoft Entra sign-in",
+    // "Use a managed identity instead of a secret".
+    name: 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
+    value: identity.outputs.clientId
   }
   {
     name: 'ENTRA_AUTHORITY_HOST'
@@ -380,7 +371,9 @@ module functionApp 'modules/functionapp.bicep' = {
     name: names.functionApp
     planName: names.plan
     location: location
-    tags: tags
+    tags: allTags
+    // azd deploys the service `api` (azure.yaml) to the site carrying this tag.
+    siteTags: union(allTags, { 'azd-service-name': 'api' })
     identityId: identity.outputs.id
     identityClientId: identity.outputs.clientId
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
@@ -395,7 +388,7 @@ module functionApp 'modules/functionapp.bicep' = {
     zoneRedundant: zoneRedundant
     corsAllowedOrigins: corsAllowedOrigins
   }
-  // The host needs its storage, telemetry and Key Vault roles on its very first start.
+  // The host needs its storage and telemetry roles on its very first start.
   dependsOn: [
     roles
   ]
@@ -417,7 +410,7 @@ module alerts 'modules/alerts.bicep' = {
   name: 'alerts'
   params: {
     location: location
-    tags: tags
+    tags: allTags
     namePrefix: names.alerts
     applicationInsightsId: monitoring.outputs.applicationInsightsId
     actionGroupResourceId: actionGroupResourceId
@@ -431,8 +424,13 @@ module alerts 'modules/alerts.bicep' = {
 output functionAppName string = functionApp.outputs.name
 output functionAppUrl string = 'https://${functionApp.outputs.defaultHostName}'
 output storageAccountName string = storage.outputs.name
-output keyVaultName string = keyVault.outputs.name
-output clientSecretName string = clientSecretName
 output applicationInsightsName string = monitoring.outputs.applicationInsightsName
 output logAnalyticsWorkspaceName string = monitoring.outputs.workspaceName
 output identityClientId string = identity.outputs.clientId
+
+// For azd's postprovision hook (infra/hooks/app_registration.py), which gives the app registration
+// the redirect URI of this host and the federated credential trusting this identity.
+output FUNCTION_APP_HOST_NAME string = functionApp.outputs.defaultHostName
+output APP_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+output ENTRA_TENANT_ID string = entraTenantId
+output ENTRA_AUTHORITY_HOST string = entraAuthorityHost

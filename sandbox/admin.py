@@ -80,6 +80,9 @@ class AdminApi:
         add("PATCH", "/entra/apps/{clientId}", self._break_app)
         add("PATCH", "/bc/customers/{number}", self._edit_bc_record("customers"))
         add("PATCH", "/bc/items/{number}", self._edit_bc_record("items"))
+        add("PUT", "/entra/apps/{clientId}/federatedCredentials/{name}", self._set_federated_credential)
+        add("POST", "/entra/managedIdentities", self._create_managed_identity)
+        add("POST", "/entra/managedIdentities/{clientId}/token", self._managed_identity_token)
 
     def handle(self, request: Request, subpath: str) -> Response:
         try:
@@ -331,6 +334,56 @@ class AdminApi:
             return _error(400, "badRequest", str(exc))
         return Response.json(200, {"clientId": app.client_id, "apiRoles": list(app.api_roles)})
 
+    # -- workload identity federation ------------------------------------------------------------
+
+    def _set_federated_credential(self, request: Request, params: dict[str, str]) -> Response:
+        """Create or replace a federated credential, as Graph's upsert does (by name)."""
+        from sandbox.entra import FederatedCredential
+
+        data = _body(request)
+        audiences = data.get("audiences")
+        fields_ok = set(data) <= {"issuer", "subject", "audiences"} and {"issuer", "subject"} <= set(data)
+        strings = all(isinstance(data.get(k), str) and data.get(k) for k in ("issuer", "subject"))
+        if not fields_ok or not strings or not (isinstance(audiences, list) and audiences):
+            return _error(400, "badRequest", 'The body must be {"issuer", "subject", "audiences": [...]}.')
+        credential = FederatedCredential(
+            name=params["name"],
+            issuer=data["issuer"],
+            subject=data["subject"],
+            audiences=tuple(str(a) for a in audiences),
+        )
+        try:
+            self.app.directory.set_federated_credential(params["clientId"], credential)
+        except KeyError:
+            return _error(404, "notFound", f"No app registration {params['clientId']}.")
+        body = {"name": credential.name, "issuer": credential.issuer, "subject": credential.subject}
+        return Response.json(200, body | {"audiences": list(credential.audiences)})
+
+    def _create_managed_identity(self, request: Request, params: dict[str, str]) -> Response:
+        """A user-assigned managed identity (client id and object id), as Azure creates one."""
+        from sandbox.entra import ManagedIdentity
+        from sandbox.httpcore import new_guid
+
+        data = _body(request)
+        if set(data) - {"displayName"}:
+            return _error(400, "badRequest", 'The body may hold "displayName" only.')
+        identity = ManagedIdentity(new_guid(), new_guid(), str(data.get("displayName") or "test identity"))
+        self.app.directory.register_managed_identity(identity)
+        body = {"clientId": identity.client_id, "principalId": identity.principal_id}
+        return Response.json(201, body | {"displayName": identity.display_name})
+
+    def _managed_identity_token(self, request: Request, params: dict[str, str]) -> Response:
+        """The platform's identity service: a token for a managed identity assigned to an app
+        (devhost's identity endpoint asks it, as App Service's endpoint asks Azure's)."""
+        data = _body(request)
+        resource = data.get("resource")
+        if set(data) != {"resource"} or not isinstance(resource, str) or not resource:
+            return _error(400, "badRequest", 'The body must be {"resource": "..."}.')
+        identity = self.app.directory.managed_identity(params["clientId"])
+        if identity is None:
+            return _error(404, "notFound", f"No managed identity with client id {params['clientId']}.")
+        return Response.json(200, self.app.entra.managed_identity_token(identity, resource))
+
     # -- setup-check switches: break what a real tenant gets wrong ------------------------------
 
     def _break_app(self, request: Request, params: dict[str, str]) -> Response:
@@ -543,6 +596,20 @@ class SandboxAdmin:
     def edit_bc_record(self, collection: str, number: str, fields: dict[str, Any]) -> dict[str, Any]:
         """PATCH a customer's or item's fields by number (`collection`: customers | items)."""
         return self._call("PATCH", f"/bc/{collection}/{_segment(number)}", fields)
+
+    def set_federated_credential(
+        self, client_id: str, name: str, *, issuer: str, subject: str, audiences: list[str]
+    ) -> dict[str, Any]:
+        path = f"/entra/apps/{_segment(client_id)}/federatedCredentials/{_segment(name)}"
+        return self._call("PUT", path, {"issuer": issuer, "subject": subject, "audiences": audiences})
+
+    def create_managed_identity(self, display_name: str) -> dict[str, Any]:
+        """A new user-assigned managed identity: clientId, principalId."""
+        return self._call("POST", "/entra/managedIdentities", {"displayName": display_name})
+
+    def managed_identity_token(self, client_id: str, resource: str) -> dict[str, Any]:
+        path = f"/entra/managedIdentities/{_segment(client_id)}/token"
+        return self._call("POST", path, {"resource": resource})
 
 
 def _segment(value: str) -> str:

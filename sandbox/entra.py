@@ -55,6 +55,30 @@ JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME = timedelta(seconds=3599)
 API_APP_ROLES = ("Bookings.Read", "Bookings.Invoice")
 ASSERTION_CLOCK_SKEW_SECONDS = 300
+# The audience of a managed identity's token that serves as a client assertion (workload identity
+# federation): Learn, "Configure an application to trust a managed identity".
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"  # noqa: S105 - an audience, not a secret
+MANAGED_IDENTITY_TOKEN_LIFETIME = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class FederatedCredential:
+    """A federated identity credential of an app registration (Graph `federatedIdentityCredential`)."""
+
+    name: str
+    issuer: str
+    subject: str
+    audiences: tuple[str, ...] = (TOKEN_EXCHANGE_AUDIENCE,)
+
+
+@dataclass(frozen=True)
+class ManagedIdentity:
+    """A user-assigned managed identity: its client id, and its object (principal) id, the subject
+    of its tokens and of a federated credential that trusts it."""
+
+    client_id: str
+    principal_id: str
+    display_name: str
 
 
 @dataclass
@@ -77,6 +101,7 @@ class AppRegistration:
     expired_secrets: list[str] = field(default_factory=list)
     denied_businesses: set[str] = field(default_factory=set)
     bc_registered: bool = True
+    federated_credentials: list[FederatedCredential] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,6 +132,7 @@ class Directory:
         self._clock = clock
         self._lock = threading.Lock()
         self._apps: dict[str, AppRegistration] = {}
+        self._managed_identities: dict[str, ManagedIdentity] = {}
         # The app registration whose API (`api://{client id}`) the tenant exposes, if any.
         self.api_client_id: str | None = None
         self._signing_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -129,6 +155,26 @@ class Directory:
     def unregister(self, client_id: str) -> None:
         with self._lock:
             self._apps.pop(client_id.strip().lower(), None)
+
+    def register_managed_identity(self, identity: ManagedIdentity) -> None:
+        with self._lock:
+            self._managed_identities[identity.client_id.lower()] = identity
+
+    def managed_identity(self, client_id: str) -> ManagedIdentity | None:
+        with self._lock:
+            return self._managed_identities.get(client_id.strip().lower())
+
+    def forget_managed_identities(self) -> None:
+        with self._lock:
+            self._managed_identities.clear()
+
+    def set_federated_credential(self, client_id: str, credential: FederatedCredential) -> AppRegistration:
+        """Create or replace (by name) a federated credential; `KeyError` if the app is unknown."""
+        with self._lock:
+            app = self._apps[client_id.strip().lower()]
+            kept = [c for c in app.federated_credentials if c.name.lower() != credential.name.lower()]
+            app.federated_credentials = [*kept, credential]
+            return app
 
     def client_ids(self) -> list[str]:
         with self._lock:
@@ -168,7 +214,7 @@ class Directory:
             "nbf": now - timedelta(minutes=5),
             "exp": expires,
             "appid": app.client_id,
-            "appidacr": "2" if credential_kind == "certificate" else "1",
+            "appidacr": "2" if credential_kind in ("certificate", "federated") else "1",
             "idp": self.token_issuer,
             "idtyp": "app",
             "oid": app.service_principal_id,
@@ -182,6 +228,19 @@ class Directory:
             del claims["roles"]  # Entra leaves the claim out when no app role is assigned
         token = jwt.encode(claims, self._signing_key, algorithm="RS256", headers={"kid": self.key_id})
         return token, int(TOKEN_LIFETIME.total_seconds())
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """An RS256 JWT over `claims` with the tenant's signing key (the one in its JWKS)."""
+        return jwt.encode(claims, self._signing_key, algorithm="RS256", headers={"kid": self.key_id})
+
+    def verify_signature(self, token: str) -> dict[str, Any]:
+        """The claims of a token this tenant signed; `jwt.PyJWTError` if it did not."""
+        return jwt.decode(
+            token,
+            self._public_key,
+            algorithms=["RS256"],
+            options={"verify_exp": False, "verify_nbf": False, "verify_aud": False, "verify_iss": False},
+        )
 
     def validate(self, authorization: str | None, resource: str) -> Principal:
         """Check a `Bearer` header for `resource`; raises `TokenError` saying why it is refused."""
@@ -312,6 +371,103 @@ class EntraService:
         response.headers.setdefault(
             "client-request-id", request.header("client-request-id") or request.request_id
         )
+
+    # -- managed identities -------------------------------------------------------------------
+
+    @property
+    def v2_issuer(self) -> str:
+        """The tenant's v2.0 issuer: of its v2 tokens, and of a federated credential trusting a
+        managed identity (Learn: issuer `https://login.microsoftonline.com/{tenant}/v2.0`)."""
+        return f"{self.host_url}/{self.directory.tenant_id}/v2.0"
+
+    def managed_identity_token(self, identity: ManagedIdentity, resource: str) -> dict[str, Any]:
+        """What the platform's identity service hands an app for its managed identity: a v2 access
+        token signed by this tenant (subject = the identity's object id), shaped as App Service's
+        identity endpoint answers (`access_token`, `expires_on` in epoch seconds as a string,
+        `resource`, `token_type`, `client_id`)."""
+        now = self._clock.now().replace(microsecond=0)
+        expires = now + MANAGED_IDENTITY_TOKEN_LIFETIME
+        claims = {
+            "aud": resource,
+            "iss": self.v2_issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": expires,
+            "azp": identity.client_id,
+            "azpacr": "2",
+            "idtyp": "app",
+            "oid": identity.principal_id,
+            "sub": identity.principal_id,
+            "tid": self.directory.tenant_id,
+            "uti": base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii"),
+            "ver": "2.0",
+        }
+        return {
+            "access_token": self.directory.sign(claims),
+            "expires_on": str(int(expires.timestamp())),
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": identity.client_id,
+        }
+
+    def _check_federated(self, assertion: str, app: AppRegistration) -> tuple[int, str] | None:
+        """A client assertion issued by someone other than the app itself: workload identity
+        federation. Entra looks for a federated credential matching the assertion's issuer, subject
+        and audience exactly, naming the part that matched none (AADSTS700211 issuer, 700213
+        subject, 700212 audience; AADSTS70025 when the app has none), then checks the token."""
+        try:
+            claims = jwt.decode(assertion, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return 50027, "JWT token is invalid or malformed."
+        credentials = list(app.federated_credentials)
+        if not credentials:
+            return (
+                70025,
+                f"The client '{app.client_id}'({app.display_name}) has no configured federated "
+                "identity credentials.",
+            )
+        issuer, subject = str(claims.get("iss", "")), str(claims.get("sub", ""))
+        audiences = claims.get("aud")
+        audiences = [str(a) for a in (audiences if isinstance(audiences, list) else [audiences])]
+        hint = (
+            " Please check your federated identity credential Subject, Audience and Issuer against the "
+            "presented assertion."
+        )
+        unmatched = "No matching federated identity record found for presented assertion"
+        credentials = [c for c in credentials if c.issuer == issuer]
+        if not credentials:
+            return (
+                700211,
+                f"{unmatched} issuer '{issuer}'.{hint}",
+            )
+        credentials = [c for c in credentials if c.subject == subject]
+        if not credentials:
+            return (
+                700213,
+                f"{unmatched} subject '{subject}'.{hint}",
+            )
+        if not any(a in c.audiences for c in credentials for a in audiences):
+            return (
+                700212,
+                f"{unmatched} audience '{', '.join(audiences)}'.{hint}",
+            )
+        return self._check_federated_token(assertion, issuer)
+
+    def _check_federated_token(self, assertion: str, issuer: str) -> tuple[int, str] | None:
+        """Signature and lifetime. Only this tenant's own issuer is modelled (a managed identity);
+        an outside issuer's keys would be fetched from its OIDC metadata, which the sandbox cannot."""
+        if issuer != self.v2_issuer:
+            return 50166, f"Request to External OIDC endpoint failed. Issuer: '{issuer}'."
+        try:
+            claims = self.directory.verify_signature(assertion)
+        except jwt.PyJWTError:
+            return 700027, "Client assertion failed signature validation."
+        now = self._clock.now().timestamp()
+        expires = float(claims.get("exp", 0))
+        not_before = float(claims.get("nbf", 0))
+        if now >= expires + ASSERTION_CLOCK_SKEW_SECONDS or now < not_before - ASSERTION_CLOCK_SKEW_SECONDS:
+            return 700024, "Client assertion is not within its valid time range."
+        return None
 
     # -- routes -------------------------------------------------------------------------------
 
@@ -492,6 +648,12 @@ class EntraService:
                     f"The request body must contain the following parameter: 'client_assertion_type' "
                     f"with the value '{JWT_BEARER}'.",
                 )
+            if _issued_by_someone_else(assertion, app):
+                problem = self._check_federated(assertion, app)
+                if problem is None:
+                    return "federated"
+                code, message = problem
+                return self.error(request, 400, "invalid_request", code, message)
             problem = self._check_assertion(assertion, app, tenant)
             if problem is None:
                 return "certificate"
@@ -561,6 +723,18 @@ class EntraService:
                 )
             return None
         return 700027, "Client assertion failed signature validation."
+
+
+def _issued_by_someone_else(assertion: str, app: AppRegistration) -> bool:
+    """A certificate assertion is issued by the app itself (`iss` = its client id, RFC 7523); a
+    token from an identity provider names it by URL (Graph `federatedIdentityCredential.issuer`:
+    "the URL of the external identity provider"), and is exchanged under a federated credential."""
+    try:
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    issuer = str(claims.get("iss", ""))
+    return issuer.lower() != app.client_id.lower() and issuer.startswith("https://")
 
 
 def _matching_certificates(

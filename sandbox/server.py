@@ -23,6 +23,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -37,7 +38,14 @@ from sandbox.bc_model import CompanyStore
 from sandbox.business_central import BusinessCentralService
 from sandbox.clock import Clock, ManualClock, SystemClock
 from sandbox.counters import Counters
-from sandbox.entra import API_APP_ROLES, AppRegistration, Directory, EntraService
+from sandbox.entra import (
+    API_APP_ROLES,
+    AppRegistration,
+    Directory,
+    EntraService,
+    FederatedCredential,
+    ManagedIdentity,
+)
 from sandbox.faults import Faults, Throttled
 from sandbox.graph import BookingsStore, GraphService
 from sandbox.httpcore import (
@@ -125,10 +133,10 @@ class SandboxApp:
         self.faults = Faults(seed=seed, stop_event=stop_event)
         self.directory = Directory(identity.tenant_id, clock)
         self.directory.api_client_id = identity.client_id
+        self.entra = EntraService(self.directory, base_url + ENTRA_PREFIX, clock)
         self._register_product_app()
         self.bookings = BookingsStore(clock)
         self.company = CompanyStore(clock, company_record(identity, clock.now()), seed)
-        self.entra = EntraService(self.directory, base_url + ENTRA_PREFIX, clock)
         self.graph = GraphService(
             self.bookings,
             self.directory,
@@ -166,7 +174,30 @@ class SandboxApp:
                 secrets=[self.identity.client_secret],
                 certificates=[self.client_certificate.certificate],
                 api_roles=API_APP_ROLES,
+                # It trusts the Function App's managed identity, as infra/ sets it up in Azure.
+                federated_credentials=[
+                    FederatedCredential(
+                        name="function-app-identity",
+                        issuer=self.entra.v2_issuer,
+                        subject=self.managed_identity.principal_id,
+                    )
+                ],
             )
+        )
+        self.directory.forget_managed_identities()
+        self.directory.register_managed_identity(self.managed_identity)
+
+    @property
+    def managed_identity(self) -> ManagedIdentity:
+        """The Function App's user-assigned managed identity, with ids derived from the tenant's."""
+        return ManagedIdentity(
+            client_id=str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"{self.identity.tenant_id}/managed-identity/client")
+            ),
+            principal_id=str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"{self.identity.tenant_id}/managed-identity/object")
+            ),
+            display_name="id-bookinv-sandbox",
         )
 
     def reseed(self) -> None:
@@ -213,6 +244,8 @@ class SandboxApp:
             "itemTemplate": identity.item_template,
             "clientCertificatePath": str(self.client_certificate.path),
             "clientCertificateThumbprint": self.client_certificate.thumbprint_sha1,
+            "managedIdentityClientId": self.managed_identity.client_id,
+            "managedIdentityPrincipalId": self.managed_identity.principal_id,
             "seed": self.seed,
             "seedFeatures": sorted(self.seed_features),
         }
@@ -597,6 +630,8 @@ def build_settings(url: str, identity: Identity, bundle_path: Path) -> dict[str,
         "BC_COMPANY_ID": identity.company_id,
         "REQUESTS_CA_BUNDLE": bundle,
         "SSL_CERT_FILE": bundle,
+        # Where devhost's managed identity endpoint gets tokens (App Service's identity service).
+        "DEVHOST_MANAGED_IDENTITY_SOURCE": f"{url}{ADMIN_PREFIX}/entra/managedIdentities",
     }
 
 

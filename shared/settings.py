@@ -67,6 +67,13 @@ RETENTION_MARGIN_DAYS = 7
 
 _E = TypeVar("_E", bound=Enum)
 
+# The app registration's credential: exactly one of these (the managed identity only in Azure).
+_CREDENTIAL_SETTINGS = (
+    "ENTRA_CLIENT_SECRET",
+    "ENTRA_CLIENT_CERTIFICATE_PATH",
+    "ENTRA_MANAGED_IDENTITY_CLIENT_ID",
+)
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 _SMTP_ADDRESS = re.compile(r"^[^@\s,]+@[^@\s,]+\.[^@\s,]+$")
@@ -121,6 +128,9 @@ class Settings:
     """Business Central requests per sliding window, all instances together (BC allows 6,000)."""
     bc_rate_window_seconds: int = 300
     """The window of that rate: Business Central's 5 minutes. Shorter only in tests and benchmarks."""
+    managed_identity_client_id: str | None = None
+    """Client id of the user-assigned managed identity the app registration trusts (federated
+    identity credential): the app's credential in Azure, instead of a secret or certificate."""
 
     @property
     def authority(self) -> str:
@@ -139,22 +149,14 @@ class Settings:
 def load_settings(env: Mapping[str, str]) -> Settings:
     """Read and validate every setting. Raises `SettingsError` naming the first bad setting."""
     reader = _Reader(env)
-    secret = reader.optional("ENTRA_CLIENT_SECRET")
-    cert_path = reader.optional("ENTRA_CLIENT_CERTIFICATE_PATH")
-    if not secret and not cert_path:
-        raise SettingsError(
-            "ENTRA_CLIENT_SECRET",
-            "is missing: set ENTRA_CLIENT_SECRET or ENTRA_CLIENT_CERTIFICATE_PATH "
-            "(the app registration's client secret or certificate)",
-        )
-    if cert_path and not secret and not os.path.isfile(cert_path):
-        raise SettingsError("ENTRA_CLIENT_CERTIFICATE_PATH", f"names a file that does not exist: {cert_path}")
+    secret, cert_path, managed_identity = reader.client_credential()
     return Settings(
         storage=reader.storage(),
         tenant_id=reader.tenant("ENTRA_TENANT_ID"),
         client_id=reader.guid("ENTRA_CLIENT_ID"),
         client_secret=Secret(secret) if secret else None,
-        client_certificate_path=cert_path if not secret else None,
+        client_certificate_path=cert_path,
+        managed_identity_client_id=managed_identity,
         authority_host=reader.url("ENTRA_AUTHORITY_HOST", DEFAULT_AUTHORITY_HOST),
         graph_base_url=reader.url("GRAPH_BASE_URL", DEFAULT_GRAPH_BASE_URL),
         bookings_business_ids=reader.business_ids("BOOKINGS_BUSINESS_IDS"),
@@ -222,6 +224,31 @@ class _Reader:
         if value is None:
             raise SettingsError(name, "is missing (required)")
         return value
+
+    def client_credential(self) -> tuple[str | None, str | None, str | None]:
+        """Exactly one credential of the app registration: (secret, certificate path, managed identity)."""
+        given = {name: self.optional(name) for name in _CREDENTIAL_SETTINGS}
+        chosen = [name for name, value in given.items() if value]
+        if not chosen:
+            raise SettingsError(
+                "ENTRA_CLIENT_SECRET",
+                "is missing: set one of ENTRA_CLIENT_SECRET, ENTRA_CLIENT_CERTIFICATE_PATH or "
+                "ENTRA_MANAGED_IDENTITY_CLIENT_ID (the app registration's secret, certificate, or in Azure "
+                "the managed identity it trusts)",
+            )
+        if len(chosen) > 1:
+            raise SettingsError(
+                chosen[1],
+                f"is set together with {chosen[0]}: set exactly one credential of the app registration",
+            )
+        secret, cert_path, managed_identity = given.values()
+        if cert_path and not os.path.isfile(cert_path):
+            raise SettingsError(
+                "ENTRA_CLIENT_CERTIFICATE_PATH", f"names a file that does not exist: {cert_path}"
+            )
+        if managed_identity:
+            managed_identity = self.guid("ENTRA_MANAGED_IDENTITY_CLIENT_ID")
+        return secret, cert_path, managed_identity
 
     def storage(self) -> StorageSettings:
         name = "AzureWebJobsStorage"

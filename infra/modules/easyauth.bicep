@@ -22,8 +22,13 @@ param clientId string
 @description('Authority host (sovereign clouds have their own).')
 param authorityHost string = 'https://login.microsoftonline.com'
 
-@description('App setting that holds the app registration\'s client secret (browser sign-in uses the authorization code flow).')
-param clientSecretSettingName string = 'ENTRA_CLIENT_SECRET'
+// No secret: with this setting name App Service Authentication signs in as the app registration with
+// a client assertion, the token of the managed identity whose client id the setting holds, which the
+// registration trusts through a federated identity credential (Learn, "Configure your App Service or
+// Azure Functions app to use Microsoft Entra sign-in", "Use a managed identity instead of a secret";
+// a preview feature there, for workforce tenants).
+@description('App setting App Service Authentication reads its credential from: OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID holds the client id of the managed identity the app registration trusts.')
+param clientSecretSettingName string = 'OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID'
 
 @description('Paths that answer without sign-in: the health probe, the API description, and the portal page with its assets (the page signs in through /.auth/login/aad; its data comes from the API, which needs a caller).')
 param excludedPaths array = [

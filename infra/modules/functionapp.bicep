@@ -1,7 +1,7 @@
 // The Function App on Flex Consumption (Linux, Python 3.11) and its plan.
 // It runs as the user-assigned identity for everything: the host's own storage
-// (AzureWebJobsStorage__*), the app package, telemetry ingestion and the Key Vault reference that
-// supplies ENTRA_CLIENT_SECRET. Flex Consumption manages the runtime itself, so the settings it
+// (AzureWebJobsStorage__*), the app package, telemetry ingestion, and (through the app
+// registration's federated identity credential) Graph, Business Central and browser sign-in. Flex Consumption manages the runtime itself, so the settings it
 // rejects (FUNCTIONS_WORKER_RUNTIME, WEBSITE_RUN_FROM_PACKAGE, WEBSITE_TIME_ZONE) are never set here.
 
 @description('Function App name (globally unique host name).')
@@ -15,6 +15,9 @@ param location string
 
 @description('Tags for every resource.')
 param tags object = {}
+
+@description('Tags of the site itself (with azd-service-name, by which azd finds where to deploy the code).')
+param siteTags object = tags
 
 @description('Resource id of the user-assigned identity the app runs as.')
 param identityId string
@@ -88,7 +91,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   // checkov:skip=CKV_AZURE_222:The HTTP API must be reachable by Power Apps (custom connector), portals and scripts; App Service Authentication signs every caller in with Entra ID.
   name: name
   location: location
-  tags: tags
+  tags: siteTags
   kind: 'functionapp,linux'
   identity: {
     type: 'UserAssigned'
@@ -101,7 +104,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientCertEnabled: false
     publicNetworkAccess: 'Enabled'
-    // Key Vault references (ENTRA_CLIENT_SECRET) resolve with the user-assigned identity.
+    // Key Vault references, should an operator add one (additionalAppSettings), resolve with it too.
     keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'

@@ -1,6 +1,8 @@
 // The app's user-assigned managed identity. It is created before the Function App so that its role
-// assignments (storage, Key Vault, Application Insights) exist by the time the app first starts:
-// no account keys, no connection strings, no secrets in app settings.
+// assignments (storage, Application Insights) exist by the time the app first starts:
+// no account keys, no connection strings, no secrets in app settings. The app registration trusts it
+// through a federated identity credential (infra/hooks/app_registration.py), so it must be assigned
+// to this Function App only (Learn, "Use a managed identity instead of a secret").
 
 @description('Name of the user-assigned managed identity.')
 param name string

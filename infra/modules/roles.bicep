@@ -1,18 +1,14 @@
 // Role assignments: least privilege for the app's identity, and optional operator access.
 // The app's identity gets data roles only (no Owner/Contributor): blob (host locks, timer schedule,
-// deployment package), queue (invoice queue and poison queue), table (bookings and app state),
-// Monitoring Metrics Publisher (Entra ID telemetry ingestion) and Key Vault Secrets User (the client
-// secret reference). Operators get what the runbook needs: read tables, work the poison queue, and
-// rotate the client secret.
+// deployment package), queue (invoice queue and poison queue), table (bookings and app state) and
+// Monitoring Metrics Publisher (Entra ID telemetry ingestion). Operators get what the runbook needs:
+// read tables and work the poison queue. There is no secret, so no vault and no vault role.
 
 @description('Storage account name.')
 param storageAccountName string
 
 @description('Application Insights component name.')
 param applicationInsightsName string
-
-@description('Key Vault name.')
-param keyVaultName string
 
 @description('Principal (object) id of the app\'s user-assigned identity.')
 param appPrincipalId string
@@ -35,8 +31,6 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
-  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
-  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
 }
 
 var appStorageRoles = [
@@ -51,10 +45,6 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
-}
-
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
-  name: keyVaultName
 }
 
 resource appStorage 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
@@ -79,16 +69,6 @@ resource appTelemetry 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource appSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, appPrincipalId, roles.keyVaultSecretsUser)
-  scope: vault
-  properties: {
-    principalId: appPrincipalId
-    principalType: 'ServicePrincipal'
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
-  }
-}
-
 resource operatorQueues 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
   name: guid(storage.id, operatorPrincipalId, roles.storageQueueDataContributor)
   scope: storage
@@ -106,15 +86,5 @@ resource operatorTables 'Microsoft.Authorization/roleAssignments@2022-04-01' = i
     principalId: operatorPrincipalId
     principalType: operatorPrincipalType
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataReader)
-  }
-}
-
-resource operatorSecrets 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
-  name: guid(vault.id, operatorPrincipalId, roles.keyVaultSecretsOfficer)
-  scope: vault
-  properties: {
-    principalId: operatorPrincipalId
-    principalType: operatorPrincipalType
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
   }
 }

@@ -17,6 +17,7 @@ import msal
 import msal.exceptions
 import requests
 
+from shared.adapters.managed_identity import ManagedIdentityAssertion, ManagedIdentityError
 from shared.settings import Settings
 from shared.telemetry import get_logger
 
@@ -118,6 +119,15 @@ class TokenProvider:
     def _credential(self) -> Any:
         if self._settings.client_secret is not None:
             return self._settings.client_secret.reveal()
+        if self._settings.managed_identity_client_id is not None:
+            # No secret at all: a federated identity credential trusts this managed identity, and
+            # MSAL asks the callable for a fresh assertion whenever it goes to the token endpoint.
+            assertion = ManagedIdentityAssertion(
+                self._settings.managed_identity_client_id,
+                http_client=self._http_client,
+                timeout=self._timeout,
+            )
+            return {"client_assertion": assertion}
         path = str(self._settings.client_certificate_path)
         try:
             return _certificate_credential(path)
@@ -184,6 +194,10 @@ class TokenProvider:
         except ValueError as exc:  # a body that is not JSON
             raise TokenError(
                 scope, "invalid_response", _safe(_first_line(exc), self._settings), transient=True
+            ) from None
+        except ManagedIdentityError as exc:  # the assertion (ENTRA_MANAGED_IDENTITY_CLIENT_ID)
+            raise TokenError(
+                scope, "managed_identity_unavailable", str(exc), transient=exc.transient
             ) from None
         if "access_token" not in result:
             error = str(result.get("error", "unknown_error"))

@@ -15,7 +15,6 @@ import pytest
 
 from shared.adapters.invoice_queue import INVOICE_QUEUE, POISON_QUEUE
 from tests.infra.templates import (
-    INFRA,
     Template,
     accessor,
     all_templates,
@@ -31,7 +30,6 @@ STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
 STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
-KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 BROAD_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
@@ -53,11 +51,6 @@ def storage() -> Template:
 @pytest.fixture(scope="module")
 def function_app() -> Template:
     return load("modules/functionapp.bicep")
-
-
-@pytest.fixture(scope="module")
-def key_vault() -> Template:
-    return load("modules/keyvault.bicep")
 
 
 @pytest.fixture(scope="module")
@@ -216,10 +209,10 @@ def test_every_setting_the_app_reads_is_deployed_from_a_parameter(
     main: Template, function_app: Template
 ) -> None:
     _, contract = _app_settings(main, function_app)
-    # The certificate is the alternative to the secret; the deployment uses the Key Vault secret.
+    # The credential is the managed identity (no secret or certificate exists in Azure).
     # BC_RATE_WINDOW_SECONDS only shortens Business Central's 5-minute window for tests and
     # benchmarks: production keeps its default, so it is deliberately not deployed.
-    expected = settings_read_by_app() - {"ENTRA_CLIENT_CERTIFICATE_PATH", "BC_RATE_WINDOW_SECONDS"}
+    expected = (settings_read_by_app() | {"ENTRA_MANAGED_IDENTITY_CLIENT_ID"}) - {"BC_RATE_WINDOW_SECONDS"}
     assert expected, "no settings found in shared/settings.py"
     assert expected <= set(contract), (
         f"settings the app reads but infra does not set: {expected - set(contract)}"
@@ -237,19 +230,24 @@ def test_every_setting_the_app_reads_is_deployed_from_a_parameter(
         assert contract[setting] == parameter and parameter in main.parameters, setting
 
 
-def test_client_secret_is_a_key_vault_reference_never_a_value(main: Template, function_app: Template) -> None:
-    _, contract = _app_settings(main, function_app)
-    assert (
-        contract["ENTRA_CLIENT_SECRET"]
-        == "@Microsoft.KeyVault(SecretUri=${keyVault.outputs.clientSecretUri})"
-    )
-    assert main.has_decorator("entraClientSecret", "secure")
-    # The secret parameter reaches Key Vault and nothing else.
-    code = re.sub(r"//.*", "", main.text)
-    assert re.findall(r".*\bentraClientSecret\b.*", code) == [
-        "param entraClientSecret string = ''",
-        "    clientSecretValue: entraClientSecret",
-    ]
+def test_no_secret_exists_the_app_signs_in_as_its_managed_identity(
+    main: Template, function_app: Template
+) -> None:
+    """No secret anywhere in Azure: the app registration trusts the Function App's user-assigned
+    identity (federated identity credential, infra/hooks/app_registration.py); the app
+    (ENTRA_MANAGED_IDENTITY_CLIENT_ID) and App Service Authentication
+    (OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID) present that identity's token instead of a secret."""
+    platform, contract = _app_settings(main, function_app)
+    assert accessor(contract["ENTRA_MANAGED_IDENTITY_CLIENT_ID"]) == "identity.outputs.clientId"
+    assert accessor(contract["OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"]) == "identity.outputs.clientId"
+    assert accessor(main.module_params("functionApp")["identityId"]) == "identity.outputs.id"
+    settings = set(platform) | set(contract)
+    assert not settings & {"ENTRA_CLIENT_SECRET", "ENTRA_CLIENT_CERTIFICATE_PATH"}
+    for template in all_templates():
+        assert not template.of_type("Microsoft.KeyVault/vaults"), template.name
+        assert not template.of_type("Microsoft.KeyVault/vaults/secrets"), template.name
+        assert not [n for n in template.parameters if template.has_decorator(n, "secure")], template.name
+        assert "@Microsoft.KeyVault(" not in template.text, template.name
 
 
 def test_no_output_carries_a_secret_or_connection_string() -> None:
@@ -277,28 +275,6 @@ def test_application_insights_takes_only_entra_id_ingestion() -> None:
     assert component.get("properties/DisableLocalAuth") is True
     assert accessor(component.get("properties/WorkspaceResourceId")) == "workspace.id"
     monitoring.one("Microsoft.OperationalInsights/workspaces")
-
-
-# --- Key Vault ----------------------------------------------------------------------------------------
-
-
-def test_key_vault_uses_rbac_soft_delete_and_purge_protection(key_vault: Template) -> None:
-    vault = key_vault.one("Microsoft.KeyVault/vaults")
-    assert vault.get("properties/enableRbacAuthorization") is True
-    assert vault.get("properties/enableSoftDelete") is True
-    assert vault.get("properties/enablePurgeProtection") is True
-    assert vault.get("properties/accessPolicies") is None
-
-
-def test_client_secret_is_written_with_an_expiry_and_only_when_given(key_vault: Template) -> None:
-    assert key_vault.has_decorator("clientSecretValue", "secure")
-    module = key_vault.modules["clientSecret"]
-    condition = json.dumps(module["config"]["condition"])
-    assert "empty" in condition and "clientSecretValue" in condition
-    secret_template = load("modules/keyvault-secret.bicep")
-    secret = secret_template.one("Microsoft.KeyVault/vaults/secrets")
-    assert function_args(secret.get("properties/attributes/exp"), "date_time_to_epoch") == ["expiresOn"]
-    assert secret_template.has_decorator("value", "secure")
 
 
 # --- Roles --------------------------------------------------------------------------------------------
@@ -333,7 +309,6 @@ def test_app_identity_gets_exactly_the_data_roles_it_needs(roles: Template) -> N
         (STORAGE_QUEUE_DATA_CONTRIBUTOR, "storage"),
         (STORAGE_TABLE_DATA_CONTRIBUTOR, "storage"),
         (MONITORING_METRICS_PUBLISHER, "appInsights"),
-        (KEY_VAULT_SECRETS_USER, "vault"),
     }
     for assignment in roles.of_type("Microsoft.Authorization/roleAssignments"):
         if assignment.get("properties/principalId") == "appPrincipalId":
@@ -349,28 +324,3 @@ def test_no_broad_role_is_granted_anywhere() -> None:
 def test_roles_go_to_the_identity_the_app_runs_as(main: Template) -> None:
     assert accessor(main.module_params("roles")["appPrincipalId"]) == "identity.outputs.principalId"
     assert accessor(main.module_params("functionApp")["identityId"]) == "identity.outputs.id"
-
-
-# --- Parameters file ----------------------------------------------------------------------------------
-
-
-def test_example_parameters_match_main_bicep(main: Template) -> None:
-    document = json.loads((INFRA / "main.parameters.example.json").read_text(encoding="utf-8"))
-    given = document["parameters"]
-    unknown = set(given) - set(main.parameters)
-    assert not unknown, f"the example sets parameters main.bicep does not have: {unknown}"
-    required = {name for name, p in main.parameters.items() if p.get("default") is None}
-    # The secret is passed on the command line, never stored in a file.
-    assert "entraClientSecret" not in given
-    assert required <= set(given), f"the example misses required parameters: {required - set(given)}"
-    kinds = {"string": str, "int": int, "bool": bool, "object": dict, "array": list}
-    for name, entry in given.items():
-        declared = main.parameters[name]["type"]
-        assert isinstance(entry["value"], kinds[declared]), f"{name} should be {declared}"
-        decorators = {d["type"]: d["argument"] for d in main.parameters[name].get("decorators", [])}
-        if "allowed" in decorators:
-            assert entry["value"] in decorators["allowed"], f"{name}={entry['value']!r} is not allowed"
-        if "min_value" in decorators:
-            assert entry["value"] >= decorators["min_value"], (name, "below minimum")
-        if "max_value" in decorators:
-            assert entry["value"] <= decorators["max_value"], (name, "above maximum")

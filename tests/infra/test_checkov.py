@@ -23,9 +23,6 @@ MUST_PASS = {
     ("CKV_AZURE_3", "modules/storage.bicep"),  # HTTPS only
     ("CKV_AZURE_44", "modules/storage.bicep"),  # TLS 1.2
     ("CKV_AZURE_34", "modules/storage.bicep"),  # private blob container
-    ("CKV_AZURE_42", "modules/keyvault.bicep"),  # recoverable
-    ("CKV_AZURE_110", "modules/keyvault.bicep"),  # purge protection
-    ("CKV_AZURE_41", "modules/keyvault-secret.bicep"),  # secret expiry
     ("CKV_AZURE_70", "modules/functionapp.bicep"),  # HTTPS only
     ("CKV_AZURE_145", "modules/functionapp.bicep"),  # TLS 1.2
     ("CKV_AZURE_71", "modules/functionapp.bicep"),  # managed identity

@@ -58,8 +58,14 @@ def test_the_entra_provider_accepts_the_app_registrations_tokens(easy_auth: Temp
     registration = provider["registration"]
     assert registration["clientId"] == "clientId"
     assert registration["openIdIssuer"] == "${authorityHost}/${tenantId}/v2.0"
-    # Browser sign-in (authorization code flow) uses the secret the app already has (Key Vault reference).
-    assert easy_auth.parameters["clientSecretSettingName"]["default"] == "ENTRA_CLIENT_SECRET"
+    # Browser sign-in redeems its code with no secret: the setting
+    # OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID
+    # holds the managed identity whose token the registration trusts (Learn, "Configure your App Service
+    # or Azure Functions app to use Microsoft Entra sign-in", "Use a managed identity instead of a secret").
+    assert (
+        easy_auth.parameters["clientSecretSettingName"]["default"] == "OVERRIDE_USE_MI_FIC_ASSERTION_CLIENTID"
+    )
+    assert registration["clientSecretSettingName"] == "clientSecretSettingName"
     # v2 tokens carry the client id as audience, v1 tokens the App ID URI.
     assert provider["validation"]["allowedAudiences"] == ["clientId", "api://${clientId}"]
 

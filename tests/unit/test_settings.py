@@ -175,3 +175,34 @@ def test_business_central_budget_settings_default_to_its_limits_and_name_them_wh
         with pytest.raises(SettingsError) as raised:
             load_settings(valid_env(**{name: value}))
         assert raised.value.setting == name and problem in str(raised.value)
+
+
+MANAGED_IDENTITY = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+MI_SETTING = "ENTRA_MANAGED_IDENTITY_CLIENT_ID"
+CERT_SETTING = "ENTRA_CLIENT_CERTIFICATE_PATH"
+
+
+def test_managed_identity_alone_is_a_credential() -> None:
+    settings = load_settings(
+        valid_env(
+            ENTRA_CLIENT_SECRET=None, ENTRA_MANAGED_IDENTITY_CLIENT_ID=f"{{{MANAGED_IDENTITY.upper()}}}"
+        )
+    )
+    assert settings.managed_identity_client_id == MANAGED_IDENTITY
+    assert settings.client_secret is None and settings.client_certificate_path is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting", "fragment"),
+    [
+        ({MI_SETTING: MANAGED_IDENTITY}, MI_SETTING, "together with ENTRA_CLIENT_SECRET"),
+        ({CERT_SETTING: "/x.pem"}, CERT_SETTING, "exactly one credential"),
+        ({"ENTRA_CLIENT_SECRET": None, MI_SETTING: "my-identity"}, MI_SETTING, "is not a GUID"),
+        ({"ENTRA_CLIENT_SECRET": " "}, "ENTRA_CLIENT_SECRET", MI_SETTING),
+    ],
+)  # fmt: skip
+def test_exactly_one_credential_kind(overrides: dict[str, str | None], setting: str, fragment: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(valid_env(**overrides))  # type: ignore[arg-type]
+    assert caught.value.setting == setting and fragment in str(caught.value)
+    assert "\n" not in str(caught.value) and SECRET not in str(caught.value)
