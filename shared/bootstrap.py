@@ -37,7 +37,6 @@ from shared.domain.moments import utc_now
 from shared.services.booking_queries import BookingQueries
 from shared.services.booking_sync import BookingSync
 from shared.services.booking_updates import BookingUpdates
-from shared.services.budget_requeue import BudgetRequeue
 from shared.services.invoice_booking import InvoiceBooking
 from shared.services.links import CustomerLinks, ItemLinks
 from shared.services.reconcile import InvoiceReconciler
@@ -127,10 +126,6 @@ class Container:
         )
 
     @cached_property
-    def budget_requeue(self) -> BudgetRequeue:
-        return BudgetRequeue(self.booking_store, self.invoice_queue)
-
-    @cached_property
     def link_store(self) -> LinkStore:
         store = LinkStore(self.table(LINKS_TABLE), clock=self.now)
         store.ensure_table()
@@ -161,6 +156,7 @@ class Container:
             self.business_central,
             self.customer_links,
             self.item_links,
+            self.invoice_queue,
             time_zone=self.settings.time_zone,
             invoice_date=self.settings.invoice_date,
             clock=self.now,

@@ -113,6 +113,8 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
     links = LinkStore(tables.get_table_client(f"{unique_name}l"))
     links.ensure_table()
     bc = make_client(fresh_sandbox, storage_connection_string, sleep=lambda _s: None)
+    queue = InvoiceQueue(QueueServiceClient.from_connection_string(storage_connection_string), unique_name)
+    queue.ensure_queues()
 
     def make(
         *, create: bool = True, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -122,6 +124,7 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
             bc,
             CustomerLinks(links, bc, template="CT-BOOKINGS", create=create),
             ItemLinks(links, bc, template="IT-BOOKINGS", create=create),
+            queue,
             time_zone=ZoneInfo("Europe/Amsterdam"),
             invoice_date=InvoiceDateRule.APPOINTMENT,
             clock=clock,

@@ -16,7 +16,7 @@ from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessa
 from shared.services.invoice_booking import CLAIM_LEASE, InvoiceBooking, InvoiceOutcome, InvoicingRetryError
 from shared.services.links import CUSTOMER, ITEM, CustomerLinks, ItemLinks
 from tests.unit.builders import LUNCH, make_booking
-from tests.unit.fakes import FakeBookingStore, FakeBusinessCentral, FakeLinkStore, ManualClock
+from tests.unit.fakes import FakeBookingStore, FakeBusinessCentral, FakeLinkStore, FakeQueue, ManualClock
 
 ZONE = ZoneInfo("Europe/Amsterdam")
 
@@ -31,6 +31,7 @@ class World:
         self.store = FakeBookingStore(self.clock)
         self.bc = FakeBusinessCentral()
         self.links = FakeLinkStore(self.clock)
+        self.queue = FakeQueue()
         self.customer = self.bc.add_customer("customer1@example.com", "C00001")
         self.item = self.bc.add_item("Catered bento", "SVC-0001")
         if linked:  # links already known: invoicing costs one Business Central request
@@ -41,6 +42,7 @@ class World:
             self.bc,
             CustomerLinks(self.links, self.bc, create=sync_customers, sleep=lambda _: None),
             ItemLinks(self.links, self.bc, create=False, sleep=lambda _: None),
+            self.queue,
             time_zone=ZONE,
             invoice_date=InvoiceDateRule.APPOINTMENT,
             clock=self.clock,
