@@ -10,6 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 _HEALTH_CHECKS = {"type": "object", "additionalProperties": {"type": "object"}}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_LIFECYCLE = {
+    "states": {**_STRINGS, "description": "Every booking state, in the order the portal lists them."},
+    "inFlightStates": {**_STRINGS, "description": "States a queue message still owns (not done yet)."},
+    "selectAll": {
+        "type": "object",
+        "description": 'What `{"all": true}` selects: the one state and the filter fields it takes.',
+        "properties": {"status": {"type": "string"}, "filters": _STRINGS},
+    },
+}
 
 
 def portal_definitions() -> dict[str, Any]:
@@ -46,6 +56,7 @@ def portal_definitions() -> dict[str, Any]:
                         "roles": {"type": "array", "items": {"type": "string"}},
                     },
                 },
+                **_LIFECYCLE,
             },
         },
         "Me": {

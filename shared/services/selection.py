@@ -76,12 +76,6 @@ class SkippedBooking:
     status: BookingStatus
     reason: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"key": self.key, "status": str(self.status)}
-        if self.reason:
-            document["reason"] = self.reason
-        return document
-
 
 @dataclass
 class SelectionResult:
@@ -89,14 +83,6 @@ class SelectionResult:
     accepted: int
     skipped: list[SkippedBooking]
     not_found: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requestId": self.request_id,
-            "accepted": self.accepted,
-            "skipped": [item.to_json() for item in self.skipped],
-            "notFound": list(self.not_found),
-        }
 
 
 class QueueUnavailableError(Exception):

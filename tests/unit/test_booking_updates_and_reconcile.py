@@ -10,6 +10,7 @@ import pytest
 
 from shared.api.input import InvalidInput
 from shared.api.update_input import parse_update
+from shared.api.views import update_view
 from shared.domain.models import Actor, BookingStatus, InvoiceSource
 from shared.domain.reconcile_rules import FULL_READ_EVERY, InvoiceState, Watermark, read_since
 from shared.services.booking_queries import BookingQueries
@@ -40,7 +41,7 @@ def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state() 
     result = _updates(store, clock).apply(
         BookingUpdate("exclude", (a.key, b.key, c.key, "A" * 26), note="n"), WHO
     )
-    assert result.to_json() == {
+    assert update_view(result) == {
         "updated": [a.key, c.key],
         "skipped": [{"key": b.key, "status": "Queued"}],
         "notFound": ["A" * 26],

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from shared.api.views import selection_view
 from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError, StorageUnavailableError
 from shared.domain.filters import BookingFilter
 from shared.domain.models import Booking, BookingStatus
@@ -103,7 +104,7 @@ def test_keys_claim_unbilled_and_failed_skip_the_rest_and_report_unknown_keys(wo
         0,
     )
     assert header.selection == {"mode": "keys", "keys": 4}
-    assert result.to_json()["notFound"] == [unknown]
+    assert selection_view(result)["notFound"] == [unknown]
 
 
 def test_all_selects_only_unbilled_bookings_matching_the_filter(world: World) -> None:
