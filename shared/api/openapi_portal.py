@@ -22,67 +22,79 @@ _LIFECYCLE = {
 }
 
 
+def _settings_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "What the deployment is configured to do. Never a secret.",
+        "properties": {
+            "businesses": {"type": "array", "items": {"type": "string"}},
+            "timeZone": {"type": "string"},
+            "syncSchedule": {"type": "string"},
+            "syncLookbackDays": {"type": "integer"},
+            "reconcileSchedule": {"type": "string"},
+            "retentionDays": {"type": "integer"},
+            "syncCustomers": {"type": "boolean"},
+            "syncServices": {"type": "boolean"},
+            "customerTemplate": {"type": "string", "x-nullable": True},
+            "itemTemplate": {"type": "string", "x-nullable": True},
+            "invoiceDate": {"type": "string", "enum": ["appointment", "today"]},
+            "maxSelection": {"type": "integer"},
+            "businessCentral": {
+                "type": "object",
+                "properties": {"environment": {"type": "string"}, "companyId": {"type": "string"}},
+            },
+            "health": {
+                "type": "object",
+                "properties": {"status": {"type": "string"}, "checks": _HEALTH_CHECKS},
+            },
+            "caller": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "roles": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            **_LIFECYCLE,
+        },
+    }
+
+
+def _me_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "The signed-in caller as the app sees it (from App Service Authentication).",
+        "required": ["name", "id", "roles", "identityProvider"],
+        "properties": {
+            "name": {"type": "string", "description": "Display name (an application: its app id)."},
+            "id": {"type": "string", "description": "Object id in Microsoft Entra ID."},
+            "roles": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "App roles held: Bookings.Read, Bookings.Invoice (none is possible).",
+            },
+            "identityProvider": {"type": "string", "description": "`aad`."},
+        },
+    }
+
+
+def _booking_count_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["count", "exceedsLimit", "limit"],
+        "properties": {
+            "count": {"type": "integer", "description": "Matches, counted up to `limit`."},
+            "exceedsLimit": {"type": "boolean", "description": "More match than one request may select."},
+            "limit": {"type": "integer", "description": "MAX_SELECTION."},
+        },
+    }
+
+
 def portal_definitions() -> dict[str, Any]:
     return {
-        "Settings": {
-            "type": "object",
-            "description": "What the deployment is configured to do. Never a secret.",
-            "properties": {
-                "businesses": {"type": "array", "items": {"type": "string"}},
-                "timeZone": {"type": "string"},
-                "syncSchedule": {"type": "string"},
-                "syncLookbackDays": {"type": "integer"},
-                "reconcileSchedule": {"type": "string"},
-                "retentionDays": {"type": "integer"},
-                "syncCustomers": {"type": "boolean"},
-                "syncServices": {"type": "boolean"},
-                "customerTemplate": {"type": "string", "x-nullable": True},
-                "itemTemplate": {"type": "string", "x-nullable": True},
-                "invoiceDate": {"type": "string", "enum": ["appointment", "today"]},
-                "maxSelection": {"type": "integer"},
-                "businessCentral": {
-                    "type": "object",
-                    "properties": {"environment": {"type": "string"}, "companyId": {"type": "string"}},
-                },
-                "health": {
-                    "type": "object",
-                    "properties": {"status": {"type": "string"}, "checks": _HEALTH_CHECKS},
-                },
-                "caller": {
-                    "type": "object",
-                    "properties": {
-                        "id": {"type": "string"},
-                        "name": {"type": "string"},
-                        "roles": {"type": "array", "items": {"type": "string"}},
-                    },
-                },
-                **_LIFECYCLE,
-            },
-        },
-        "Me": {
-            "type": "object",
-            "description": "The signed-in caller as the app sees it (from App Service Authentication).",
-            "required": ["name", "id", "roles", "identityProvider"],
-            "properties": {
-                "name": {"type": "string", "description": "Display name (an application: its app id)."},
-                "id": {"type": "string", "description": "Object id in Microsoft Entra ID."},
-                "roles": {
-                    "type": "array",
-                    "items": {"type": "string"},
-                    "description": "App roles held: Bookings.Read, Bookings.Invoice (none is possible).",
-                },
-                "identityProvider": {"type": "string", "description": "`aad`."},
-            },
-        },
-        "BookingCount": {
-            "type": "object",
-            "required": ["count", "exceedsLimit", "limit"],
-            "properties": {
-                "count": {"type": "integer", "description": "Matches, counted up to `limit`."},
-                "exceedsLimit": {"type": "boolean", "description": "More match than one request may select."},
-                "limit": {"type": "integer", "description": "MAX_SELECTION."},
-            },
-        },
+        "Settings": _settings_schema(),
+        "Me": _me_schema(),
+        "BookingCount": _booking_count_schema(),
     }
 
 
