@@ -276,6 +276,12 @@ class SelectionService:
             for (claim, error), status in zip(unsent, restored, strict=True)
             if not lifecycle.allows("release_claim", status)
         ]
+        self._forget_unqueued(progress, not_queued)
+
+    def _forget_unqueued(
+        self, progress: _Progress, not_queued: list[tuple[_Claimed, BaseException, BookingStatus]]
+    ) -> None:
+        """Claims undone because their message could not be sent: not part of the request."""
         if not_queued:
             try:
                 self.requests.remove_items(
