@@ -13,24 +13,19 @@ from shared.api.update_input import parse_update
 from shared.api.views import update_view
 from shared.domain.models import Actor, BookingStatus, InvoiceSource
 from shared.domain.reconcile_rules import FULL_READ_EVERY, InvoiceState, Watermark, read_since
-from shared.services.booking_queries import BookingQueries
-from shared.services.booking_updates import BookingUpdate, BookingUpdates
+from shared.services.booking_updates import BookingUpdate
 from shared.services.reconcile import InvoiceReconciler
 from shared.services.retention import Retention
 from shared.settings import SettingsError, load_settings
 from tests.unit.builders import LUNCH, make_booking
 from tests.unit.fakes import FakeBookingStore, ManualClock
+from tests.unit.wiring import FakeApp
 
 WHO = Actor("oid-1", "Bea")
 
 
-def _updates(store: FakeBookingStore, clock: ManualClock) -> BookingUpdates:
-    return BookingUpdates(store, BookingQueries(store, [LUNCH]), clock=clock)
-
-
-def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state() -> None:
-    clock = ManualClock()
-    store = FakeBookingStore(clock)
+def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state(app: FakeApp) -> None:
+    store = app.store
     a, b, c = store.put_all(
         [
             make_booking(number=1),
@@ -38,7 +33,7 @@ def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state() 
             make_booking(number=3, status=BookingStatus.FAILED),
         ]
     )
-    result = _updates(store, clock).apply(
+    result = app.container.booking_updates.apply(
         BookingUpdate("exclude", (a.key, b.key, c.key, "A" * 26), note="n"), WHO
     )
     assert update_view(result) == {
@@ -51,17 +46,14 @@ def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state() 
     assert (stored.status, stored.note, stored.updated_by) == (BookingStatus.EXCLUDED, "n", WHO)
 
 
-def test_an_update_racing_a_claim_is_decided_again_on_the_fresh_booking() -> None:
-    clock = ManualClock()
-    store = FakeBookingStore(clock)
+def test_an_update_racing_a_claim_is_decided_again_on_the_fresh_booking(app: FakeApp) -> None:
+    store = app.store
     (booking,) = store.put_all([make_booking()])
-    queries = BookingQueries(store, [LUNCH])
-    stale = queries.get(booking.key)
+    updates = app.container.booking_updates
+    stale = updates.queries.get(booking.key)
     store.touch(LUNCH, booking.key, status=BookingStatus.QUEUED)  # a selection claimed it meanwhile
-    queries.get_many = lambda keys: {booking.key: stale}  # type: ignore[method-assign]
-    result = BookingUpdates(store, queries, clock=clock).apply(
-        BookingUpdate("markInvoiced", (booking.key,)), WHO
-    )
+    updates.queries.get_many = lambda keys: {booking.key: stale}  # type: ignore[method-assign]
+    result = updates.apply(BookingUpdate("markInvoiced", (booking.key,)), WHO)
     assert result.updated == [] and result.skipped[0].status is BookingStatus.QUEUED
     assert store.status_of(LUNCH, booking.key) is BookingStatus.QUEUED
 
