@@ -1,0 +1,43 @@
+"""The adapters against the ports' contracts (`tests/contracts/`) on Azurite; the fakes run the
+same tests in `tests/unit/test_contracts.py`."""
+
+from __future__ import annotations
+
+import pytest
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from shared.adapters.booking_store import BookingStore
+from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.link_store import LinkStore
+from tests.contracts.booking_repository import NOW, BookingRepositoryContract
+from tests.contracts.invoice_queue import InvoiceQueueContract
+from tests.contracts.link_repository import LinkRepositoryContract
+
+
+class TestBookingStore(BookingRepositoryContract):
+    @pytest.fixture
+    def store(self, storage_connection_string: str, unique_name: str) -> BookingStore:
+        tables = TableServiceClient.from_connection_string(storage_connection_string)
+        store = BookingStore(tables.get_table_client(unique_name), clock=lambda: NOW)
+        store.ensure_table()
+        return store
+
+
+class TestLinkStore(LinkRepositoryContract):
+    @pytest.fixture
+    def links(self, storage_connection_string: str, unique_name: str) -> LinkStore:
+        tables = TableServiceClient.from_connection_string(storage_connection_string)
+        store = LinkStore(tables.get_table_client(unique_name), clock=lambda: NOW)
+        store.ensure_table()
+        return store
+
+
+class TestInvoiceQueue(InvoiceQueueContract):
+    @pytest.fixture
+    def invoice_queue(self, storage_connection_string: str, unique_name: str) -> InvoiceQueue:
+        queue = InvoiceQueue(
+            QueueServiceClient.from_connection_string(storage_connection_string), unique_name
+        )
+        queue.ensure_queues()
+        return queue

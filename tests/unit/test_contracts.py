@@ -1,0 +1,29 @@
+"""The fakes against the ports' contracts (`tests/contracts/`); the adapters run the same tests
+in `tests/integration/test_contracts.py`."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.contracts.booking_repository import NOW, BookingRepositoryContract
+from tests.contracts.invoice_queue import InvoiceQueueContract
+from tests.contracts.link_repository import LinkRepositoryContract
+from tests.unit.fakes import FakeBookingStore, FakeLinkStore, FakeQueue, ManualClock
+
+
+class TestFakeBookingStore(BookingRepositoryContract):
+    @pytest.fixture
+    def store(self) -> FakeBookingStore:
+        return FakeBookingStore(ManualClock(NOW))
+
+
+class TestFakeLinkStore(LinkRepositoryContract):
+    @pytest.fixture
+    def links(self) -> FakeLinkStore:
+        return FakeLinkStore(ManualClock(NOW))
+
+
+class TestFakeQueue(InvoiceQueueContract):
+    @pytest.fixture
+    def invoice_queue(self) -> FakeQueue:
+        return FakeQueue()
