@@ -9,10 +9,14 @@ from azure.storage.queue import QueueServiceClient
 
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.invoice_queue import InvoiceQueue
+from shared.adapters.invoice_requests import InvoiceRequestStore
 from shared.adapters.link_store import LinkStore
+from shared.adapters.sync_state import SyncStateStore
 from tests.contracts.booking_repository import NOW, BookingRepositoryContract
 from tests.contracts.invoice_queue import InvoiceQueueContract
 from tests.contracts.link_repository import LinkRepositoryContract
+from tests.contracts.request_repository import RequestRepositoryContract
+from tests.contracts.sync_state import SyncStateContract
 
 
 class TestBookingStore(BookingRepositoryContract):
@@ -41,3 +45,21 @@ class TestInvoiceQueue(InvoiceQueueContract):
         )
         queue.ensure_queues()
         return queue
+
+
+class TestInvoiceRequestStore(RequestRepositoryContract):
+    @pytest.fixture
+    def requests(self, storage_connection_string: str, unique_name: str) -> InvoiceRequestStore:
+        tables = TableServiceClient.from_connection_string(storage_connection_string)
+        store = InvoiceRequestStore(tables.get_table_client(unique_name), clock=lambda: NOW)
+        store.ensure_table()
+        return store
+
+
+class TestSyncStateStore(SyncStateContract):
+    @pytest.fixture
+    def sync_state(self, storage_connection_string: str, unique_name: str) -> SyncStateStore:
+        tables = TableServiceClient.from_connection_string(storage_connection_string)
+        store = SyncStateStore(tables.get_table_client(unique_name), clock=lambda: NOW)
+        store.ensure_table()
+        return store

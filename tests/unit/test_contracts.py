@@ -8,7 +8,16 @@ import pytest
 from tests.contracts.booking_repository import NOW, BookingRepositoryContract
 from tests.contracts.invoice_queue import InvoiceQueueContract
 from tests.contracts.link_repository import LinkRepositoryContract
-from tests.unit.fakes import FakeBookingStore, FakeLinkStore, FakeQueue, ManualClock
+from tests.contracts.request_repository import RequestRepositoryContract
+from tests.contracts.sync_state import SyncStateContract
+from tests.unit.fakes import (
+    FakeBookingStore,
+    FakeLinkStore,
+    FakeQueue,
+    FakeRequestStore,
+    FakeSyncState,
+    ManualClock,
+)
 
 
 class TestFakeBookingStore(BookingRepositoryContract):
@@ -27,3 +36,15 @@ class TestFakeQueue(InvoiceQueueContract):
     @pytest.fixture
     def invoice_queue(self) -> FakeQueue:
         return FakeQueue()
+
+
+class TestFakeRequestStore(RequestRepositoryContract):
+    @pytest.fixture
+    def requests(self) -> FakeRequestStore:
+        return FakeRequestStore(ManualClock(NOW))
+
+
+class TestFakeSyncState(SyncStateContract):
+    @pytest.fixture
+    def sync_state(self) -> FakeSyncState:
+        return FakeSyncState()
