@@ -7,16 +7,20 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from sandbox import SandboxHandle
 from shared.adapters.booking_store import BookingStore
+from shared.adapters.business_central import BusinessCentralClient
 from shared.adapters.invoice_queue import InvoiceQueue
 from shared.adapters.invoice_requests import InvoiceRequestStore
 from shared.adapters.link_store import LinkStore
 from shared.adapters.sync_state import SyncStateStore
 from tests.contracts.booking_repository import NOW, BookingRepositoryContract
+from tests.contracts.business_central import BusinessCentralContract
 from tests.contracts.invoice_queue import InvoiceQueueContract
 from tests.contracts.link_repository import LinkRepositoryContract
 from tests.contracts.request_repository import RequestRepositoryContract
 from tests.contracts.sync_state import SyncStateContract
+from tests.integration.test_business_central import make_client
 
 
 class TestBookingStore(BookingRepositoryContract):
@@ -63,3 +67,11 @@ class TestSyncStateStore(SyncStateContract):
         store = SyncStateStore(tables.get_table_client(unique_name), clock=lambda: NOW)
         store.ensure_table()
         return store
+
+
+class TestBusinessCentralClient(BusinessCentralContract):
+    """Over real HTTP and TLS against the sandbox's Business Central API."""
+
+    @pytest.fixture
+    def bc(self, fresh_sandbox: SandboxHandle, storage_connection_string: str) -> BusinessCentralClient:
+        return make_client(fresh_sandbox, storage_connection_string, sleep=lambda _s: None)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 from tests.contracts.booking_repository import NOW, BookingRepositoryContract
+from tests.contracts.business_central import BusinessCentralContract
 from tests.contracts.invoice_queue import InvoiceQueueContract
 from tests.contracts.link_repository import LinkRepositoryContract
 from tests.contracts.request_repository import RequestRepositoryContract
 from tests.contracts.sync_state import SyncStateContract
 from tests.unit.fakes import (
     FakeBookingStore,
+    FakeBusinessCentral,
     FakeLinkStore,
     FakeQueue,
     FakeRequestStore,
@@ -48,3 +50,9 @@ class TestFakeSyncState(SyncStateContract):
     @pytest.fixture
     def sync_state(self) -> FakeSyncState:
         return FakeSyncState()
+
+
+class TestFakeBusinessCentral(BusinessCentralContract):
+    @pytest.fixture
+    def bc(self) -> FakeBusinessCentral:
+        return FakeBusinessCentral()
