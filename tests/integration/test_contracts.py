@@ -3,6 +3,8 @@ same tests in `tests/unit/test_contracts.py`."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
@@ -16,11 +18,14 @@ from shared.adapters.link_store import LinkStore
 from shared.adapters.sync_state import SyncStateStore
 from tests.contracts.booking_repository import NOW, BookingRepositoryContract
 from tests.contracts.business_central import BusinessCentralContract
+from tests.contracts.graph_bookings import GraphBookingsContract, GraphWorld
 from tests.contracts.invoice_queue import InvoiceQueueContract
 from tests.contracts.link_repository import LinkRepositoryContract
 from tests.contracts.request_repository import RequestRepositoryContract
 from tests.contracts.sync_state import SyncStateContract
 from tests.integration.test_business_central import make_client
+from tests.integration.test_graph_bookings import BUSINESS
+from tests.integration.test_graph_bookings import make_client as make_graph_client
 
 
 class TestBookingStore(BookingRepositoryContract):
@@ -75,3 +80,33 @@ class TestBusinessCentralClient(BusinessCentralContract):
     @pytest.fixture
     def bc(self, fresh_sandbox: SandboxHandle, storage_connection_string: str) -> BusinessCentralClient:
         return make_client(fresh_sandbox, storage_connection_string, sleep=lambda _s: None)
+
+
+class TestGraphBookingsClient(GraphBookingsContract):
+    """Over real HTTP and TLS against the sandbox's Graph, appointments added through its admin API."""
+
+    @pytest.fixture
+    def graph_world(self, fresh_sandbox: SandboxHandle) -> GraphWorld:
+        client, _ = make_graph_client(fresh_sandbox)
+
+        def add(start: datetime, minutes: int, email: str) -> str:
+            end = start + timedelta(minutes=minutes)
+            customer = {
+                "@odata.type": "#microsoft.graph.bookingCustomerInformation",
+                "customerId": email,
+                "name": email.split("@")[0],
+                "emailAddress": email,
+            }
+            created = fresh_sandbox.admin.add_appointment(
+                BUSINESS,
+                {
+                    "startDateTime": {"dateTime": start.replace(tzinfo=None).isoformat(), "timeZone": "UTC"},
+                    "endDateTime": {"dateTime": end.replace(tzinfo=None).isoformat(), "timeZone": "UTC"},
+                    "customers": [customer],
+                    "price": 10.0,
+                    "priceType": "fixedPrice",
+                },
+            )
+            return str(created["id"])
+
+        return GraphWorld(client, BUSINESS, add)
