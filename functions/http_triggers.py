@@ -31,6 +31,7 @@ from shared.api.list_query import parse_list_query, read_page
 from shared.api.openapi import build_document
 from shared.api.selection_input import parse_selection
 from shared.api.update_input import parse_update
+from shared.api.views import booking_view, field_error_view, request_status_view, selection_view, update_view
 from shared.bootstrap import Container
 from shared.domain.errors import SelectionTooLargeError, StorageUnavailableError
 from shared.services.health import check_health
@@ -108,7 +109,7 @@ def _rejected(function: str, exc: InvalidInput) -> func.HttpResponse:
     )
     extensions: dict[str, Any] = {}
     if exc.errors:
-        extensions["errors"] = [error.to_json() for error in exc.errors]
+        extensions["errors"] = [field_error_view(error) for error in exc.errors]
     return problem(400, "Bad request", exc.detail, **extensions)
 
 
@@ -180,7 +181,7 @@ def list_bookings(req: func.HttpRequest) -> func.HttpResponse:
     def handle(c: Container) -> func.HttpResponse:
         query = parse_list_query(dict(req.params), c.settings.bookings_business_ids, c.settings.time_zone)
         items, token = read_page(c.booking_queries, c.continuation_tokens, query)
-        return json_response({"value": [b.to_json() for b in items], "continuationToken": token})
+        return json_response({"value": [booking_view(b) for b in items], "continuationToken": token})
 
     return _answer("list_bookings", handle, caller)
 
@@ -197,7 +198,7 @@ def get_booking(req: func.HttpRequest) -> func.HttpResponse:
         booking = c.booking_queries.get(key)
         if booking is None:
             return problem(404, "Not found", f"There is no booking with key {key[:40]!r}.")
-        return json_response(booking.to_json())
+        return json_response(booking_view(booking))
 
     return _answer("get_booking", handle, caller)
 
@@ -228,7 +229,7 @@ def submit_invoice_requests(req: func.HttpRequest, context: func.Context) -> fun
                 tracestate=getattr(trace, "trace_state", None) or None,
             )
         return json_response(
-            result.to_json(),
+            selection_view(result),
             status=202,
             headers={"Location": f"/api/invoice-requests/{result.request_id}"},
         )
@@ -248,7 +249,7 @@ def get_invoice_request(req: func.HttpRequest) -> func.HttpResponse:
         status = c.request_status.read(request_id)
         if status is None:
             return problem(404, "Not found", f"There is no invoice request {request_id[:40]!r}.")
-        return json_response(status)
+        return json_response(request_status_view(status))
 
     return _answer("get_invoice_request", handle, caller)
 
@@ -264,7 +265,7 @@ def update_bookings(req: func.HttpRequest) -> func.HttpResponse:
         document = parse_json_object(req.get_body(), req.headers.get("content-type"))
         update = parse_update(document, max_selection=c.settings.max_selection)
         result = c.booking_updates.apply(update, caller.actor)
-        return json_response(result.to_json())
+        return json_response(update_view(result))
 
     return _answer("update_bookings", handle, caller)
 

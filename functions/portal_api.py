@@ -16,6 +16,7 @@ from shared.api.auth import ROLE_READ, Caller
 from shared.api.input import InvalidInput
 from shared.api.list_query import parse_list_query
 from shared.api.settings_view import settings_document
+from shared.api.views import setup_report_view
 from shared.bootstrap import Container
 from shared.domain.moments import utc_now
 from shared.services.health import check_health
@@ -71,9 +72,9 @@ def setup_check(req: func.HttpRequest) -> func.HttpResponse:
     try:
         bootstrap.current_settings()
     except SettingsError as exc:  # the report says which setting, like the other checks
-        return json_response(settings_failure_report(str(exc), utc_now()).to_json())
+        return json_response(setup_report_view(settings_failure_report(str(exc), utc_now())))
 
     def handle(c: Container) -> func.HttpResponse:
-        return json_response(c.setup_check.report().to_json())
+        return json_response(setup_report_view(c.setup_check.report()))
 
     return _answer("setup_check", handle, caller)

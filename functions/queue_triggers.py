@@ -9,10 +9,10 @@ succeed: it is logged as an error and raised, so it ends in `bookings-to-invoice
 poison alert surfaces it and the message stays available for inspection. Its retries cost no
 Business Central request.
 
-A try that waited `BUDGET_WAIT_SECONDS` for a slot of the Business Central budget all instances
-share, and got none, does not raise (that would burn one of the message's tries): a fresh copy of
-the message goes back on the queue with a delay and the claim is handed to it
-(`shared/services/budget_requeue.py`); this message then completes.
+A try waits at most `BUDGET_WAIT_SECONDS` for a slot of the Business Central budget all instances
+share; one that got none does not raise (that would burn one of the message's tries): the use case
+puts a fresh copy of the message back on the queue and hands the claim to it (outcome `requeued`,
+`shared/services/budget_requeue.py`); this message then completes.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import azure.functions as func
 from shared import bootstrap
 from shared.adapters.bc_budget import budget_wait_limit
 from shared.adapters.invoice_queue import INVOICE_QUEUE
-from shared.domain.bc_budget import BudgetTimeoutError
 from shared.domain.models import InvalidMessageError, InvoiceMessage
 from shared.telemetry import continue_trace, get_logger, log_fields
 
@@ -62,13 +61,10 @@ def create_invoice(msg: func.QueueMessage, context: func.Context) -> None:
     ):
         container = bootstrap.container()
         delivery_id = getattr(msg, "id", None) or None
-        try:
-            with budget_wait_limit(BUDGET_WAIT_SECONDS):
-                container.invoice_booking(
-                    message,
-                    dequeue_count=dequeue_count,
-                    last_attempt=dequeue_count >= MAX_DEQUEUE_COUNT,
-                    delivery_id=delivery_id,
-                )
-        except BudgetTimeoutError as exc:
-            container.budget_requeue(message, delivery_id=delivery_id, retry_in=exc.retry_in)
+        with budget_wait_limit(BUDGET_WAIT_SECONDS):
+            container.invoice_booking(
+                message,
+                dequeue_count=dequeue_count,
+                last_attempt=dequeue_count >= MAX_DEQUEUE_COUNT,
+                delivery_id=delivery_id,
+            )

@@ -1,8 +1,9 @@
 """Composition root: builds the app's dependencies once per process, lazily, from settings.
 
 Functions ask `container()` for what they need; tests build a `Container` with their own settings
-and clients. A bad setting is logged once, in one line naming it, and raised as `SettingsError`
-to the function, never as a stack trace from deep inside a client.
+and, through `Ports`, their own stand-ins for the adapters: the use cases are then wired exactly as
+in production, only on other ports. A bad setting is logged once, in one line naming it, and
+raised as `SettingsError` to the function, never as a stack trace from deep inside a client.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cached_property
 
@@ -39,9 +41,17 @@ from shared.domain.moments import utc_now
 from shared.services.booking_queries import BookingQueries
 from shared.services.booking_sync import BookingSync
 from shared.services.booking_updates import BookingUpdates
-from shared.services.budget_requeue import BudgetRequeue
 from shared.services.invoice_booking import InvoiceBooking
 from shared.services.links import CustomerLinks, ItemLinks
+from shared.services.ports import (
+    BookingRepository,
+    BusinessCentral,
+    GraphBookings,
+    InvoiceQueuePort,
+    LinkRepository,
+    RequestRepository,
+    SyncStateRepository,
+)
 from shared.services.reconcile import InvoiceReconciler
 from shared.services.reconcile_run import ReconcileTimerRun
 from shared.services.request_status import RequestStatusReader
@@ -58,11 +68,33 @@ log = get_logger("bookings.bootstrap")
 API_FANOUT = 10
 
 
+@dataclass(frozen=True)
+class Ports:
+    """Stand-ins for the adapters, by the container attribute they replace (None: the real one).
+
+    The unit tests pass the in-memory fakes of `tests/unit/fakes.py`; every use case is then built
+    by the same code as in production. A new port is one field here with the attribute's name.
+    """
+
+    booking_store: BookingRepository | None = None
+    invoice_queue: InvoiceQueuePort | None = None
+    invoice_requests: RequestRepository | None = None
+    link_store: LinkRepository | None = None
+    sync_state: SyncStateRepository | None = None
+    business_central: BusinessCentral | None = None
+    graph_bookings: GraphBookings | None = None
+
+
 class Container:
     """Everything the use cases need, built on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ports: Ports | None = None) -> None:
         self.settings = settings
+        # A port given replaces its `cached_property` before first use (an instance attribute wins).
+        for port in fields(Ports):
+            given = getattr(ports, port.name) if ports is not None else None
+            if given is not None:
+                self.__dict__[port.name] = given
         # The app's one idea of "now": what counts as completed, status-change stamps, recovery
         # ages. Tests may swap it before first use; clients built here call `now()`, so a swap
         # reaches them too.
@@ -130,10 +162,6 @@ class Container:
         )
 
     @cached_property
-    def budget_requeue(self) -> BudgetRequeue:
-        return BudgetRequeue(self.booking_store, self.invoice_queue)
-
-    @cached_property
     def link_store(self) -> LinkStore:
         store = LinkStore(self.table(LINKS_TABLE), clock=self.now)
         store.ensure_table()
@@ -164,6 +192,7 @@ class Container:
             self.business_central,
             self.customer_links,
             self.item_links,
+            self.invoice_queue,
             time_zone=self.settings.time_zone,
             invoice_date=self.settings.invoice_date,
             clock=self.now,

@@ -176,24 +176,31 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         retention_days=reader.retention_days(
             "RETENTION_DAYS", 400, reader.integer("SYNC_LOOKBACK_DAYS", 30, minimum=1, maximum=365)
         ),
-        bc_max_concurrency=reader.integer(
+        **_bc_budget_settings(reader),
+    )
+
+
+def _bc_budget_settings(reader: _Reader) -> dict[str, int]:
+    """The Business Central budget all instances share (`adapters/bc_budget.py`)."""
+    return {
+        "bc_max_concurrency": reader.integer(
             "BC_MAX_CONCURRENCY", 5, minimum=1, maximum=5, why="Business Central runs 5 per app registration"
         ),
-        bc_max_requests_per_5_min=reader.integer(
+        "bc_max_requests_per_5_min": reader.integer(
             "BC_MAX_REQUESTS_PER_5_MIN",
             5400,
             minimum=1,
             maximum=6000,
             why="Business Central allows 6,000 per 5 minutes per app registration",
         ),
-        bc_rate_window_seconds=reader.integer(
+        "bc_rate_window_seconds": reader.integer(
             "BC_RATE_WINDOW_SECONDS",
             300,
             minimum=1,
             maximum=300,
             why="only tests shorten Business Central's window",
         ),
-    )
+    }
 
 
 def is_loopback_host(host: str) -> bool:

@@ -8,8 +8,6 @@
   const PAGE_SIZE = 50;
   const READ_ROLE = "Bookings.Read";
   const INVOICE_ROLE = "Bookings.Invoice";
-  const IN_FLIGHT = ["Queued", "Invoicing"];
-  const STATES = ["Queued", "Invoicing", "Invoiced", "Failed", "Unbilled", "Cancelled", "Excluded"];
 
   // errorCode -> what a person can do about it.
   const REASONS = {
@@ -228,6 +226,23 @@
     return day.toISOString().slice(0, 10);
   }
 
+  // The states and what "Invoice all" selects come from GET /api/settings (the app's lifecycle).
+  function selectAll() {
+    return state.settings.selectAll;
+  }
+
+  function fillStates(states, selected) {
+    $("f-status").replaceChildren(
+      ...states.map((name) => {
+        const option = document.createElement("option");
+        option.value = name;
+        option.textContent = name;
+        option.selected = name === selected;
+        return option;
+      }),
+    );
+  }
+
   function readFilters() {
     const query = { status: $("f-status").value };
     const business = $("f-business").value;
@@ -303,7 +318,7 @@
 
   function customerCell(booking) {
     const td = cell(undefined, "customer-col");
-    if (booking.status === "Unbilled" && booking.customerEmail) {
+    if (booking.status === selectAll().status && booking.customerEmail) {
       const button = document.createElement("button");
       button.type = "button";
       button.className = "invoice-customer";
@@ -385,9 +400,10 @@
     const all = $("select-page");
     all.checked = boxes.length > 0 && boxes.every((b) => b.checked);
     all.indeterminate = !all.checked && boxes.some((b) => b.checked);
-    const allowed = state.query.status === "Unbilled" && !state.query.customerName;
+    const rule = selectAll();
+    const allowed = state.query.status === rule.status && !state.query.customerName;
     $("invoice-all").disabled = !allowed;
-    $("invoice-all").title = allowed ? "" : "Only for Unbilled bookings, filtered by email rather than name";
+    $("invoice-all").title = allowed ? "" : `Only for ${rule.status} bookings, filtered by email rather than name`;
   }
 
   function selectPage(checked) {
@@ -412,14 +428,14 @@
 
   function allFilter(query) {
     const filter = {};
-    for (const name of ["businessId", "customerEmail", "from", "to"]) {
+    for (const name of selectAll().filters) {
       if (query[name]) filter[name] = query[name];
     }
     return filter;
   }
 
   async function countMatching(filter) {
-    const result = await api(`/api/booking-count?${queryString({ status: "Unbilled", ...filter })}`);
+    const result = await api(`/api/booking-count?${queryString({ status: selectAll().status, ...filter })}`);
     return result;
   }
 
@@ -485,7 +501,7 @@
 
   function renderProgress(status) {
     const counts = status.counts || {};
-    const done = status.total - IN_FLIGHT.reduce((n, s) => n + (counts[s] || 0), 0);
+    const done = status.total - state.settings.inFlightStates.reduce((n, s) => n + (counts[s] || 0), 0);
     $("progress").hidden = false;
     $("progress-bar").max = Math.max(status.total, 1);
     $("progress-bar").value = done;
@@ -494,7 +510,7 @@
       ? `Finished: ${counts.Invoiced || 0} of ${status.total} invoiced, ${counts.Failed || 0} failed.`
       : `Invoicing: ${done} of ${status.total} done.`;
     $("progress-counts").replaceChildren(
-      ...STATES.filter((s) => counts[s]).map((s) => {
+      ...state.settings.states.filter((s) => counts[s]).map((s) => {
         const li = document.createElement("li");
         li.dataset.state = s;
         li.textContent = `${s}: ${counts[s]}`;
@@ -588,15 +604,15 @@
       showWithoutAccess(me);
       return;
     }
-    state.query = readFilters();
-    const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
-    list.catch(() => {}); // read below; avoid an unhandled rejection while settings load
     try {
       state.settings = await api("/api/settings");
     } catch (error) {
       alarm(explain(error));
       return;
     }
+    fillStates(state.settings.states, selectAll().status);
+    state.query = readFilters();
+    const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
     state.canInvoice = me.roles.includes(INVOICE_ROLE);
     fillBusinesses(state.settings.businesses);
     renderSettings(state.settings);

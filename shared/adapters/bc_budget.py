@@ -312,32 +312,40 @@ class StorageBudget:
         for index in indexes:
             if taken >= want:
                 break
-            current = snapshot.slots.get(index)
-            state, etag = current if current is not None else (SlotState(), None)
-            self._sequence += 1
-            wanted = take(
-                state, index, f"{self._owner}-{self._sequence}", self.limits, now, self.limits.hold_requests
-            )
-            if wanted is None:
-                continue
-            try:
-                new_etag = self._write(index, wanted, etag)
-            except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
-                self._snapshot = None  # someone else was quicker: read afresh next time
-                continue
-            except _STORAGE_ERRORS as exc:
-                self._snapshot = None
-                self._log_error("cannot take a slot (waiting, not sending)", exc)
-                continue
-            hold = _Hold(index, wanted, new_etag, self._monotonic())
-            with self._cond:
-                self._ready.append(hold)
-                self._cond.notify()
-            taken += 1
+            taken += self._take_one(snapshot, index, now)
         if taken:
             self._empty_polls = 0
             self._ensure_renewer()
             return None
+        return self._next_look(snapshot, now, paused_until)
+
+    def _take_one(self, snapshot: _Snapshot, index: int, now: float) -> bool:
+        """Try to take slot `index` with a conditional write; a taken slot goes to a waiter."""
+        current = snapshot.slots.get(index)
+        state, etag = current if current is not None else (SlotState(), None)
+        self._sequence += 1
+        wanted = take(
+            state, index, f"{self._owner}-{self._sequence}", self.limits, now, self.limits.hold_requests
+        )
+        if wanted is None:
+            return False
+        try:
+            new_etag = self._write(index, wanted, etag)
+        except (ResourceModifiedError, ResourceExistsError, ResourceNotFoundError):
+            self._snapshot = None  # someone else was quicker: read afresh next time
+            return False
+        except _STORAGE_ERRORS as exc:
+            self._snapshot = None
+            self._log_error("cannot take a slot (waiting, not sending)", exc)
+            return False
+        hold = _Hold(index, wanted, new_etag, self._monotonic())
+        with self._cond:
+            self._ready.append(hold)
+            self._cond.notify()
+        return True
+
+    def _next_look(self, snapshot: _Snapshot, now: float, paused_until: float) -> float:
+        """No slot taken: how long to wait before looking again."""
         states = [
             snapshot.slots[i][0] if i in snapshot.slots else None for i in range(self.limits.concurrency)
         ]

@@ -26,7 +26,8 @@ import requests
 from shared.adapters.http_retry import RetriesExhaustedError, RetryPolicy, send_with_retries
 from shared.adapters.http_sessions import pooled_session
 from shared.adapters.time_zones import UnknownTimeZoneError, zone_named
-from shared.domain.models import Appointment, AppointmentPage, Customer, PriceType, iso_utc
+from shared.domain.models import Appointment, AppointmentPage, Customer, PriceType
+from shared.domain.moments import iso_utc
 from shared.telemetry import get_logger
 
 log = get_logger("bookings.graph_bookings")

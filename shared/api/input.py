@@ -34,9 +34,6 @@ class FieldError:
     field: str
     problem: str
 
-    def to_json(self) -> dict[str, str]:
-        return {"field": self.field, "detail": self.problem}
-
 
 class InvalidInput(ValueError):
     """The request cannot be served as sent: answered with 400 and `detail` (+ `errors`)."""

@@ -65,506 +65,571 @@ _UNAVAILABLE = _problem("The app is misconfigured or storage is unavailable; `de
 _INTERNAL = _problem("Unexpected failure; `incidentId` is also in the app's log.")
 
 
-def _definitions(max_selection: int) -> dict[str, Any]:
-    text = {"type": "string"}
+_TEXT = {"type": "string"}
+_ERRORS = {
+    "400": _BAD_REQUEST,
+    "401": _UNAUTHORIZED,
+    "403": _FORBIDDEN,
+    "500": _INTERNAL,
+    "503": _UNAVAILABLE,
+}
+
+
+def _booking_appointment_fields() -> dict[str, Any]:
+    """A booking's fields that come from Bookings."""
     return {
-        "Booking": {
-            "type": "object",
-            "description": "A completed Bookings appointment and its invoicing state.",
-            "required": [
-                "key",
-                "businessId",
-                "appointmentId",
-                "serviceId",
-                "serviceName",
-                "customerName",
-                "customerEmail",
-                "staffMemberIds",
-                "start",
-                "end",
-                "price",
-                "priceType",
-                "status",
-                "invoiceId",
-                "invoiceNumber",
-                "errorCode",
-                "error",
-                "updatedAt",
-                "invoiceStatus",
-                "invoiceSource",
-                "note",
-                "updatedBy",
-                "groupAppointment",
-            ],
-            "properties": {
-                "key": {
+        "key": {
+            "type": "string",
+            "pattern": KEY_PATTERN,
+            "description": "Booking key (26 characters A-Z, 2-7); BKG-<key> is the invoice's "
+            "external document number.",
+            "x-ms-summary": "Booking key",
+        },
+        "businessId": {**_TEXT, "description": "Bookings business (mailbox SMTP address)."},
+        "appointmentId": {**_TEXT, "description": "Graph appointment id."},
+        "serviceId": _TEXT,
+        "serviceName": {**_TEXT, "x-ms-summary": "Service"},
+        "customerName": _nullable({**_TEXT, "x-ms-summary": "Customer"}),
+        "customerEmail": _nullable({**_TEXT, "x-ms-summary": "Customer email"}),
+        "staffMemberIds": {"type": "array", "items": _TEXT},
+        "start": {"type": "string", "format": "date-time", "x-ms-summary": "Start (UTC)"},
+        "end": {"type": "string", "format": "date-time", "x-ms-summary": "End (UTC)"},
+        "price": {"type": "number"},
+        "priceType": {"type": "string", "enum": [str(p) for p in PriceType]},
+    }
+
+
+def _booking_invoicing_fields() -> dict[str, Any]:
+    """A booking's state and what invoicing, reconcile or a person made of it."""
+    return {
+        "status": {"type": "string", "enum": STATES, "x-ms-summary": "Status"},
+        "invoiceId": _nullable(_TEXT),
+        "invoiceNumber": _nullable({**_TEXT, "x-ms-summary": "Invoice number"}),
+        "errorCode": _nullable(
+            {**_TEXT, "description": "Why invoicing failed: " + ", ".join(str(e) for e in ErrorCode)}
+        ),
+        "error": _nullable({**_TEXT, "description": "The failure in words."}),
+        "updatedAt": _nullable({"type": "string", "format": "date-time"}),
+        "invoiceStatus": _nullable(
+            {
+                **_TEXT,
+                "description": "Business Central's status of the app's invoice (Draft, Open, "
+                "Paid, Canceled, Corrective, ...), followed by reconcile_invoices.",
+                "x-ms-summary": "Invoice status",
+            }
+        ),
+        "invoiceSource": _nullable(
+            {
+                **_TEXT,
+                "enum": [str(s) for s in InvoiceSource],
+                "description": "app: an invoice this app created; manual: marked invoiced by hand.",
+            }
+        ),
+        "note": _nullable({**_TEXT, "description": "Why a person or reconcile changed it."}),
+        "updatedBy": _nullable(
+            {**_ACTOR, "description": "The caller whose request last changed the booking, or null."}
+        ),
+        "groupAppointment": {
+            "type": "boolean",
+            "description": "One attendee of a group appointment (a class): each attendee is "
+            "billed separately.",
+            "x-ms-summary": "Group appointment",
+        },
+    }
+
+
+def _booking_schema() -> dict[str, Any]:
+    properties = {**_booking_appointment_fields(), **_booking_invoicing_fields()}
+    return {
+        "type": "object",
+        "description": "A completed Bookings appointment and its invoicing state.",
+        "required": list(properties),
+        "properties": properties,
+    }
+
+
+def _booking_update_schema(max_selection: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["action", "bookingKeys"],
+        "description": "A manual outcome for bookings: exclude (Unbilled/Failed -> Excluded), include "
+        "(Excluded -> Unbilled), markInvoiced (Unbilled/Failed -> Invoiced, billed some other way).",
+        "properties": {
+            "action": {
+                "type": "string",
+                "enum": list(lifecycle.MANUAL_ACTIONS),
+                "x-ms-summary": "Action",
+            },
+            "bookingKeys": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_selection,
+                "items": {"type": "string", "pattern": KEY_PATTERN},
+                "description": f"Booking keys, at most {max_selection} (MAX_SELECTION).",
+                "x-ms-summary": "Booking keys",
+            },
+            "reference": {
+                "type": "string",
+                "x-nullable": True,
+                "maxLength": 35,
+                "description": "markInvoiced only: where it was billed (becomes invoiceNumber).",
+                "x-ms-summary": "Reference",
+            },
+            "note": {"type": "string", "x-nullable": True, "maxLength": 500, "x-ms-summary": "Note"},
+        },
+    }
+
+
+def _booking_update_result_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["updated", "skipped", "notFound"],
+        "properties": {
+            "updated": {"type": "array", "items": _TEXT, "description": "Keys of the bookings changed."},
+            "skipped": {
+                "type": "array",
+                "items": _ref("SkippedBooking"),
+                "description": "Bookings not in a state the action applies to, with their state.",
+            },
+            "notFound": {"type": "array", "items": _TEXT, "description": "Keys with no booking."},
+        },
+    }
+
+
+def _booking_list_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["value", "continuationToken"],
+        "properties": {
+            "value": {"type": "array", "items": _ref("Booking")},
+            "continuationToken": _nullable(
+                {
+                    **_TEXT,
+                    "description": "Pass as continuationToken (same filters) for the next page; "
+                    "null on the last page. A page may hold fewer than top items.",
+                }
+            ),
+        },
+    }
+
+
+def _selection_filter_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Narrows an all-selection; every member is optional.",
+        "properties": {
+            "businessId": {**_TEXT, "description": "One configured Bookings business."},
+            "customerEmail": {
+                "type": "string",
+                "format": "email",
+                "description": "Only this customer's bookings (case-insensitive).",
+            },
+            "from": {
+                "type": "string",
+                "format": "date-time",
+                "description": "Appointments starting at or after this moment (a date means midnight "
+                "in BOOKINGS_TIME_ZONE).",
+            },
+            "to": {
+                "type": "string",
+                "format": "date-time",
+                "description": "Appointments starting before this moment (exclusive).",
+            },
+        },
+    }
+
+
+def _invoice_request_schema(max_selection: int) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "description": f'Either {{"bookingKeys": [...]}} ({BY_KEY} bookings by key) or '
+        f'{{"all": true, "filter": {{...}}}} (every {BY_FILTER} booking matching). Not both.',
+        "properties": {
+            "bookingKeys": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": max_selection,
+                "items": {"type": "string", "pattern": KEY_PATTERN},
+                "description": f"Booking keys, at most {max_selection} (MAX_SELECTION); "
+                "duplicates count once.",
+                "x-ms-summary": "Booking keys",
+            },
+            "all": {
+                "type": "boolean",
+                "enum": [True],
+                "description": f"Select every {BY_FILTER} booking matching filter.",
+                "x-ms-summary": "All unbilled",
+            },
+            "filter": _ref("SelectionFilter"),
+        },
+    }
+
+
+def _skipped_booking_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["key", "status"],
+        "properties": {
+            "key": {"type": "string", "pattern": KEY_PATTERN},
+            "status": {"type": "string", "enum": STATES, "description": "Its state now."},
+            "reason": {**_TEXT, "description": "Present when it was selectable but could not be queued."},
+        },
+    }
+
+
+def _invoice_request_accepted_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["requestId", "accepted", "skipped", "notFound"],
+        "properties": {
+            "requestId": {"type": "string", "format": "uuid"},
+            "accepted": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Bookings queued for invoicing.",
+            },
+            "skipped": {
+                "type": "array",
+                "items": _ref("SkippedBooking"),
+                "description": "Selected bookings not queued (already Queued, Invoiced, ...).",
+            },
+            "notFound": {"type": "array", "items": _TEXT, "description": "Keys with no booking."},
+        },
+    }
+
+
+def _request_item_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["key", "status", "invoiceNumber", "errorCode", "error"],
+        "properties": {
+            "key": {"type": "string", "pattern": KEY_PATTERN},
+            "status": {
+                "type": "string",
+                "enum": [*STATES, "Missing"],
+                "description": "The booking's state now (Missing: deleted from the table).",
+            },
+            "invoiceNumber": _nullable(_TEXT),
+            "errorCode": _nullable(_TEXT),
+            "error": _nullable(_TEXT),
+        },
+    }
+
+
+def _invoice_request_status_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["requestId", "state", "total", "counts", "items"],
+        "properties": {
+            "requestId": {"type": "string", "format": "uuid"},
+            "state": {
+                "type": "string",
+                "enum": ["Accepting", "Accepted"],
+                "description": "Accepted once the submission was answered.",
+            },
+            "createdAt": _nullable({"type": "string", "format": "date-time"}),
+            "requestedAt": _nullable({"type": "string", "format": "date-time"}),
+            "requestedBy": _nullable({**_ACTOR, "description": "The caller who made the request."}),
+            "selection": {"type": "object", "description": "What was selected (mode, filter)."},
+            "total": {"type": "integer", "minimum": 0},
+            "counts": {
+                "type": "object",
+                "additionalProperties": {"type": "integer", "minimum": 0},
+                "description": "Accepted bookings per state.",
+            },
+            "items": {"type": "array", "items": _ref("RequestItem")},
+        },
+    }
+
+
+def _health_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ok", "unhealthy"]},
+            "checks": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["ok", "detail"],
+                    "properties": {"ok": {"type": "boolean"}, "detail": _TEXT},
+                },
+            },
+            "failing": {"type": "array", "items": _TEXT},
+        },
+    }
+
+
+def _problem_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status", "detail"],
+        "properties": {
+            "type": _TEXT,
+            "title": _TEXT,
+            "status": {"type": "integer"},
+            "detail": _TEXT,
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "detail"],
+                    "properties": {"field": _TEXT, "detail": _TEXT},
+                },
+            },
+            "incidentId": _TEXT,
+            "requestId": _TEXT,
+        },
+    }
+
+
+def _definitions(max_selection: int) -> dict[str, Any]:
+    return {
+        "Booking": _booking_schema(),
+        "BookingUpdate": _booking_update_schema(max_selection),
+        "BookingUpdateResult": _booking_update_result_schema(),
+        "BookingList": _booking_list_schema(),
+        "SelectionFilter": _selection_filter_schema(),
+        "InvoiceRequest": _invoice_request_schema(max_selection),
+        "SkippedBooking": _skipped_booking_schema(),
+        "InvoiceRequestAccepted": _invoice_request_accepted_schema(),
+        "RequestItem": _request_item_schema(),
+        "InvoiceRequestStatus": _invoice_request_status_schema(),
+        "Health": _health_schema(),
+        "Problem": _problem_schema(),
+    }
+
+
+def _query(name: str, kind: str, details: dict[str, Any]) -> dict[str, Any]:
+    """An optional query parameter of the list (an empty value counts as absent)."""
+    return {"name": name, "in": "query", "allowEmptyValue": True, "type": kind, **details}
+
+
+def _who_parameters() -> list[dict[str, Any]]:
+    """Which bookings: by state, business and customer."""
+    return [
+        _query("status", "string", {"enum": STATES, "default": BY_FILTER, "x-ms-summary": "Status"}),
+        _query(
+            "businessId",
+            "string",
+            {"description": "One configured Bookings business.", "x-ms-summary": "Business"},
+        ),
+        _query(
+            "customerEmail",
+            "string",
+            {
+                "format": "email",
+                "description": "Only this customer's bookings (case-insensitive).",
+                "x-ms-summary": "Customer email",
+            },
+        ),
+        _query(
+            "customerName",
+            "string",
+            {
+                "maxLength": 100,
+                "description": "Only customers whose name starts with this (case-insensitive).",
+                "x-ms-summary": "Customer name starts with",
+            },
+        ),
+    ]
+
+
+def _when_parameters() -> list[dict[str, Any]]:
+    """When, and the Business Central status of the invoice."""
+    return [
+        _query(
+            "from",
+            "string",
+            {
+                "format": "date-time",
+                "description": "Start at or after (a date means midnight in BOOKINGS_TIME_ZONE).",
+                "x-ms-summary": "From",
+            },
+        ),
+        _query(
+            "to",
+            "string",
+            {"format": "date-time", "description": "Start before (exclusive).", "x-ms-summary": "To"},
+        ),
+        _query(
+            "invoiceStatus",
+            "string",
+            {
+                "enum": list(INVOICE_STATUSES),
+                "description": "Business Central status of the booking's invoice.",
+                "x-ms-summary": "Invoice status",
+            },
+        ),
+    ]
+
+
+def _paging_parameters() -> list[dict[str, Any]]:
+    """One page at a time."""
+    return [
+        _query(
+            "top",
+            "integer",
+            {"minimum": 1, "maximum": MAX_TOP, "default": DEFAULT_TOP, "x-ms-summary": "Page size"},
+        ),
+        _query(
+            "continuationToken",
+            "string",
+            {"description": "From the previous page, with the same filters.", "x-ms-visibility": "advanced"},
+        ),
+    ]
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    return [*_who_parameters(), *_when_parameters(), *_paging_parameters()]
+
+
+def _bookings_path() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "list_bookings",
+            "summary": "List bookings",
+            "description": "Bookings of the configured businesses, filtered, one page at a time.",
+            "parameters": _list_parameters(),
+            "responses": {
+                "200": {"description": "A page of bookings.", "schema": _ref("BookingList")},
+                **_ERRORS,
+            },
+        }
+    }
+
+
+def _bookings_key_path() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "get_booking",
+            "summary": "Get a booking",
+            "parameters": [
+                {
+                    "name": "key",
+                    "in": "path",
+                    "required": True,
                     "type": "string",
-                    "pattern": KEY_PATTERN,
-                    "description": "Booking key (26 characters A-Z, 2-7); BKG-<key> is the invoice's "
-                    "external document number.",
                     "x-ms-summary": "Booking key",
-                },
-                "businessId": {**text, "description": "Bookings business (mailbox SMTP address)."},
-                "appointmentId": {**text, "description": "Graph appointment id."},
-                "serviceId": text,
-                "serviceName": {**text, "x-ms-summary": "Service"},
-                "customerName": _nullable({**text, "x-ms-summary": "Customer"}),
-                "customerEmail": _nullable({**text, "x-ms-summary": "Customer email"}),
-                "staffMemberIds": {"type": "array", "items": text},
-                "start": {"type": "string", "format": "date-time", "x-ms-summary": "Start (UTC)"},
-                "end": {"type": "string", "format": "date-time", "x-ms-summary": "End (UTC)"},
-                "price": {"type": "number"},
-                "priceType": {"type": "string", "enum": [str(p) for p in PriceType]},
-                "status": {"type": "string", "enum": STATES, "x-ms-summary": "Status"},
-                "invoiceId": _nullable(text),
-                "invoiceNumber": _nullable({**text, "x-ms-summary": "Invoice number"}),
-                "errorCode": _nullable(
-                    {**text, "description": "Why invoicing failed: " + ", ".join(str(e) for e in ErrorCode)}
-                ),
-                "error": _nullable({**text, "description": "The failure in words."}),
-                "updatedAt": _nullable({"type": "string", "format": "date-time"}),
-                "invoiceStatus": _nullable(
-                    {
-                        **text,
-                        "description": "Business Central's status of the app's invoice (Draft, Open, "
-                        "Paid, Canceled, Corrective, ...), followed by reconcile_invoices.",
-                        "x-ms-summary": "Invoice status",
-                    }
-                ),
-                "invoiceSource": _nullable(
-                    {
-                        **text,
-                        "enum": [str(s) for s in InvoiceSource],
-                        "description": "app: an invoice this app created; manual: marked invoiced by hand.",
-                    }
-                ),
-                "note": _nullable({**text, "description": "Why a person or reconcile changed it."}),
-                "updatedBy": _nullable(
-                    {**_ACTOR, "description": "The caller whose request last changed the booking, or null."}
-                ),
-                "groupAppointment": {
-                    "type": "boolean",
-                    "description": "One attendee of a group appointment (a class): each attendee is "
-                    "billed separately.",
-                    "x-ms-summary": "Group appointment",
-                },
+                }
+            ],
+            "responses": {
+                "200": {"description": "The booking.", "schema": _ref("Booking")},
+                "404": _problem("No booking has this key (or it is not a well-formed key)."),
+                **_ERRORS,
             },
-        },
-        "BookingUpdate": {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["action", "bookingKeys"],
-            "description": "A manual outcome for bookings: exclude (Unbilled/Failed -> Excluded), include "
-            "(Excluded -> Unbilled), markInvoiced (Unbilled/Failed -> Invoiced, billed some other way).",
-            "properties": {
-                "action": {
+        }
+    }
+
+
+def _booking_updates_path() -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": "update_bookings",
+            "summary": "Exclude, include or mark bookings invoiced",
+            "description": "Each booking changes alone, by a conditional write: one claimed meanwhile "
+            "is reported in skipped with its state. Who and when are recorded on the booking.",
+            "consumes": ["application/json"],
+            "parameters": [{"name": "body", "in": "body", "required": True, "schema": _ref("BookingUpdate")}],
+            "responses": {
+                "200": {"description": "What changed.", "schema": _ref("BookingUpdateResult")},
+                **_ERRORS,
+            },
+        }
+    }
+
+
+def _invoice_requests_path() -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": "submit_invoice_requests",
+            "summary": "Invoice bookings",
+            "description": "Claims each selected booking and queues one draft invoice per booking.",
+            "consumes": ["application/json"],
+            "parameters": [
+                {"name": "body", "in": "body", "required": True, "schema": _ref("InvoiceRequest")}
+            ],
+            "responses": {
+                "202": {
+                    "description": "Accepted; follow Location for progress.",
+                    "schema": _ref("InvoiceRequestAccepted"),
+                    "headers": {"Location": {"type": "string", "description": "The request's status URL."}},
+                },
+                **_ERRORS,
+            },
+        }
+    }
+
+
+def _invoice_requests_request_id_path() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "get_invoice_request",
+            "summary": "Get an invoice request's progress",
+            "parameters": [
+                {
+                    "name": "requestId",
+                    "in": "path",
+                    "required": True,
                     "type": "string",
-                    "enum": list(lifecycle.MANUAL_ACTIONS),
-                    "x-ms-summary": "Action",
+                    "x-ms-summary": "Request id",
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "Counts per state and each booking.",
+                    "schema": _ref("InvoiceRequestStatus"),
                 },
-                "bookingKeys": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": max_selection,
-                    "items": {"type": "string", "pattern": KEY_PATTERN},
-                    "description": f"Booking keys, at most {max_selection} (MAX_SELECTION).",
-                    "x-ms-summary": "Booking keys",
-                },
-                "reference": {
-                    "type": "string",
-                    "x-nullable": True,
-                    "maxLength": 35,
-                    "description": "markInvoiced only: where it was billed (becomes invoiceNumber).",
-                    "x-ms-summary": "Reference",
-                },
-                "note": {"type": "string", "x-nullable": True, "maxLength": 500, "x-ms-summary": "Note"},
+                "404": _problem("No request has this id."),
+                **_ERRORS,
             },
-        },
-        "BookingUpdateResult": {
-            "type": "object",
-            "required": ["updated", "skipped", "notFound"],
-            "properties": {
-                "updated": {"type": "array", "items": text, "description": "Keys of the bookings changed."},
-                "skipped": {
-                    "type": "array",
-                    "items": _ref("SkippedBooking"),
-                    "description": "Bookings not in a state the action applies to, with their state.",
-                },
-                "notFound": {"type": "array", "items": text, "description": "Keys with no booking."},
+        }
+    }
+
+
+def _health_path() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "health",
+            "summary": "Health",
+            "description": "Settings valid and storage reachable (200), else 503 naming what failed.",
+            "security": [],
+            "responses": {
+                "200": {"description": "Healthy.", "schema": _ref("Health")},
+                "503": {"description": "A check failed.", "schema": _ref("Health")},
             },
-        },
-        "BookingList": {
-            "type": "object",
-            "required": ["value", "continuationToken"],
-            "properties": {
-                "value": {"type": "array", "items": _ref("Booking")},
-                "continuationToken": _nullable(
-                    {
-                        **text,
-                        "description": "Pass as continuationToken (same filters) for the next page; "
-                        "null on the last page. A page may hold fewer than top items.",
-                    }
-                ),
+        }
+    }
+
+
+def _openapi_json_path() -> dict[str, Any]:
+    return {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This API description (Swagger 2.0)",
+            "x-ms-visibility": "internal",
+            "security": [],
+            "responses": {
+                "200": {"description": "The document.", "schema": {"type": "object"}},
             },
-        },
-        "SelectionFilter": {
-            "type": "object",
-            "additionalProperties": False,
-            "description": "Narrows an all-selection; every member is optional.",
-            "properties": {
-                "businessId": {**text, "description": "One configured Bookings business."},
-                "customerEmail": {
-                    "type": "string",
-                    "format": "email",
-                    "description": "Only this customer's bookings (case-insensitive).",
-                },
-                "from": {
-                    "type": "string",
-                    "format": "date-time",
-                    "description": "Appointments starting at or after this moment (a date means midnight "
-                    "in BOOKINGS_TIME_ZONE).",
-                },
-                "to": {
-                    "type": "string",
-                    "format": "date-time",
-                    "description": "Appointments starting before this moment (exclusive).",
-                },
-            },
-        },
-        "InvoiceRequest": {
-            "type": "object",
-            "additionalProperties": False,
-            "description": f'Either {{"bookingKeys": [...]}} ({BY_KEY} bookings by key) or '
-            f'{{"all": true, "filter": {{...}}}} (every {BY_FILTER} booking matching). Not both.',
-            "properties": {
-                "bookingKeys": {
-                    "type": "array",
-                    "minItems": 1,
-                    "maxItems": max_selection,
-                    "items": {"type": "string", "pattern": KEY_PATTERN},
-                    "description": f"Booking keys, at most {max_selection} (MAX_SELECTION); "
-                    "duplicates count once.",
-                    "x-ms-summary": "Booking keys",
-                },
-                "all": {
-                    "type": "boolean",
-                    "enum": [True],
-                    "description": f"Select every {BY_FILTER} booking matching filter.",
-                    "x-ms-summary": "All unbilled",
-                },
-                "filter": _ref("SelectionFilter"),
-            },
-        },
-        "SkippedBooking": {
-            "type": "object",
-            "required": ["key", "status"],
-            "properties": {
-                "key": {"type": "string", "pattern": KEY_PATTERN},
-                "status": {"type": "string", "enum": STATES, "description": "Its state now."},
-                "reason": {**text, "description": "Present when it was selectable but could not be queued."},
-            },
-        },
-        "InvoiceRequestAccepted": {
-            "type": "object",
-            "required": ["requestId", "accepted", "skipped", "notFound"],
-            "properties": {
-                "requestId": {"type": "string", "format": "uuid"},
-                "accepted": {
-                    "type": "integer",
-                    "minimum": 0,
-                    "description": "Bookings queued for invoicing.",
-                },
-                "skipped": {
-                    "type": "array",
-                    "items": _ref("SkippedBooking"),
-                    "description": "Selected bookings not queued (already Queued, Invoiced, ...).",
-                },
-                "notFound": {"type": "array", "items": text, "description": "Keys with no booking."},
-            },
-        },
-        "RequestItem": {
-            "type": "object",
-            "required": ["key", "status", "invoiceNumber", "errorCode", "error"],
-            "properties": {
-                "key": {"type": "string", "pattern": KEY_PATTERN},
-                "status": {
-                    "type": "string",
-                    "enum": [*STATES, "Missing"],
-                    "description": "The booking's state now (Missing: deleted from the table).",
-                },
-                "invoiceNumber": _nullable(text),
-                "errorCode": _nullable(text),
-                "error": _nullable(text),
-            },
-        },
-        "InvoiceRequestStatus": {
-            "type": "object",
-            "required": ["requestId", "state", "total", "counts", "items"],
-            "properties": {
-                "requestId": {"type": "string", "format": "uuid"},
-                "state": {
-                    "type": "string",
-                    "enum": ["Accepting", "Accepted"],
-                    "description": "Accepted once the submission was answered.",
-                },
-                "createdAt": _nullable({"type": "string", "format": "date-time"}),
-                "requestedAt": _nullable({"type": "string", "format": "date-time"}),
-                "requestedBy": _nullable({**_ACTOR, "description": "The caller who made the request."}),
-                "selection": {"type": "object", "description": "What was selected (mode, filter)."},
-                "total": {"type": "integer", "minimum": 0},
-                "counts": {
-                    "type": "object",
-                    "additionalProperties": {"type": "integer", "minimum": 0},
-                    "description": "Accepted bookings per state.",
-                },
-                "items": {"type": "array", "items": _ref("RequestItem")},
-            },
-        },
-        "Health": {
-            "type": "object",
-            "required": ["status", "checks"],
-            "properties": {
-                "status": {"type": "string", "enum": ["ok", "unhealthy"]},
-                "checks": {
-                    "type": "object",
-                    "additionalProperties": {
-                        "type": "object",
-                        "required": ["ok", "detail"],
-                        "properties": {"ok": {"type": "boolean"}, "detail": text},
-                    },
-                },
-                "failing": {"type": "array", "items": text},
-            },
-        },
-        "Problem": {
-            "type": "object",
-            "description": "RFC 9457 problem details.",
-            "required": ["type", "title", "status", "detail"],
-            "properties": {
-                "type": text,
-                "title": text,
-                "status": {"type": "integer"},
-                "detail": text,
-                "errors": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["field", "detail"],
-                        "properties": {"field": text, "detail": text},
-                    },
-                },
-                "incidentId": text,
-                "requestId": text,
-            },
-        },
+        }
     }
 
 
 def _paths() -> dict[str, Any]:
-    errors = {
-        "400": _BAD_REQUEST,
-        "401": _UNAUTHORIZED,
-        "403": _FORBIDDEN,
-        "500": _INTERNAL,
-        "503": _UNAVAILABLE,
-    }
     return {
-        "/bookings": {
-            "get": {
-                "operationId": "list_bookings",
-                "summary": "List bookings",
-                "description": "Bookings of the configured businesses, filtered, one page at a time.",
-                "parameters": [
-                    {
-                        "name": "status",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "enum": STATES,
-                        "default": BY_FILTER,
-                        "x-ms-summary": "Status",
-                    },
-                    {
-                        "name": "businessId",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "description": "One configured Bookings business.",
-                        "x-ms-summary": "Business",
-                    },
-                    {
-                        "name": "customerEmail",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "format": "email",
-                        "description": "Only this customer's bookings (case-insensitive).",
-                        "x-ms-summary": "Customer email",
-                    },
-                    {
-                        "name": "customerName",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "maxLength": 100,
-                        "description": "Only customers whose name starts with this (case-insensitive).",
-                        "x-ms-summary": "Customer name starts with",
-                    },
-                    {
-                        "name": "from",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "format": "date-time",
-                        "description": "Start at or after (a date means midnight in BOOKINGS_TIME_ZONE).",
-                        "x-ms-summary": "From",
-                    },
-                    {
-                        "name": "to",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "format": "date-time",
-                        "description": "Start before (exclusive).",
-                        "x-ms-summary": "To",
-                    },
-                    {
-                        "name": "invoiceStatus",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "enum": list(INVOICE_STATUSES),
-                        "description": "Business Central status of the booking's invoice.",
-                        "x-ms-summary": "Invoice status",
-                    },
-                    {
-                        "name": "top",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": MAX_TOP,
-                        "default": DEFAULT_TOP,
-                        "x-ms-summary": "Page size",
-                    },
-                    {
-                        "name": "continuationToken",
-                        "in": "query",
-                        "allowEmptyValue": True,
-                        "type": "string",
-                        "description": "From the previous page, with the same filters.",
-                        "x-ms-visibility": "advanced",
-                    },
-                ],
-                "responses": {
-                    "200": {"description": "A page of bookings.", "schema": _ref("BookingList")},
-                    **errors,
-                },
-            }
-        },
-        "/bookings/{key}": {
-            "get": {
-                "operationId": "get_booking",
-                "summary": "Get a booking",
-                "parameters": [
-                    {
-                        "name": "key",
-                        "in": "path",
-                        "required": True,
-                        "type": "string",
-                        "x-ms-summary": "Booking key",
-                    }
-                ],
-                "responses": {
-                    "200": {"description": "The booking.", "schema": _ref("Booking")},
-                    "404": _problem("No booking has this key (or it is not a well-formed key)."),
-                    **errors,
-                },
-            }
-        },
-        "/booking-updates": {
-            "post": {
-                "operationId": "update_bookings",
-                "summary": "Exclude, include or mark bookings invoiced",
-                "description": "Each booking changes alone, by a conditional write: one claimed meanwhile "
-                "is reported in skipped with its state. Who and when are recorded on the booking.",
-                "consumes": ["application/json"],
-                "parameters": [
-                    {"name": "body", "in": "body", "required": True, "schema": _ref("BookingUpdate")}
-                ],
-                "responses": {
-                    "200": {"description": "What changed.", "schema": _ref("BookingUpdateResult")},
-                    **errors,
-                },
-            }
-        },
-        "/invoice-requests": {
-            "post": {
-                "operationId": "submit_invoice_requests",
-                "summary": "Invoice bookings",
-                "description": "Claims each selected booking and queues one draft invoice per booking.",
-                "consumes": ["application/json"],
-                "parameters": [
-                    {"name": "body", "in": "body", "required": True, "schema": _ref("InvoiceRequest")}
-                ],
-                "responses": {
-                    "202": {
-                        "description": "Accepted; follow Location for progress.",
-                        "schema": _ref("InvoiceRequestAccepted"),
-                        "headers": {
-                            "Location": {"type": "string", "description": "The request's status URL."}
-                        },
-                    },
-                    **errors,
-                },
-            }
-        },
-        "/invoice-requests/{requestId}": {
-            "get": {
-                "operationId": "get_invoice_request",
-                "summary": "Get an invoice request's progress",
-                "parameters": [
-                    {
-                        "name": "requestId",
-                        "in": "path",
-                        "required": True,
-                        "type": "string",
-                        "x-ms-summary": "Request id",
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "Counts per state and each booking.",
-                        "schema": _ref("InvoiceRequestStatus"),
-                    },
-                    "404": _problem("No request has this id."),
-                    **errors,
-                },
-            }
-        },
-        "/health": {
-            "get": {
-                "operationId": "health",
-                "summary": "Health",
-                "description": "Settings valid and storage reachable (200), else 503 naming what failed.",
-                "security": [],
-                "responses": {
-                    "200": {"description": "Healthy.", "schema": _ref("Health")},
-                    "503": {"description": "A check failed.", "schema": _ref("Health")},
-                },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "openapi",
-                "summary": "This API description (Swagger 2.0)",
-                "x-ms-visibility": "internal",
-                "security": [],
-                "responses": {
-                    "200": {"description": "The document.", "schema": {"type": "object"}},
-                },
-            }
-        },
+        "/bookings": _bookings_path(),
+        "/bookings/{key}": _bookings_key_path(),
+        "/booking-updates": _booking_updates_path(),
+        "/invoice-requests": _invoice_requests_path(),
+        "/invoice-requests/{requestId}": _invoice_requests_request_id_path(),
+        "/health": _health_path(),
+        "/openapi.json": _openapi_json_path(),
     }
 
 

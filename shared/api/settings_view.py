@@ -1,7 +1,8 @@
 """`GET /api/settings`: what this deployment is configured to do, for the portal's settings view.
 
 Only what an administrator needs to check a deployment: businesses, schedules, templates, time
-zone, invoice date rule, limits, health. Never a secret: no client secret, no certificate, no
+zone, invoice date rule, limits, health; and the booking states and what `{"all": true}` selects,
+which the portal reads instead of hard-coding them. Never a secret: no client secret, no certificate, no
 storage connection string or key (they are not even read here).
 """
 
@@ -10,11 +11,31 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.auth import Caller
+from shared.api.selection_input import FILTER_FIELDS
+from shared.domain import lifecycle
+from shared.domain.models import BookingStatus
 from shared.services.health import HealthReport
 from shared.settings import Settings
 
-# Settings other issues add (reconcile_invoices); shown once the app has them.
-_OPTIONAL = {"reconcileSchedule": "reconcile_schedule", "retentionDays": "retention_days"}
+
+def _list_order(status: BookingStatus) -> tuple[bool, bool, bool, int]:
+    """What can be selected first, then what is being invoiced, then the rest."""
+    return (
+        not lifecycle.selectable_by_filter(status),
+        not lifecycle.selectable_by_key(status),
+        status not in lifecycle.IN_FLIGHT,
+        list(BookingStatus).index(status),
+    )
+
+
+def lifecycle_document() -> dict[str, Any]:
+    """The states and what `{"all": true}` selects, from the lifecycle: the portal's status list,
+    its progress counts and its "Invoice all" button follow the rules instead of copying them."""
+    return {
+        "states": [str(status) for status in sorted(BookingStatus, key=_list_order)],
+        "inFlightStates": [str(status) for status in BookingStatus if status in lifecycle.IN_FLIGHT],
+        "selectAll": {"status": str(lifecycle.FILTER_SELECTABLE), "filters": list(FILTER_FIELDS)},
+    }
 
 
 def settings_document(settings: Settings, health: HealthReport, caller: Caller) -> dict[str, Any]:
@@ -29,15 +50,14 @@ def settings_document(settings: Settings, health: HealthReport, caller: Caller) 
         "itemTemplate": settings.item_template,
         "invoiceDate": str(settings.invoice_date),
         "maxSelection": settings.max_selection,
+        "reconcileSchedule": settings.reconcile_schedule,
+        "retentionDays": settings.retention_days,
         "businessCentral": {"environment": settings.bc_environment, "companyId": settings.bc_company_id},
         "health": {
             "status": "ok" if health.ok else "unhealthy",
             "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in health.checks},
         },
         "caller": {"id": caller.id, "name": caller.name, "roles": sorted(caller.roles)},
+        **lifecycle_document(),
     }
-    for name, attribute in _OPTIONAL.items():
-        value = getattr(settings, attribute, None)
-        if value is not None:
-            document[name] = value
     return document

@@ -2,6 +2,7 @@
 
     Unbilled -> Queued -> Invoicing -> Invoiced
     Queued/Invoicing -> Failed (errorCode, error);  Failed -> Queued (selected again by key)
+    Invoicing: its claim handed to a fresh copy of its message (no Business Central slot in time)
     Queued -> its state before the claim (a claim undone because its message could not be sent)
     Queued -> Unbilled (its appointment has not ended: invoicing refuses it until it has)
     Unbilled -> Cancelled (gone from Bookings);  Cancelled -> Unbilled (it exists again)
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from shared.domain.models import Actor, Booking, BookingStatus, InvoiceSource
@@ -83,6 +84,8 @@ TRANSITIONS: Mapping[str, _Transition] = MappingProxyType(
         "start_invoicing": _Transition(frozenset({QUEUED, INVOICING}), INVOICING),
         "record_invoice": _Transition(frozenset({INVOICING}), INVOICED),
         "fail": _Transition(frozenset({QUEUED, INVOICING}), FAILED),
+        # A try that got no Business Central slot in time hands its claim to its message's copy.
+        "hand_over_claim": _Transition(frozenset({INVOICING}), None),
         # A claim whose message could not be sent goes back to the state it was claimed from.
         "release_claim": _Transition(frozenset({QUEUED}), None),
         # Invoicing meets a claimed booking whose appointment has not ended: back to the list.
@@ -155,8 +158,19 @@ def may_start_invoicing(status: BookingStatus) -> bool:
     return allows("start_invoicing", status)
 
 
-def in_flight(status: BookingStatus) -> bool:
-    return status in IN_FLIGHT
+def holds_claim(booking: Booking, delivery_id: str | None) -> bool:
+    """Is the booking's Invoicing claim held by the queue message `delivery_id`?"""
+    return delivery_id is not None and booking.claimed_by == delivery_id
+
+
+def may_take_over(booking: Booking, delivery_id: str | None, now: datetime, lease: timedelta) -> bool:
+    """May the message `delivery_id` take this booking's Invoicing claim over? A claim is its own if
+    this very message made it (a redelivery: its previous try is over); anyone else's holds until
+    its lease ends, so two workers never POST the same invoice at once."""
+    if holds_claim(booking, delivery_id):
+        return True
+    changed = booking.status_changed_at
+    return changed is None or now - changed >= lease
 
 
 def sync_may_refresh(status: BookingStatus) -> bool:
@@ -187,11 +201,6 @@ def purge(booking: Booking) -> Booking:
     if not may_purge(booking):
         raise IllegalTransition("purge", booking.status, booking.key)
     return booking
-
-
-def held_by_invoicing(status: BookingStatus) -> bool:
-    """A state the sync must leave alone because invoicing (or a person) owns it."""
-    return not (sync_may_refresh(status) or sync_may_revive(status) or status == CANCELLED)
 
 
 # -- transitions -----------------------------------------------------------------------------------
@@ -231,6 +240,13 @@ def start_invoicing(booking: Booking, delivery_id: str | None, at: datetime) -> 
         invoice_attempts=booking.invoice_attempts + 1,
         claimed_by=delivery_id,
     )
+
+
+def hand_over_claim(booking: Booking, delivery_id: str) -> Booking:
+    """Invoicing, state kept: the claim now held by the message `delivery_id` (a fresh copy of the
+    message that held it), which takes it over at once like a redelivery would."""
+    next_status("hand_over_claim", booking.status, booking.key)
+    return replace(booking, claimed_by=delivery_id)
 
 
 def record_invoice(

@@ -11,8 +11,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.domain.moments import iso_utc
-
 KEY_LENGTH = 26
 KEY_PATTERN = re.compile(r"^[A-Z2-7]{26}$")
 EXTERNAL_DOCUMENT_PREFIX = "BKG-"
@@ -93,9 +91,6 @@ class Actor:
 
     id: str
     name: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name}
 
 
 @dataclass(frozen=True)
@@ -198,34 +193,6 @@ class Booking:
     etag: str | None = field(default=None, compare=False)
     # Stored properties this version does not know (written by a newer one): kept on every write.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-    def to_json(self) -> dict[str, Any]:
-        """The contract's Booking JSON."""
-        return {
-            "key": self.key,
-            "businessId": self.business_id,
-            "appointmentId": self.appointment_id,
-            "serviceId": self.service_id,
-            "serviceName": self.service_name,
-            "customerName": self.customer_name,
-            "customerEmail": self.customer_email,
-            "staffMemberIds": list(self.staff_member_ids),
-            "start": iso_utc(self.start),
-            "end": iso_utc(self.end),
-            "price": self.price,
-            "priceType": str(self.price_type),
-            "status": str(self.status),
-            "invoiceId": self.invoice_id,
-            "invoiceNumber": self.invoice_number,
-            "errorCode": self.error_code,
-            "error": self.error,
-            "updatedAt": iso_utc(self.updated_at),
-            "invoiceStatus": self.invoice_status,
-            "invoiceSource": str(self.source) if self.source else None,
-            "note": self.note,
-            "updatedBy": self.updated_by.to_json() if self.updated_by else None,
-            "groupAppointment": self.group_appointment,
-        }
 
     @property
     def source(self) -> InvoiceSource | None:

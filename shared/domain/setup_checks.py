@@ -66,9 +66,6 @@ class Check:
     detail: str
     fix: str = ""
 
-    def to_json(self) -> dict[str, str]:
-        return {"name": self.name, "status": self.status, "detail": self.detail, "fix": self.fix}
-
 
 @dataclass(frozen=True)
 class TokenAnswer:

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from shared.domain import lifecycle
-from shared.domain.models import Appointment, Booking, BookingStatus, iso_utc
+from shared.domain.models import Appointment, Booking, BookingStatus
+from shared.domain.moments import iso_utc
 
 
 class SyncOutcome(StrEnum):

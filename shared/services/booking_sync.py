@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from shared.domain import lifecycle
 from shared.domain.group_appointments import bookings_of, unkeyed_attendees, without_legacy_attendee
@@ -444,6 +444,43 @@ class _Failure:
     exc: BaseException
 
 
+class _Readers(Generic[T]):
+    """Helper threads that each take the next source and put its items into one bounded buffer."""
+
+    def __init__(self, sources: Sequence[Callable[[], Iterator[T]]], depth: int) -> None:
+        self.buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+        self.stop = threading.Event()
+        self._pending = list(reversed(sources))
+        self._lock = threading.Lock()
+
+    def put(self, value: object) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.buffer.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _next_source(self) -> Callable[[], Iterator[T]] | None:
+        with self._lock:
+            return self._pending.pop() if self._pending else None
+
+    def work(self) -> None:
+        while not self.stop.is_set():
+            source = self._next_source()
+            if source is None:
+                break
+            try:
+                for item in source():
+                    if not self.put(item):
+                        return
+            except BaseException as exc:
+                self.put(_Failure(exc))
+                return
+        self.put(_DONE)
+
+
 def side_by_side(sources: Sequence[Callable[[], Iterator[T]]], workers: int, depth: int) -> Iterator[T]:
     """The items of every source, read by up to `workers` helper threads, at most `depth` (at least
     one) waiting; each source is read by one thread, in order. One source is `prefetch`.
@@ -453,37 +490,9 @@ def side_by_side(sources: Sequence[Callable[[], Iterator[T]]], workers: int, dep
     if len(sources) == 1:
         yield from prefetch(sources[0](), depth)
         return
-    buffer: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
-    pending = list(reversed(sources))
-    pending_lock = threading.Lock()
-
-    def put(value: object) -> bool:
-        while not stop.is_set():
-            try:
-                buffer.put(value, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        while not stop.is_set():
-            with pending_lock:
-                if not pending:
-                    break
-                source = pending.pop()
-            try:
-                for item in source():
-                    if not put(item):
-                        return
-            except BaseException as exc:
-                put(_Failure(exc))
-                return
-        put(_DONE)
-
+    readers = _Readers(sources, depth)
     threads = [
-        threading.Thread(target=work, name="sync-read", daemon=True)
+        threading.Thread(target=readers.work, name="sync-read", daemon=True)
         for _ in range(min(workers, len(sources)))
     ]
     for thread in threads:
@@ -491,7 +500,7 @@ def side_by_side(sources: Sequence[Callable[[], Iterator[T]]], workers: int, dep
     try:
         finished = 0
         while finished < len(threads):
-            value = buffer.get()
+            value = readers.buffer.get()
             if value is _DONE:
                 finished += 1
             elif isinstance(value, _Failure):
@@ -499,6 +508,6 @@ def side_by_side(sources: Sequence[Callable[[], Iterator[T]]], workers: int, dep
             else:
                 yield value  # type: ignore[misc]
     finally:
-        stop.set()
+        readers.stop.set()
         for thread in threads:
             thread.join(timeout=30)

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from shared.domain import lifecycle
 from shared.domain.bc_records import BcInvoice
@@ -50,13 +49,6 @@ class UpdateResult:
     updated: list[str] = field(default_factory=list)
     skipped: list[SkippedBooking] = field(default_factory=list)
     not_found: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "updated": list(self.updated),
-            "skipped": [item.to_json() for item in self.skipped],
-            "notFound": list(self.not_found),
-        }
 
 
 class BookingUpdates:

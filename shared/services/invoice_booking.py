@@ -14,6 +14,9 @@ write (ETag):
   alone, so two workers never POST the same invoice at once.
 - **Record**: Invoicing -> Invoiced with id and number. If that write fails, the next try finds the
   invoice through the lookup above.
+- **Budget**: a try that got no Business Central slot in time puts a fresh copy of its message
+  back on the queue, hands the claim to it and completes (`REQUEUED`, `budget_requeue.py`): waiting
+  is not a failure, so it must not burn one of the message's tries.
 - **Errors**: transient ones (throttling, outages, a busy customer creation) are raised so the
   queue retries the message; on its last allowed try the booking is first marked Failed with
   `BC_UNAVAILABLE`, so none stays in Invoicing. Permanent ones mark it Failed with their code.
@@ -45,8 +48,9 @@ from shared.domain.errors import (
 from shared.domain.invoice_lines import InvoiceDateRule, invoice_body, quantity_and_price
 from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
 from shared.domain.moments import utc_now
+from shared.services.budget_requeue import requeue_for_budget
 from shared.services.links import CustomerLinks, ItemLinks
-from shared.services.ports import BookingRepository, BusinessCentral
+from shared.services.ports import BookingRepository, BusinessCentral, InvoiceQueuePort
 from shared.services.stale_links import check_links
 from shared.telemetry import get_logger
 
@@ -69,6 +73,7 @@ class InvoiceOutcome(StrEnum):
     ADOPTED = "adopted"
     FAILED = "failed"
     SKIPPED = "skipped"
+    REQUEUED = "requeued"
 
 
 @dataclass(frozen=True)
@@ -125,6 +130,7 @@ class InvoiceBooking:
         bc: BusinessCentral,
         customers: CustomerLinks,
         items: ItemLinks,
+        queue: InvoiceQueuePort,
         *,
         time_zone: ZoneInfo,
         invoice_date: InvoiceDateRule,
@@ -135,6 +141,7 @@ class InvoiceBooking:
         self.bc = bc
         self.customers = customers
         self.items = items
+        self.queue = queue
         self.time_zone = time_zone
         self.invoice_date = invoice_date
         self.clock = clock
@@ -157,28 +164,66 @@ class InvoiceBooking:
             "dequeueCount": dequeue_count,
         }
         try:
-            result = self._run(message, delivery_id)
+            result = self._attempt(message, delivery_id)
         except Exception as exc:
-            detail = describe(exc)
-            duration = round((time.perf_counter() - started) * 1000)
-            if last_attempt and not isinstance(exc, BudgetTimeoutError):  # requeued, not failed
-                self._fail_after_last_try(message, detail)
-            log.warning(
-                "Invoicing booking %s did not finish (try %d%s): %s",
-                message.booking_key,
-                dequeue_count,
-                ", the last: marked Failed" if last_attempt else ", will be retried",
-                detail,
-                extra={
-                    **fields,
-                    "outcome": "failed" if last_attempt else "retry",
-                    "durationMs": duration,
-                    "errorCode": str(ErrorCode.BC_UNAVAILABLE) if last_attempt else None,
-                },
-            )
+            self._did_not_finish(message, exc, fields, last_attempt=last_attempt, started=started)
             raise
         _log_result(message, result, fields, round((time.perf_counter() - started) * 1000))
         return result
+
+    def _attempt(self, message: InvoiceMessage, delivery_id: str | None) -> InvoiceResult:
+        try:
+            return self._run(message, delivery_id)
+        except BudgetTimeoutError as exc:  # waiting is not failing: back on the queue, not Failed
+            return self._requeue(message, delivery_id, exc)
+
+    def _requeue(
+        self, message: InvoiceMessage, delivery_id: str | None, exc: BudgetTimeoutError
+    ) -> InvoiceResult:
+        """No Business Central slot in time: a fresh copy of the message goes back on the queue and
+        this try completes, so waiting never burns one of the message's tries (`budget_requeue.py`)."""
+        requeued = requeue_for_budget(
+            self.store, self.queue, message, delivery_id=delivery_id, retry_in=exc.retry_in
+        )
+        if requeued.copy_id is None:
+            return InvoiceResult(
+                InvoiceOutcome.SKIPPED,
+                requeued.status,
+                detail="waited for a Business Central slot; "
+                "another message holds the booking or it is settled",
+            )
+        return InvoiceResult(
+            InvoiceOutcome.REQUEUED,
+            requeued.status,
+            detail=f"{describe(exc)}; back on the queue in {requeued.delay}s",
+        )
+
+    def _did_not_finish(
+        self,
+        message: InvoiceMessage,
+        exc: Exception,
+        fields: dict[str, object],
+        *,
+        last_attempt: bool,
+        started: float,
+    ) -> None:
+        """Log a try that raises (the queue retries it); the last allowed try marks it Failed first."""
+        detail = describe(exc)
+        if last_attempt:
+            self._fail_after_last_try(message, detail)
+        log.warning(
+            "Invoicing booking %s did not finish (try %s%s): %s",
+            message.booking_key,
+            fields["dequeueCount"],
+            ", the last: marked Failed" if last_attempt else ", will be retried",
+            detail,
+            extra={
+                **fields,
+                "outcome": "failed" if last_attempt else "retry",
+                "durationMs": round((time.perf_counter() - started) * 1000),
+                "errorCode": str(ErrorCode.BC_UNAVAILABLE) if last_attempt else None,
+            },
+        )
 
     # -- state machine -----------------------------------------------------------------------
 
@@ -202,7 +247,9 @@ class InvoiceBooking:
             # Any earlier claim (a crash, a lost response, a re-selection after a failure, a recovery
             # re-enqueue) may have left an invoice in Business Central: look it up before creating.
             lookup_first = booking.status is BookingStatus.INVOICING or booking.invoice_attempts > 0
-            if booking.status is BookingStatus.INVOICING and not self._may_take_over(booking, delivery_id):
+            if booking.status is BookingStatus.INVOICING and not lifecycle.may_take_over(
+                booking, delivery_id, self.clock(), self.claim_lease
+            ):
                 return InvoiceResult(
                     InvoiceOutcome.SKIPPED, booking.status, detail="claimed by another worker moments ago"
                 )
@@ -222,13 +269,6 @@ class InvoiceBooking:
             InvoiceOutcome.SKIPPED, saved.status, detail="the appointment has not ended yet (postponed)"
         )
 
-    def _may_take_over(self, booking: Booking, delivery_id: str | None) -> bool:
-        """A claim is ours if this very message made it; anyone else's holds until its lease ends."""
-        if delivery_id is not None and booking.claimed_by == delivery_id:
-            return True
-        changed = booking.status_changed_at
-        return changed is None or self.clock() - changed >= self.claim_lease
-
     def _invoice(self, booking: Booking, *, lookup_first: bool) -> InvoiceResult:
         number = external_document_number(booking.key)
         try:
@@ -236,7 +276,7 @@ class InvoiceBooking:
                 found = self._find(number)
                 if found is not None:
                     return self._record(booking, found, adopted=True)
-            invoice, adopted = self._create(booking, number, looked_up=lookup_first)
+            invoice, adopted = self._create(booking, number)
         except _Permanent as failure:
             return self._fail(booking, failure.code, failure.detail)
         return self._record(booking, invoice, adopted=adopted)
@@ -253,7 +293,7 @@ class InvoiceBooking:
             )
         return found[0] if found else None
 
-    def _create(self, booking: Booking, number: str, *, looked_up: bool) -> tuple[BcInvoice, bool]:
+    def _create(self, booking: Booking, number: str) -> tuple[BcInvoice, bool]:
         """POST the invoice; after an ambiguous failure look it up before POSTing again."""
         customer, item = self._links(booking)
         relinked = False

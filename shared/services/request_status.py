@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from concurrent.futures import Executor
-from typing import Any
+from dataclasses import dataclass
 
-from shared.domain.models import Booking, BookingStatus
-from shared.domain.moments import iso_utc
-from shared.domain.requests import RequestItem, is_request_id
+from shared.domain.models import Booking
+from shared.domain.requests import RequestHeader, RequestItem, is_request_id
 from shared.services.ports import BookingRepository, RequestRepository
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    """A request's header and, per selected booking in order, the booking now (None: deleted)."""
+
+    header: RequestHeader
+    rows: tuple[tuple[str, Booking | None], ...]
 
 
 class RequestStatusReader:
@@ -32,8 +39,8 @@ class RequestStatusReader:
         self.executor = executor
         self.scan_from = scan_from
 
-    def read(self, request_id: str) -> dict[str, Any] | None:
-        """The contract's request status document, or None for an unknown request."""
+    def read(self, request_id: str) -> RequestStatus | None:
+        """The request and each of its bookings as it is now, or None for an unknown request."""
         if not is_request_id(request_id):
             return None
         header = self.requests.header(request_id)
@@ -41,43 +48,7 @@ class RequestStatusReader:
             return None
         items = self.requests.items(request_id)
         current = self._current(request_id, items)
-        rows = []
-        for item in items:
-            booking = current.get(item.key)
-            if booking is None:  # deleted from the table by hand: say so rather than guess
-                rows.append(
-                    {
-                        "key": item.key,
-                        "status": "Missing",
-                        "invoiceNumber": None,
-                        "errorCode": None,
-                        "error": None,
-                    }
-                )
-                continue
-            rows.append(
-                {
-                    "key": item.key,
-                    "status": str(booking.status),
-                    "invoiceNumber": booking.invoice_number,
-                    "errorCode": booking.error_code,
-                    "error": booking.error,
-                }
-            )
-        counts = {str(status): 0 for status in BookingStatus}
-        for row in rows:
-            counts[row["status"]] = counts.get(row["status"], 0) + 1
-        return {
-            "requestId": request_id,
-            "state": header.state,
-            "createdAt": iso_utc(header.created_at),
-            "requestedAt": iso_utc(header.created_at),
-            "requestedBy": header.requested_by.to_json() if header.requested_by else None,
-            "selection": header.selection,
-            "total": len(rows),
-            "counts": counts,
-            "items": rows,
-        }
+        return RequestStatus(header, tuple((item.key, current.get(item.key)) for item in items))
 
     def _current(self, request_id: str, items: list[RequestItem]) -> dict[str, Booking]:
         wanted: dict[str, list[str]] = {}

@@ -76,12 +76,6 @@ class SkippedBooking:
     status: BookingStatus
     reason: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        document: dict[str, Any] = {"key": self.key, "status": str(self.status)}
-        if self.reason:
-            document["reason"] = self.reason
-        return document
-
 
 @dataclass
 class SelectionResult:
@@ -89,14 +83,6 @@ class SelectionResult:
     accepted: int
     skipped: list[SkippedBooking]
     not_found: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "requestId": self.request_id,
-            "accepted": self.accepted,
-            "skipped": [item.to_json() for item in self.skipped],
-            "notFound": list(self.not_found),
-        }
 
 
 class QueueUnavailableError(Exception):
@@ -290,6 +276,12 @@ class SelectionService:
             for (claim, error), status in zip(unsent, restored, strict=True)
             if not lifecycle.allows("release_claim", status)
         ]
+        self._forget_unqueued(progress, not_queued)
+
+    def _forget_unqueued(
+        self, progress: _Progress, not_queued: list[tuple[_Claimed, BaseException, BookingStatus]]
+    ) -> None:
+        """Claims undone because their message could not be sent: not part of the request."""
         if not_queued:
             try:
                 self.requests.remove_items(

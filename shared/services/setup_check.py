@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from shared.domain.setup_checks import (
     BC_ROLES,
@@ -35,7 +35,6 @@ from shared.domain.setup_checks import (
     customer_template_check,
     graph_business_check,
     item_template_check,
-    ordered,
     poison_check,
     reconcile_check,
     skipped,
@@ -102,12 +101,6 @@ class SetupReport:
     @property
     def failed(self) -> bool:
         return any(check.status == FAILED for check in self.checks)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "checkedAt": self.checked_at.isoformat().replace("+00:00", "Z"),
-            "checks": [check.to_json() for check in ordered(self.checks)],
-        }
 
 
 def settings_failure_report(error: str, now: datetime) -> SetupReport:

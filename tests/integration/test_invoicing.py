@@ -18,10 +18,12 @@ from azure.storage.queue import QueueServiceClient
 
 from functions.queue_triggers import MAX_DEQUEUE_COUNT, create_invoice
 from sandbox import SandboxHandle
+from shared.adapters.bc_budget import StorageBudget, budget_wait_limit
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.business_central import BusinessCentralClient
 from shared.adapters.invoice_queue import InvoiceQueue
 from shared.adapters.link_store import LinkStore
+from shared.domain.bc_budget import BudgetLimits
 from shared.domain.errors import ConcurrentChangeError
 from shared.domain.models import (
     Booking,
@@ -113,6 +115,8 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
     links = LinkStore(tables.get_table_client(f"{unique_name}l"))
     links.ensure_table()
     bc = make_client(fresh_sandbox, storage_connection_string, sleep=lambda _s: None)
+    queue = InvoiceQueue(QueueServiceClient.from_connection_string(storage_connection_string), unique_name)
+    queue.ensure_queues()
 
     def make(
         *, create: bool = True, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -122,6 +126,7 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
             bc,
             CustomerLinks(links, bc, template="CT-BOOKINGS", create=create),
             ItemLinks(links, bc, template="IT-BOOKINGS", create=create),
+            queue,
             time_zone=ZoneInfo("Europe/Amsterdam"),
             invoice_date=InvoiceDateRule.APPOINTMENT,
             clock=clock,
@@ -324,3 +329,51 @@ def test_posting_date_is_the_invoice_date_and_its_refusal_is_bc_rejected(world: 
     assert stored.status is BookingStatus.FAILED and stored.error_code == "BC_REJECTED", result
     assert "not within your range of allowed posting dates" in (stored.error or "")
     assert world.invoices(refused) == []
+
+
+def test_a_try_without_a_business_central_slot_goes_back_on_the_queue_and_its_copy_invoices(
+    world: World, fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_name: str
+) -> None:
+    """The shared budget's only slot is held elsewhere: the try sends nothing, hands its claim to a
+    fresh copy of its message on the real queue and completes (`requeued`), even on its last try."""
+    tables = TableServiceClient.from_connection_string(storage_connection_string)
+    limits = BudgetLimits(concurrency=1, limit=100, lease=120.0)
+    budget_table = tables.get_table_client(f"{unique_name}g")
+    holder = StorageBudget(budget_table, limits)
+    held = holder.slot()
+    held.__enter__()  # another instance holds the one slot
+    bc = make_client(
+        fresh_sandbox,
+        storage_connection_string,
+        sleep=lambda _s: None,
+        budget=StorageBudget(budget_table, limits),
+    )
+    links = LinkStore(tables.get_table_client(f"{unique_name}k"))
+    links.ensure_table()
+    queue = InvoiceQueue(
+        QueueServiceClient.from_connection_string(storage_connection_string), f"{unique_name}q"
+    )
+    queue.ensure_queues()
+    invoicer = InvoiceBooking(
+        world.store,
+        bc,
+        CustomerLinks(links, bc, template="CT-BOOKINGS", create=True),
+        ItemLinks(links, bc, template="IT-BOOKINGS", create=True),
+        queue,
+        time_zone=ZoneInfo("Europe/Amsterdam"),
+        invoice_date=InvoiceDateRule.APPOINTMENT,
+    )
+    booking = world.booking("budget")
+    with budget_wait_limit(0.5):
+        result = invoicer(
+            world.message(booking), delivery_id="orig", dequeue_count=MAX_DEQUEUE_COUNT, last_attempt=True
+        )
+    assert result.outcome is InvoiceOutcome.REQUEUED
+    stored = world.get(booking)
+    assert stored.status is BookingStatus.INVOICING  # not Failed: waiting is not failing
+    assert stored.claimed_by not in (None, "orig")  # handed to the copy
+    assert queue.queue.get_queue_properties().approximate_message_count == 1
+    assert world.bc_requests() == 0 and world.invoices(booking) == []
+    held.__exit__(None, None, None)
+    copy = invoicer(world.message(booking), delivery_id=stored.claimed_by)
+    assert copy.outcome is InvoiceOutcome.INVOICED and len(world.invoices(booking)) == 1

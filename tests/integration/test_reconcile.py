@@ -20,6 +20,7 @@ from shared.adapters.bc_invoice_feed import InvoiceFeed
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.business_central import BusinessCentralClient
 from shared.adapters.reconcile_state import ReconcileStateStore
+from shared.api.views import update_view
 from shared.domain.models import Actor, Booking, BookingStatus, InvoiceSource, PriceType, booking_key
 from shared.services.booking_queries import BookingQueries
 from shared.services.booking_updates import BookingUpdate, BookingUpdates
@@ -216,7 +217,7 @@ def test_exclude_or_mark_invoiced_after_a_lost_answer_adopts_the_draft(world: Wo
         world.store, BookingQueries(world.store, [BUSINESS]), clock=world.sandbox.clock.now, invoices=world.bc
     )
     result = updates.apply(BookingUpdate(action, (lost.key, nothing.key)), Actor("oid-1", "Bea"))
-    assert result.to_json()["skipped"] == [{"key": lost.key, "status": "Invoiced"}]
+    assert update_view(result)["skipped"] == [{"key": lost.key, "status": "Invoiced"}]
     assert result.updated == [nothing.key]
     adopted = world.store.get(BUSINESS, lost.key)
     assert adopted is not None and adopted.status is BookingStatus.INVOICED

@@ -18,6 +18,7 @@ from shared.adapters.invoice_queue import InvoiceQueue
 from shared.adapters.invoice_requests import InvoiceRequestStore
 from shared.api.input import InvalidInput
 from shared.api.selection_input import parse_selection
+from shared.api.views import request_status_view, skipped_view
 from shared.domain import lifecycle
 from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError, StorageUnavailableError
 from shared.domain.models import BookingStatus, ErrorCode, InvoiceMessage
@@ -143,7 +144,7 @@ def test_keys_claim_unbilled_and_failed_and_send_base64_messages(parts: dict[str
         traceparent="00-" + "1" * 32 + "-" + "2" * 16 + "-01",
     )
     assert result.accepted == 2
-    assert [s.to_json() for s in result.skipped] == [{"key": invoiced.key, "status": "Invoiced"}]
+    assert [skipped_view(s) for s in result.skipped] == [{"key": invoiced.key, "status": "Invoiced"}]
     assert result.not_found == [KEY]
     for key in (unbilled.key, failed.key):
         booking = store.get(business, key)
@@ -169,7 +170,9 @@ def test_a_message_that_cannot_be_sent_has_its_claim_undone(parts: dict[str, Any
     with ThreadPoolExecutor(4) as pool:
         sut = service(parts, [business], queue=queue, executor=pool)
         result = sut.submit(Selection(keys=tuple(b.key for b in [*bookings, failed])))
-        status = RequestStatusReader(parts["requests"], store, pool).read(result.request_id)
+        read = RequestStatusReader(parts["requests"], store, pool).read(result.request_id)
+    assert read is not None
+    status = request_status_view(read)
 
     assert result.accepted == 4
     assert {s.key for s in result.skipped} == refused
@@ -296,7 +299,9 @@ def test_status_of_a_large_request_reads_one_partition_instead_of_every_booking(
     by_points = RequestStatusReader(parts["requests"], store).read(result.request_id)
     by_scan = RequestStatusReader(parts["requests"], store, scan_from=5).read(result.request_id)
     assert by_points == by_scan
-    assert by_scan is not None and by_scan["counts"]["Queued"] == 11 and by_scan["counts"]["Invoiced"] == 1
+    assert by_scan is not None
+    counts = request_status_view(by_scan)["counts"]
+    assert counts["Queued"] == 11 and counts["Invoiced"] == 1
 
 
 def test_a_request_refused_before_anything_was_queued_leaves_no_rows(parts: dict[str, Any]) -> None:

@@ -9,34 +9,35 @@ import pytest
 
 from shared.domain.models import Booking, BookingStatus
 from shared.domain.sync_window import DEFAULT_OVERLAP, RETENTION_GUARD, SyncWindow, plan_window, sub_windows
-from shared.services.booking_sync import BookingSync, SyncFailedError, side_by_side
+from shared.services.booking_sync import SyncFailedError, side_by_side
 from shared.services.timer_run import SyncTimerRun
 from tests.unit.builders import DINNER, LUNCH, make_appointment, make_booking
 from tests.unit.fakes import (
-    FakeBookingStore,
-    FakeGraph,
     FakeQueue,
-    FakeSyncState,
-    FakeSyncWriter,
-    ManualClock,
 )
+from tests.unit.wiring import fake_app
 
 LOOKBACK_DAYS = 30
 NOW = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 
 
 class World:
-    def __init__(self, businesses: tuple[str, ...] = (LUNCH,), **options: int) -> None:
-        self.clock = ManualClock(NOW)
-        self.store = FakeBookingStore(self.clock)
-        self.graph = FakeGraph(self.clock)
-        self.state = FakeSyncState()
-        self.writer = FakeSyncWriter(self.store)
-        options.setdefault("prefetch_pages", 0)
-        options.setdefault("max_parallel_businesses", 1)
-        self.sync = BookingSync(
-            self.graph, self.writer, self.state, businesses, LOOKBACK_DAYS, clock=self.clock, **options
+    """The sync as production wires it (`tests/unit/wiring.py`); `options` tune its knobs."""
+
+    def __init__(
+        self, businesses: tuple[str, ...] = (LUNCH,), retention_days: int = 400, **options: int
+    ) -> None:
+        app = fake_app(
+            NOW,
+            BOOKINGS_BUSINESS_IDS=",".join(businesses),
+            SYNC_LOOKBACK_DAYS=str(LOOKBACK_DAYS),
+            RETENTION_DAYS=str(retention_days),
         )
+        self.clock, self.store, self.graph, self.state = app.clock, app.store, app.graph, app.sync_state
+        self.sync = app.container.booking_sync
+        self.writer = self.sync.upserter
+        for name, value in options.items():
+            setattr(self.sync, name, value)
 
     def booking(self, business: str, number: int) -> Booking:
         found = self.store.get(business, make_booking(business, number).key)

@@ -10,6 +10,7 @@ import pytest
 
 from shared.api.input import InvalidInput
 from shared.api.update_input import parse_update
+from shared.api.views import update_view
 from shared.domain.bc_records import BcInvoice
 from shared.domain.errors import BusinessCentralError
 from shared.domain.models import Actor, BookingStatus, InvoiceSource
@@ -29,17 +30,13 @@ from shared.services.retention import Retention
 from shared.settings import SettingsError, load_settings
 from tests.unit.builders import LUNCH, make_booking
 from tests.unit.fakes import FakeBookingStore, ManualClock
+from tests.unit.wiring import FakeApp
 
 WHO = Actor("oid-1", "Bea")
 
 
-def _updates(store: FakeBookingStore, clock: ManualClock) -> BookingUpdates:
-    return BookingUpdates(store, BookingQueries(store, [LUNCH]), clock=clock)
-
-
-def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state() -> None:
-    clock = ManualClock()
-    store = FakeBookingStore(clock)
+def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state(app: FakeApp) -> None:
+    store = app.store
     a, b, c = store.put_all(
         [
             make_booking(number=1),
@@ -47,10 +44,10 @@ def test_updates_change_what_they_apply_to_and_skip_the_rest_with_their_state() 
             make_booking(number=3, status=BookingStatus.FAILED),
         ]
     )
-    result = _updates(store, clock).apply(
+    result = app.container.booking_updates.apply(
         BookingUpdate("exclude", (a.key, b.key, c.key, "A" * 26), note="n"), WHO
     )
-    assert result.to_json() == {
+    assert update_view(result) == {
         "updated": [a.key, c.key],
         "skipped": [{"key": b.key, "status": "Queued"}],
         "notFound": ["A" * 26],
@@ -83,21 +80,18 @@ def test_a_booking_whose_post_may_have_committed_is_left_failed_when_business_ce
     lookup = _Unreachable()
     updates = BookingUpdates(store, BookingQueries(store, [LUNCH]), clock=clock, invoices=lookup)
     result = updates.apply(BookingUpdate("exclude", (unsure.key, other.key)), WHO)
-    assert result.to_json()["skipped"] == [{"key": unsure.key, "status": "Failed"}]
+    assert update_view(result)["skipped"] == [{"key": unsure.key, "status": "Failed"}]
     assert result.updated == [other.key] and lookup.asked == [f"BKG-{unsure.key}"]  # asked for that one only
 
 
-def test_an_update_racing_a_claim_is_decided_again_on_the_fresh_booking() -> None:
-    clock = ManualClock()
-    store = FakeBookingStore(clock)
+def test_an_update_racing_a_claim_is_decided_again_on_the_fresh_booking(app: FakeApp) -> None:
+    store = app.store
     (booking,) = store.put_all([make_booking()])
-    queries = BookingQueries(store, [LUNCH])
-    stale = queries.get(booking.key)
+    updates = app.container.booking_updates
+    stale = updates.queries.get(booking.key)
     store.touch(LUNCH, booking.key, status=BookingStatus.QUEUED)  # a selection claimed it meanwhile
-    queries.get_many = lambda keys: {booking.key: stale}  # type: ignore[method-assign]
-    result = BookingUpdates(store, queries, clock=clock).apply(
-        BookingUpdate("markInvoiced", (booking.key,)), WHO
-    )
+    updates.queries.get_many = lambda keys: {booking.key: stale}  # type: ignore[method-assign]
+    result = updates.apply(BookingUpdate("markInvoiced", (booking.key,)), WHO)
     assert result.updated == [] and result.skipped[0].status is BookingStatus.QUEUED
     assert store.status_of(LUNCH, booking.key) is BookingStatus.QUEUED
 

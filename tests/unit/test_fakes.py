@@ -1,4 +1,5 @@
-"""The fakes keep the real adapters' contracts (the use-case tests rely on them)."""
+"""What the fakes add beyond the ports' contracts (those run against fakes and adapters alike in
+`tests/unit/test_contracts.py` and `tests/integration/test_contracts.py`)."""
 
 from __future__ import annotations
 
@@ -7,37 +8,11 @@ from datetime import timedelta
 
 import pytest
 
-from shared.domain.bc_records import Link
 from shared.domain.errors import BusinessCentralError, ConcurrentChangeError
 from shared.domain.filters import BookingFilter
 from shared.domain.models import BookingStatus
 from tests.unit.builders import DINNER, LUNCH, make_booking
-from tests.unit.fakes import FakeBookingStore, FakeBusinessCentral, FakeLinkStore, ManualClock
-
-
-def test_create_stamps_and_refuses_an_existing_booking() -> None:
-    clock = ManualClock()
-    store = FakeBookingStore(clock)
-    created = store.create(make_booking(updated_at=None, status_changed_at=None))
-    assert created.etag and (created.updated_at, created.status_changed_at) == (clock(), clock())
-    with pytest.raises(ConcurrentChangeError):
-        store.create(make_booking())
-
-
-def test_save_needs_the_current_etag_and_issues_a_new_one() -> None:
-    clock = ManualClock()
-    store = FakeBookingStore(clock)
-    read = store.put(make_booking())
-    with pytest.raises(ValueError, match="ETag"):
-        store.save(replace(read, etag=None))
-    clock.advance(minutes=1)
-    saved = store.save(replace(read, price=11.0))
-    assert saved.etag != read.etag and saved.updated_at == clock()
-    with pytest.raises(ConcurrentChangeError):
-        store.save(replace(read, price=12.0))  # read before the last write
-    store.delete(LUNCH, read.key)
-    with pytest.raises(ConcurrentChangeError):
-        store.save(saved)
+from tests.unit.fakes import FakeBookingStore, FakeBusinessCentral, ManualClock
 
 
 def test_save_batch_is_all_or_nothing() -> None:
@@ -92,17 +67,3 @@ def test_business_central_scripts_errors_before_or_after_the_work() -> None:
     with pytest.raises(BusinessCentralError):
         bc.create_invoice({"externalDocumentNumber": "BKG-B"})
     assert bc.find_invoices_by_external_document_number("BKG-B") == []
-
-
-def test_link_markers_are_claimed_once_and_taken_over_by_etag() -> None:
-    links = FakeLinkStore()
-    etag = links.claim("customer", "a@x.com", "worker-1")
-    assert etag is not None and links.claim("customer", "a@x.com", "worker-2") is None
-    row = links.get("customer", "a@x.com")
-    assert row is not None and (row.owner, row.link) == ("worker-1", None)
-    taken = links.take_over(row, "worker-2")
-    assert taken is not None and links.take_over(row, "worker-3") is None
-    links.release("customer", "a@x.com", etag)  # no longer ours: kept
-    assert links.get("customer", "a@x.com") is not None
-    links.record("customer", "a@x.com", Link("id", "C1"))
-    assert links.link_of("customer", "a@x.com") == Link("id", "C1")

@@ -10,10 +10,9 @@ from datetime import timedelta
 
 from shared.domain.group_appointments import attendee_id, bookings_of, is_group
 from shared.domain.models import BookingStatus, Customer, booking_key
-from shared.services.booking_sync import BookingSync
 from tests.unit.builders import LUNCH, appointment_id, make_appointment, make_booking
-from tests.unit.fakes import FakeBookingStore, FakeGraph, FakeSyncState, FakeSyncWriter, ManualClock
 from tests.unit.test_booking_sync import LOOKBACK_DAYS, NOW
+from tests.unit.wiring import fake_app
 
 
 def contract_key(text: str) -> str:
@@ -87,20 +86,12 @@ def test_robust_shapes_of_group_appointments() -> None:
 
 
 class World:
+    """The sync as production wires it (`tests/unit/wiring.py`), for the business LUNCH."""
+
     def __init__(self) -> None:
-        self.clock = ManualClock(NOW)
-        self.store = FakeBookingStore(self.clock)
-        self.graph = FakeGraph(self.clock)
-        self.sync = BookingSync(
-            self.graph,
-            FakeSyncWriter(self.store),
-            FakeSyncState(),
-            (LUNCH,),
-            LOOKBACK_DAYS,
-            clock=self.clock,
-            prefetch_pages=0,
-            max_parallel_businesses=1,
-        )
+        app = fake_app(NOW, BOOKINGS_BUSINESS_IDS=LUNCH, SYNC_LOOKBACK_DAYS=str(LOOKBACK_DAYS))
+        self.clock, self.store, self.graph = app.clock, app.store, app.graph
+        self.sync = app.container.booking_sync
 
     def statuses(self) -> dict[str, BookingStatus]:
         return {b.customer_email or "": b.status for b in self.store.all()}

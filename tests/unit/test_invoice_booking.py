@@ -5,20 +5,16 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from shared.domain.bc_records import Link
 from shared.domain.errors import BusinessCentralError
-from shared.domain.invoice_lines import InvoiceDateRule
 from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
-from shared.services.invoice_booking import CLAIM_LEASE, InvoiceBooking, InvoiceOutcome, InvoicingRetryError
-from shared.services.links import CUSTOMER, ITEM, CustomerLinks, ItemLinks
+from shared.services.invoice_booking import CLAIM_LEASE, InvoiceOutcome, InvoicingRetryError
+from shared.services.links import CUSTOMER, ITEM, ItemLinks
 from tests.unit.builders import LUNCH, make_booking
-from tests.unit.fakes import FakeBookingStore, FakeBusinessCentral, FakeLinkStore, ManualClock
-
-ZONE = ZoneInfo("Europe/Amsterdam")
+from tests.unit.wiring import fake_app
 
 
 def transient(**flags: Any) -> BusinessCentralError:
@@ -26,25 +22,19 @@ def transient(**flags: Any) -> BusinessCentralError:
 
 
 class World:
+    """The app wired as in production (`tests/unit/wiring.py`), with a customer and an item in
+    Business Central; `invoice` is the container's `InvoiceBooking`."""
+
     def __init__(self, *, sync_customers: bool = False, linked: bool = True) -> None:
-        self.clock = ManualClock()
-        self.store = FakeBookingStore(self.clock)
-        self.bc = FakeBusinessCentral()
-        self.links = FakeLinkStore(self.clock)
+        self.app = fake_app(SYNC_CUSTOMERS=str(sync_customers).lower(), SYNC_SERVICES="false")
+        self.clock, self.store, self.bc = self.app.clock, self.app.store, self.app.bc
+        self.links, self.queue = self.app.links, self.app.queue
         self.customer = self.bc.add_customer("customer1@example.com", "C00001")
         self.item = self.bc.add_item("Catered bento", "SVC-0001")
         if linked:  # links already known: invoicing costs one Business Central request
             self.links.record(CUSTOMER, "customer1@example.com", Link(self.customer.id, self.customer.number))
             self.links.record(ITEM, "svc-1", Link(self.item.id, self.item.number))
-        self.invoice = InvoiceBooking(
-            self.store,
-            self.bc,
-            CustomerLinks(self.links, self.bc, create=sync_customers, sleep=lambda _: None),
-            ItemLinks(self.links, self.bc, create=False, sleep=lambda _: None),
-            time_zone=ZONE,
-            invoice_date=InvoiceDateRule.APPOINTMENT,
-            clock=self.clock,
-        )
+        self.invoice = self.app.container.invoice_booking
 
     def seed(self, booking: Booking) -> tuple[Booking, InvoiceMessage]:
         stored = self.store.put(booking)

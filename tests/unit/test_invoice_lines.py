@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,27 +19,23 @@ from shared.domain.invoice_lines import (
 )
 from shared.domain.models import Booking, PriceType, booking_key
 from shared.settings import InvoiceDateRule
+from tests.unit.builders import make_booking
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 
 
-def booking(**changes: object) -> Booking:
-    base = Booking(
-        key=booking_key("lunch@contoso.com", "appt-1"),
-        business_id="lunch@contoso.com",
-        appointment_id="appt-1",
-        service_id="svc-1",
-        service_name="Catered bento",
-        customer_name="Bob Kelly",
-        customer_email="bob@x.com",
-        customer_phone=None,
-        staff_member_ids=(),
-        start=datetime(2026, 1, 15, 12, 0, tzinfo=UTC),
-        end=datetime(2026, 1, 15, 13, 30, tzinfo=UTC),
-        price=10.0,
-        price_type=PriceType.FIXED_PRICE,
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]
+def booking(**changes: Any) -> Booking:
+    """The shared builder's booking, on the appointment these line rules are read against."""
+    appointment = {
+        "key": booking_key("lunch@contoso.com", "appt-1"),
+        "appointment_id": "appt-1",
+        "customer_name": "Bob Kelly",
+        "customer_email": "bob@x.com",
+        "staff_member_ids": (),
+        "start": datetime(2026, 1, 15, 12, 0, tzinfo=UTC),
+        "end": datetime(2026, 1, 15, 13, 30, tzinfo=UTC),
+    }
+    return make_booking(**{**appointment, **changes})
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 
+from shared.api.views import request_status_view
 from shared.domain.models import Booking, BookingStatus, InvoiceMessage
 from shared.domain.requests import RequestItem
 from shared.services.backlog import Backlog, measure_backlog, report_backlog
@@ -132,7 +133,9 @@ def _request_world() -> tuple[FakeRequestStore, FakeBookingStore, list[Booking]]
 
 def test_request_status_counts_and_lists_every_booking_with_a_missing_one_shown() -> None:
     requests, store, bookings = _request_world()
-    document = RequestStatusReader(requests, store).read(REQUEST)
+    status = RequestStatusReader(requests, store).read(REQUEST)
+    assert status is not None
+    document = request_status_view(status)
     assert document is not None
     assert document["requestId"] == REQUEST and document["state"] == "Accepting"
     assert document["total"] == 6

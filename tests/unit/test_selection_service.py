@@ -2,49 +2,36 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
 import pytest
 
+from shared.api.views import selection_view
 from shared.domain.errors import ConcurrentChangeError, SelectionTooLargeError, StorageUnavailableError
 from shared.domain.filters import BookingFilter
 from shared.domain.models import Booking, BookingStatus
 from shared.domain.requests import RequestItem
 from shared.services.booking_queries import BookingQueries
-from shared.services.selection import QueueUnavailableError, Selection, SelectionService
+from shared.services.selection import QueueUnavailableError, Selection
 from tests.unit.builders import DINNER, LUNCH, make_booking
-from tests.unit.fakes import FakeBookingStore, FakeQueue, FakeRequestStore, ManualClock
+from tests.unit.fakes import FakeBookingStore, FakeQueue
+from tests.unit.wiring import fake_app
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def request_ids() -> Iterator[str]:
-    for n in itertools.count(1):
-        yield f"00000000-0000-4000-8000-{n:012d}"
-
-
 class World:
+    """The selection as production wires it (`tests/unit/wiring.py`), on the shared API thread pool;
+    `inline` takes the pool away, so the same rules run without threads too."""
+
     def __init__(
-        self, *, max_selection: int = 100, queue: FakeQueue | None = None, executor: bool = False
+        self, *, max_selection: int = 100, queue: FakeQueue | None = None, inline: bool = False
     ) -> None:
-        self.clock = ManualClock()
-        self.store = FakeBookingStore(self.clock)
-        self.queue = queue or FakeQueue()
-        self.requests = FakeRequestStore(self.clock)
-        ids = request_ids()
-        self.pool = ThreadPoolExecutor(4) if executor else None
-        self.service = SelectionService(
-            self.store,
-            BookingQueries(self.store, [LUNCH, DINNER], executor=self.pool),
-            self.queue,
-            self.requests,
-            max_selection=max_selection,
-            executor=self.pool,
-            new_request_id=lambda: next(ids),
-            clock=self.clock,
-        )
+        app = fake_app(queue=queue, MAX_SELECTION=str(max_selection))
+        self.clock, self.store, self.queue, self.requests = app.clock, app.store, app.queue, app.requests
+        self.service = app.container.selection
+        if inline:
+            self.service.executor = self.service.queries.executor = None
 
     def seed(self, *bookings: Booking) -> list[Booking]:
         return self.store.put_all(bookings)
@@ -53,12 +40,9 @@ class World:
         return self.store.status_of(booking.business_id, booking.key)
 
 
-@pytest.fixture(params=[False, True], ids=["inline", "thread-pool"])
-def world(request: pytest.FixtureRequest) -> Iterator[World]:
-    built = World(executor=request.param)
-    yield built
-    if built.pool is not None:
-        built.pool.shutdown()
+@pytest.fixture(params=[True, False], ids=["inline", "thread-pool"])
+def world(request: pytest.FixtureRequest) -> World:
+    return World(inline=request.param)
 
 
 def test_keys_claim_unbilled_and_failed_skip_the_rest_and_report_unknown_keys(world: World) -> None:
@@ -103,7 +87,7 @@ def test_keys_claim_unbilled_and_failed_skip_the_rest_and_report_unknown_keys(wo
         0,
     )
     assert header.selection == {"mode": "keys", "keys": 4}
-    assert result.to_json()["notFound"] == [unknown]
+    assert selection_view(result)["notFound"] == [unknown]
 
 
 def test_all_selects_only_unbilled_bookings_matching_the_filter(world: World) -> None:

@@ -13,6 +13,7 @@ from shared.domain.sync_decisions import (
     Decision,
     SyncOutcome,
     Write,
+    _write,
     apply,
     booking_from_appointment,
     decide,
@@ -43,17 +44,45 @@ def test_nothing_stored_is_created_whatever_the_evidence_age() -> None:
     assert decide(APPOINTMENT, None, BEFORE, check_age=True) == CREATE
 
 
+# Each table names every state (checked by `test_every_table_covers_every_state`), so a new state
+# cannot slip past the sync without a decision written down for it.
+FRESH_EVIDENCE: dict[BookingStatus, tuple[Decision, Decision]] = {  # (same data, changed data)
+    BookingStatus.UNBILLED: (UNCHANGED, REFRESH),
+    BookingStatus.FAILED: (UNCHANGED, REFRESH),
+    BookingStatus.EXCLUDED: (UNCHANGED, REFRESH),  # a person's decision; Bookings' data still follows
+    BookingStatus.CANCELLED: (REVIVE, REVIVE),  # seen again: it exists, whatever its data
+    BookingStatus.QUEUED: (LOCKED, LOCKED),
+    BookingStatus.INVOICING: (LOCKED, LOCKED),
+    BookingStatus.INVOICED: (LOCKED, LOCKED),
+}
+STALE_EVIDENCE: dict[BookingStatus, tuple[Decision, Decision]] = {  # (age unchecked, age checked)
+    BookingStatus.UNBILLED: (REFRESH, STALE),
+    BookingStatus.FAILED: (REFRESH, STALE),
+    BookingStatus.EXCLUDED: (REFRESH, STALE),
+    BookingStatus.CANCELLED: (REVIVE, STALE),
+    BookingStatus.QUEUED: (LOCKED, LOCKED),  # locked is decided before age
+    BookingStatus.INVOICING: (LOCKED, LOCKED),
+    BookingStatus.INVOICED: (LOCKED, LOCKED),
+}
+MISSING: dict[BookingStatus, Decision] = {  # absent from a fully-read window
+    BookingStatus.UNBILLED: CANCEL,
+    BookingStatus.CANCELLED: UNCHANGED,
+    BookingStatus.QUEUED: LOCKED,
+    BookingStatus.INVOICING: LOCKED,
+    BookingStatus.INVOICED: LOCKED,
+    BookingStatus.FAILED: LOCKED,
+    BookingStatus.EXCLUDED: LOCKED,  # a person excluded it: its absence does not cancel it
+}
+
+
 @pytest.mark.parametrize(
-    ("status", "same", "changed"),
-    [
-        (BookingStatus.UNBILLED, UNCHANGED, REFRESH),
-        (BookingStatus.FAILED, UNCHANGED, REFRESH),
-        (BookingStatus.CANCELLED, REVIVE, REVIVE),  # seen again: it exists, whatever its data
-        (BookingStatus.QUEUED, LOCKED, LOCKED),
-        (BookingStatus.INVOICING, LOCKED, LOCKED),
-        (BookingStatus.INVOICED, LOCKED, LOCKED),
-    ],
+    "table", [FRESH_EVIDENCE, STALE_EVIDENCE, MISSING], ids=["fresh", "stale", "missing"]
 )
+def test_every_table_covers_every_state(table: dict[BookingStatus, object]) -> None:
+    assert set(table) == set(BookingStatus)
+
+
+@pytest.mark.parametrize(("status", "same", "changed"), [(s, *row) for s, row in FRESH_EVIDENCE.items()])
 def test_each_state_with_fresh_evidence(status: BookingStatus, same: Decision, changed: Decision) -> None:
     stored = make_booking(status=status)
     for check_age in (False, True):
@@ -61,16 +90,7 @@ def test_each_state_with_fresh_evidence(status: BookingStatus, same: Decision, c
         assert decide(CHANGED, stored, EVIDENCE, check_age=check_age) == changed
 
 
-@pytest.mark.parametrize(
-    ("status", "unchecked", "checked"),
-    [
-        (BookingStatus.UNBILLED, REFRESH, STALE),
-        (BookingStatus.FAILED, REFRESH, STALE),
-        (BookingStatus.CANCELLED, REVIVE, STALE),
-        (BookingStatus.QUEUED, LOCKED, LOCKED),  # locked is decided before age
-        (BookingStatus.INVOICED, LOCKED, LOCKED),
-    ],
-)
+@pytest.mark.parametrize(("status", "unchecked", "checked"), [(s, *row) for s, row in STALE_EVIDENCE.items()])
 def test_stale_evidence_counts_only_when_the_age_is_checked(
     status: BookingStatus, unchecked: Decision, checked: Decision
 ) -> None:
@@ -94,17 +114,7 @@ def test_evidence_equal_to_the_last_change_is_not_stale() -> None:
     assert decide(CHANGED, make_booking(), STAMPED, check_age=True) == REFRESH
 
 
-@pytest.mark.parametrize(
-    ("status", "expected"),
-    [
-        (BookingStatus.UNBILLED, CANCEL),
-        (BookingStatus.CANCELLED, UNCHANGED),
-        (BookingStatus.QUEUED, LOCKED),
-        (BookingStatus.INVOICING, LOCKED),
-        (BookingStatus.INVOICED, LOCKED),
-        (BookingStatus.FAILED, LOCKED),
-    ],
-)
+@pytest.mark.parametrize(("status", "expected"), list(MISSING.items()))
 def test_missing_from_a_fully_read_window(status: BookingStatus, expected: Decision) -> None:
     assert decide_missing(make_booking(status=status), EVIDENCE) == expected
 
@@ -174,3 +184,13 @@ def test_fingerprint_changes_with_any_descriptive_field(changes: dict[str, objec
     assert decide(
         APPOINTMENT, replace(make_booking(), **descriptive_fields(after)), EVIDENCE, check_age=False
     ) == (REFRESH)
+
+
+def test_every_write_has_its_outcome_and_every_outcome_a_decision_here() -> None:
+    writes = {decision.write: decision.outcome for decision in (CREATE, REFRESH, REVIVE, CANCEL)}
+    assert set(writes) == set(Write)
+    assert set(writes.values()) | {d.outcome for d in (UNCHANGED, LOCKED, STALE)} == set(SyncOutcome) - {
+        SyncOutcome.CONFLICT
+    }  # conflict is the store's, not a decision
+    for kind, outcome in writes.items():
+        assert _write(kind) == Decision(outcome, kind)
