@@ -14,8 +14,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sandbox.clock import Clock, ManualClock, SystemClock
-from sandbox.faults import SERVICES, ConfigError, FaultConfig
+from sandbox.core.clock import Clock, ManualClock, SystemClock
+from sandbox.core.faults import SERVICES, ConfigError, FaultConfig
+from sandbox.core.paging import DEFAULT_BC_MAX_PAGE_SIZE, DEFAULT_GRAPH_PAGE_SIZE
+from sandbox.core.timefmt import parse_iso_datetime
 from sandbox.seed import (
     FLAT_CUSTOMER_FIELDS,
     GROUP_APPOINTMENTS,
@@ -23,8 +25,7 @@ from sandbox.seed import (
     WINDOWS_TIME_ZONES,
     seed_features,
 )
-from sandbox.server import DEFAULT_BC_MAX_PAGE_SIZE, DEFAULT_GRAPH_PAGE_SIZE, start_sandbox
-from sandbox.timefmt import parse_iso_datetime
+from sandbox.server import start_sandbox
 
 
 def _service_value(text: str, flag: str) -> tuple[str, str]:

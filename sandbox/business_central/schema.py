@@ -16,8 +16,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sandbox.core.timefmt import bc_datetime
 from sandbox.odata import BOOLEAN, DATE, DATETIME, DECIMAL, ENUM, GUID, INTEGER, STRING
-from sandbox.timefmt import bc_datetime
 
 BLANK_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = "0001-01-01"
