@@ -15,7 +15,8 @@ from typing import Any, Protocol
 from sandbox.business_central import CompanyStore
 from sandbox.business_central.schema import BcError
 from sandbox.core.clock import Clock, ManualClock
-from sandbox.core.faults import ConfigError, Faults
+from sandbox.core.fault_config import ConfigError
+from sandbox.core.faults import Faults
 from sandbox.core.httpcore import HttpError, MethodNotAllowed, Request, Response, Router, new_guid
 from sandbox.core.paging import Paging
 from sandbox.core.timefmt import parse_iso_datetime

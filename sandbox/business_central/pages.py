@@ -71,14 +71,7 @@ class ODataPages(BusinessCentralProtocol):
         query = self._query(request, COLLECTION_OPTIONS)
         try:
             expand = self._expand(request, entity, query)
-            if "$filter" in query:
-                predicate = compile_filter(query["$filter"], entity.schema, entity.name)
-                rows = [row for row in rows if predicate(row[0])]
-            if "$orderby" in query:
-                order = parse_orderby(query["$orderby"], entity.schema, entity.name)
-                index = {id(values): (values, render) for values, render in rows}
-                ordered = odata_sort([values for values, _ in rows], order, entity.schema)
-                rows = [index[id(values)] for values in ordered]
+            rows = _filtered_and_ordered(rows, query, entity)
             select = (
                 parse_select(query["$select"], entity.schema, entity.name) if "$select" in query else None
             )
@@ -142,6 +135,19 @@ class ODataPages(BusinessCentralProtocol):
         pairs = [(k, v) for k, v in request.query if k != "$skiptoken"]
         pairs.append(("$skiptoken", token))
         return f"{request.base_url}{request.path}?{urlencode(pairs, quote_via=quote, safe=':$')}"
+
+
+def _filtered_and_ordered(rows: Rows, query: dict[str, str], entity: EntityType) -> Rows:
+    """`$filter` and `$orderby` applied to the rows (raises `ODataError`)."""
+    if "$filter" in query:
+        predicate = compile_filter(query["$filter"], entity.schema, entity.name)
+        rows = [row for row in rows if predicate(row[0])]
+    if "$orderby" in query:
+        order = parse_orderby(query["$orderby"], entity.schema, entity.name)
+        index = {id(values): (values, render) for values, render in rows}
+        ordered = odata_sort([values for values, _ in rows], order, entity.schema)
+        rows = [index[id(values)] for values in ordered]
+    return rows
 
 
 def project(data: dict[str, Any], select: list[str] | None, expand: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
+from typing import Any
 
 import jwt
 from cryptography import x509
@@ -94,8 +95,6 @@ class ClientAssertions:
             return 700024, "Client assertion is not within its valid time range."
         return None
 
-    # -- routes -------------------------------------------------------------------------------
-
     def check_certificate(self, assertion: str, app: AppRegistration, tenant: str) -> tuple[int, str] | None:
         """Verify a client assertion against the app's registered certificates (RFC 7523)."""
         try:
@@ -117,41 +116,57 @@ class ClientAssertions:
             f"{self.host_url}/{self.directory.tenant_id}/v2.0".lower(),
         }
         for certificate in candidates:
-            try:
-                claims = jwt.decode(
-                    assertion,
-                    certificate.public_key(),  # type: ignore[arg-type]
-                    algorithms=["RS256", "PS256"],
-                    options={"require": ["exp", "aud", "iss", "sub"], "verify_aud": False},
-                    leeway=ASSERTION_CLOCK_SKEW_SECONDS,
-                )
-            except jwt.ExpiredSignatureError:
-                return 700024, "Client assertion is not within its valid time range."
-            except jwt.ImmatureSignatureError:
-                return 700024, "Client assertion is not within its valid time range."
-            except jwt.MissingRequiredClaimError as exc:
-                return 50027, f"JWT token is invalid or malformed: {exc}."
-            except jwt.InvalidSignatureError:
-                continue
-            except jwt.PyJWTError:
-                return 50027, "JWT token is invalid or malformed."
-            audience = claims.get("aud")
-            audience_values = audience if isinstance(audience, list) else [audience]
-            if not any(str(value).lower() in audiences for value in audience_values):
-                return (
-                    700027,
-                    "Client assertion failed signature validation. [Reason - The audience of the client "
-                    "assertion is not the token endpoint of this tenant.]",
-                )
-            if str(claims.get("iss", "")).lower() != app.client_id.lower() or (
-                str(claims.get("sub", "")).lower() != app.client_id.lower()
-            ):
-                return (
-                    700021,
-                    "Client assertion application identifier doesn't match 'client_id' parameter.",
-                )
-            return None
+            claims = _signed_claims(assertion, certificate)
+            if claims is None:
+                continue  # signed with another key: try the next certificate
+            if isinstance(claims, tuple):
+                return claims
+            return _claims_problem(claims, app, audiences)
         return 700027, "Client assertion failed signature validation."
+
+
+def _signed_claims(assertion: str, certificate: x509.Certificate) -> dict[str, Any] | tuple[int, str] | None:
+    """The assertion's claims if `certificate` signed it; `None` if it did not; else the problem."""
+    try:
+        return jwt.decode(
+            assertion,
+            certificate.public_key(),  # type: ignore[arg-type]
+            algorithms=["RS256", "PS256"],
+            options={"require": ["exp", "aud", "iss", "sub"], "verify_aud": False},
+            leeway=ASSERTION_CLOCK_SKEW_SECONDS,
+        )
+    except jwt.ExpiredSignatureError:
+        return 700024, "Client assertion is not within its valid time range."
+    except jwt.ImmatureSignatureError:
+        return 700024, "Client assertion is not within its valid time range."
+    except jwt.MissingRequiredClaimError as exc:
+        return 50027, f"JWT token is invalid or malformed: {exc}."
+    except jwt.InvalidSignatureError:
+        return None
+    except jwt.PyJWTError:
+        return 50027, "JWT token is invalid or malformed."
+
+
+def _claims_problem(
+    claims: dict[str, Any], app: AppRegistration, audiences: set[str]
+) -> tuple[int, str] | None:
+    """Audience (this tenant's token endpoint) and issuer = subject = the app's client id."""
+    audience = claims.get("aud")
+    audience_values = audience if isinstance(audience, list) else [audience]
+    if not any(str(value).lower() in audiences for value in audience_values):
+        return (
+            700027,
+            "Client assertion failed signature validation. [Reason - The audience of the client "
+            "assertion is not the token endpoint of this tenant.]",
+        )
+    if str(claims.get("iss", "")).lower() != app.client_id.lower() or (
+        str(claims.get("sub", "")).lower() != app.client_id.lower()
+    ):
+        return (
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        )
+    return None
 
 
 def issued_by_someone_else(assertion: str, app: AppRegistration) -> bool:

@@ -303,23 +303,23 @@ class EntraService:
         basic_secret: str | None,
         tenant: str,
     ) -> str | Response:
-        """Returns the credential kind (`secret`/`certificate`) or the error response."""
+        """Returns the credential kind (`secret`/`certificate`/`federated`) or the error response."""
         secret = form.get("client_secret") or basic_secret
         assertion = form.get("client_assertion")
         if secret:
-            if any(_constant_time_equal(secret, known) for known in app.secrets):
-                if any(_constant_time_equal(secret, old) for old in app.expired_secrets):
-                    return self.error(
-                        request,
-                        401,
-                        "invalid_client",
-                        7000222,
-                        f"The provided client secret keys for app '{app.client_id}' are expired. Visit the "
-                        "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
-                        "consider using certificate credentials for added security: "
-                        "https://aka.ms/certCreds.",
-                    )
-                return "secret"
+            return self._check_secret(request, app, secret)
+        if assertion:
+            return self._check_client_assertion(request, app, form, assertion, tenant)
+        return self.error(
+            request,
+            401,
+            "invalid_client",
+            7000218,
+            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        )
+
+    def _check_secret(self, request: Request, app: AppRegistration, secret: str) -> str | Response:
+        if not any(_constant_time_equal(secret, known) for known in app.secrets):
             return self.error(
                 request,
                 401,
@@ -328,34 +328,42 @@ class EntraService:
                 "Invalid client secret provided. Ensure the secret being sent in the request is the client "
                 f"secret value, not the client secret ID, for a secret added to app '{app.client_id}'.",
             )
-        if assertion:
-            if form.get("client_assertion_type") != JWT_BEARER:
-                return self.error(
-                    request,
-                    400,
-                    "invalid_request",
-                    900144,
-                    f"The request body must contain the following parameter: 'client_assertion_type' "
-                    f"with the value '{JWT_BEARER}'.",
-                )
-            if issued_by_someone_else(assertion, app):
-                problem = self._assertions.check_federated(assertion, app)
-                if problem is None:
-                    return "federated"
-                code, message = problem
-                return self.error(request, 400, "invalid_request", code, message)
-            problem = self._assertions.check_certificate(assertion, app, tenant)
+        if any(_constant_time_equal(secret, old) for old in app.expired_secrets):
+            return self.error(
+                request,
+                401,
+                "invalid_client",
+                7000222,
+                f"The provided client secret keys for app '{app.client_id}' are expired. Visit the "
+                "Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or "
+                "consider using certificate credentials for added security: "
+                "https://aka.ms/certCreds.",
+            )
+        return "secret"
+
+    def _check_client_assertion(
+        self, request: Request, app: AppRegistration, form: dict[str, str], assertion: str, tenant: str
+    ) -> str | Response:
+        if form.get("client_assertion_type") != JWT_BEARER:
+            return self.error(
+                request,
+                400,
+                "invalid_request",
+                900144,
+                f"The request body must contain the following parameter: 'client_assertion_type' "
+                f"with the value '{JWT_BEARER}'.",
+            )
+        if issued_by_someone_else(assertion, app):
+            problem = self._assertions.check_federated(assertion, app)
             if problem is None:
-                return "certificate"
+                return "federated"
             code, message = problem
-            return self.error(request, 401, "invalid_client", code, message)
-        return self.error(
-            request,
-            401,
-            "invalid_client",
-            7000218,
-            "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-        )
+            return self.error(request, 400, "invalid_request", code, message)
+        problem = self._assertions.check_certificate(assertion, app, tenant)
+        if problem is None:
+            return "certificate"
+        code, message = problem
+        return self.error(request, 401, "invalid_client", code, message)
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str | None, str | None]:

@@ -45,40 +45,9 @@ def _evaluate(node: Node, entity: Mapping[str, Any]) -> Any:
     if isinstance(node, Property):
         return property_value(entity, node)
     if isinstance(node, Call):
-        args = [_evaluate(arg, entity) for arg in node.args]
-        if any(arg is None for arg in args):
-            return None
-        if node.name == "tolower":
-            return str(args[0]).lower()
-        if node.name == "toupper":
-            return str(args[0]).upper()
-        if node.name == "trim":
-            return str(args[0]).strip()
-        if node.name == "startswith":
-            return str(args[0]).startswith(str(args[1]))
-        if node.name == "endswith":
-            return str(args[0]).endswith(str(args[1]))
-        return str(args[1]) in str(args[0])
+        return _call(node, entity)
     if isinstance(node, Compare):
-        left = _evaluate(node.left, entity)
-        right = _evaluate(node.right, entity)
-        if isinstance(right, str) and _involves_enum(node.left):
-            right = decode_enum(right)
-        if node.op == "eq":
-            return left == right
-        if node.op == "ne":
-            return left != right
-        if left is None or right is None:
-            return False
-        try:
-            return {
-                "gt": left > right,
-                "ge": left >= right,
-                "lt": left < right,
-                "le": left <= right,
-            }[node.op]
-        except TypeError:
-            return False
+        return _compare(node, entity)
     if isinstance(node, In):
         value = _evaluate(node.operand, entity)
         enum = _involves_enum(node.operand)
@@ -89,6 +58,45 @@ def _evaluate(node: Node, entity: Mapping[str, Any]) -> Any:
             return all(_evaluate(o, entity) is True for o in node.operands)
         return any(_evaluate(o, entity) is True for o in node.operands)
     return _evaluate(node.operand, entity) is not True
+
+
+def _call(node: Call, entity: Mapping[str, Any]) -> Any:
+    args = [_evaluate(arg, entity) for arg in node.args]
+    if any(arg is None for arg in args):
+        return None
+    if node.name == "tolower":
+        return str(args[0]).lower()
+    if node.name == "toupper":
+        return str(args[0]).upper()
+    if node.name == "trim":
+        return str(args[0]).strip()
+    if node.name == "startswith":
+        return str(args[0]).startswith(str(args[1]))
+    if node.name == "endswith":
+        return str(args[0]).endswith(str(args[1]))
+    return str(args[1]) in str(args[0])
+
+
+def _compare(node: Compare, entity: Mapping[str, Any]) -> Any:
+    left = _evaluate(node.left, entity)
+    right = _evaluate(node.right, entity)
+    if isinstance(right, str) and _involves_enum(node.left):
+        right = decode_enum(right)
+    if node.op == "eq":
+        return left == right
+    if node.op == "ne":
+        return left != right
+    if left is None or right is None:
+        return False
+    try:
+        return {
+            "gt": left > right,
+            "ge": left >= right,
+            "lt": left < right,
+            "le": left <= right,
+        }[node.op]
+    except TypeError:
+        return False
 
 
 def _involves_enum(node: Node) -> bool:

@@ -67,44 +67,48 @@ def tokenize(text: str) -> list[Token]:
             tokens.append(Token(kind, char, position))
             position += 1
             continue
-        if char == "'":
-            start = position
-            position += 1
-            pieces: list[str] = []
-            while True:
-                if position >= length:
-                    raise ODataError(
-                        f"There is an unterminated string literal at position {start} in '{text}'."
-                    )
-                if text[position] == "'":
-                    if position + 1 < length and text[position + 1] == "'":
-                        pieces.append("'")
-                        position += 2
-                        continue
-                    position += 1
-                    break
-                pieces.append(text[position])
-                position += 1
-            tokens.append(Token("string", text[start:position], start, "".join(pieces)))
-            continue
-        for kind, pattern in (("guid", _GUID), ("datetime", _DATETIME), ("date", _DATE), ("number", _NUMBER)):
-            match = pattern.match(text, position)
-            if match and not _continues(text, match.end()):
-                tokens.append(
-                    Token(kind, match.group(0), position, _literal_value(kind, match.group(0), text))
-                )
-                position = match.end()
-                break
-        else:
-            match = _NAME.match(text, position)
-            if not match:
-                raise ODataError(
-                    f"Syntax error: character '{char}' is not valid at position {position} in '{text}'."
-                )
-            tokens.append(Token("name", match.group(0), position, match.group(0)))
-            position = match.end()
+        token = _string(text, position) if char == "'" else _literal(text, position) or _name(text, position)
+        tokens.append(token)
+        position += len(token.text)
     tokens.append(Token("end", "", length))
     return tokens
+
+
+def _string(text: str, start: int) -> Token:
+    """A quoted string from `start`; a doubled quote stands for one quote."""
+    position = start + 1
+    pieces: list[str] = []
+    while True:
+        if position >= len(text):
+            raise ODataError(f"There is an unterminated string literal at position {start} in '{text}'.")
+        if text[position] == "'":
+            if position + 1 < len(text) and text[position + 1] == "'":
+                pieces.append("'")
+                position += 2
+                continue
+            position += 1
+            break
+        pieces.append(text[position])
+        position += 1
+    return Token("string", text[start:position], start, "".join(pieces))
+
+
+def _literal(text: str, position: int) -> Token | None:
+    """A GUID, date-time, date or number literal at `position`, if one is there."""
+    for kind, pattern in (("guid", _GUID), ("datetime", _DATETIME), ("date", _DATE), ("number", _NUMBER)):
+        match = pattern.match(text, position)
+        if match and not _continues(text, match.end()):
+            return Token(kind, match.group(0), position, _literal_value(kind, match.group(0), text))
+    return None
+
+
+def _name(text: str, position: int) -> Token:
+    match = _NAME.match(text, position)
+    if not match:
+        raise ODataError(
+            f"Syntax error: character '{text[position]}' is not valid at position {position} in '{text}'."
+        )
+    return Token("name", match.group(0), position, match.group(0))
 
 
 def _continues(text: str, position: int) -> bool:

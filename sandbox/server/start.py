@@ -20,7 +20,7 @@ from typing import Any
 from sandbox.admin import ADMIN_PREFIX, SandboxAdmin
 from sandbox.core.clock import Clock, ManualClock, SystemClock
 from sandbox.core.paging import DEFAULT_BC_MAX_PAGE_SIZE, DEFAULT_GRAPH_PAGE_SIZE
-from sandbox.core.tls import ClientCertificate, create_client_certificate, create_tls
+from sandbox.core.tls import ClientCertificate, TlsMaterial, create_client_certificate, create_tls
 from sandbox.seed import (
     Identity,
     make_identity,
@@ -113,53 +113,75 @@ def start_sandbox(
     is looked up (default: `os.environ`). `seed_features` turns on extra appointment shapes
     (`sandbox.seed.SEED_FEATURES`: group appointments, Windows zone names, flat customer fields).
     """
-    features = seed_feature_names(seed_features)
-    owned = state_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="sandbox-")) if state_dir is None else Path(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    clock = clock or SystemClock()
+    directory = _state_directory(state_dir)
     tls = create_tls(directory, env)
-    identity = make_identity(seed)
     certificate = create_client_certificate(directory / "client-cert.pem", "bookings-invoicing-sandbox")
     server = TlsServer((host, port), tls.server_context)
-    actual_port = int(server.server_address[1])
-    url = f"https://{host}:{actual_port}"
+    url = f"https://{host}:{server.server_address[1]}"
     stop_event = threading.Event()
+    features = seed_feature_names(seed_features)
     try:
-        app = SandboxApp(url, identity, certificate, seed, clock, stop_event, features)
+        app = SandboxApp(
+            url, make_identity(seed), certificate, seed, clock or SystemClock(), stop_event, features
+        )
         app.paging.update({"graphPageSize": graph_page_size, "bcMaxPageSize": bc_max_page_size})
         if faults:
             app.faults.configure(faults)
     except Exception:
         server.server_close()
         raise
-    server.base_url = url
-    server.app = app
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"sandbox-{actual_port}", daemon=True
-    )
-    thread.start()
-    settings = build_settings(url, identity, tls.bundle_path)
+    thread = _serve_in_background(server, url, app)
+    settings = build_settings(url, app.identity, tls.bundle_path)
     if settings_out is not None:
         _write_private_json(Path(settings_out), settings)
     _write_private_json(directory / "sandbox.json", app.info() | {"settings": settings})
-    handle = SandboxHandle(
-        url=url,
+    return _handle(app, tls, settings, directory, server, thread, stop_event, state_dir is None)
+
+
+def _handle(
+    app: SandboxApp,
+    tls: TlsMaterial,
+    settings: dict[str, str],
+    directory: Path,
+    server: TlsServer,
+    thread: threading.Thread,
+    stop_event: threading.Event,
+    owned_dir: bool,
+) -> SandboxHandle:
+    return SandboxHandle(
+        url=app.base_url,
         settings=settings,
-        admin=SandboxAdmin(url, tls.ca_path),
+        admin=SandboxAdmin(app.base_url, tls.ca_path),
         app=app,
         state_dir=directory,
         ca_path=tls.ca_path,
         ca_bundle_path=tls.bundle_path,
-        client_certificate=certificate,
-        identity=identity,
-        clock=clock,
+        client_certificate=app.client_certificate,
+        identity=app.identity,
+        clock=app.clock,
         _server=server,
         _thread=thread,
         _stop_event=stop_event,
-        _owned_dir=owned,
+        _owned_dir=owned_dir,
     )
-    return handle
+
+
+def _state_directory(state_dir: Path | str | None) -> Path:
+    """The given directory, created if missing, or a new temporary one."""
+    directory = Path(tempfile.mkdtemp(prefix="sandbox-")) if state_dir is None else Path(state_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _serve_in_background(server: TlsServer, url: str, app: SandboxApp) -> threading.Thread:
+    server.base_url = url
+    server.app = app
+    port = int(server.server_address[1])
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=f"sandbox-{port}", daemon=True
+    )
+    thread.start()
+    return thread
 
 
 def build_settings(url: str, identity: Identity, bundle_path: Path) -> dict[str, str]:
