@@ -1,4 +1,4 @@
-"""The sandbox's own admin API (under `/_sandbox`, a path no real API uses) and a typed client.
+"""The routes of the sandbox's own admin API, under `/_sandbox` (a path no real API uses).
 
 Tests, benchmarks and `make run` drive the sandbox through it: fault switches, paging sizes, the
 clock, request counters, a dump of all state, appointment edits and bulk generation. It needs no
@@ -313,7 +313,7 @@ class AdminApi:
             return _error(exc.status, exc.code, exc.message)
         return Response.json(200, changed)
 
-    # -- client -----------------------------------------------------------------------------------------
+    # -- client apps ------------------------------------------------------------------------------
 
     def _register_app(self, request: Request, params: dict[str, str]) -> Response:
         """A client app (a script, a flow) with a secret and app roles of the product's API."""

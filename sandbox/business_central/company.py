@@ -1,4 +1,5 @@
-"""Business Central company data and the business rules its API v2.0 pages enforce.
+"""One Business Central company: its sales invoices on top of its master data, and the business
+rules its API v2.0 pages enforce.
 
 Related records (customer, item, currency, unit of measure, ...) must exist; a blocked customer or
 item cannot be invoiced; sales invoices are created atomically with their lines (deep insert) and

@@ -161,6 +161,8 @@ class EntraService:
             "client_id": identity.client_id,
         }
 
+    # -- routes -------------------------------------------------------------------------------
+
     def _check_tenant(self, request: Request, tenant: str) -> None:
         if tenant.lower() != self.directory.tenant_id.lower():
             raise HttpError(

@@ -12,8 +12,6 @@ from sandbox.core.timefmt import parse_iso_datetime
 from sandbox.odata.lexer import DATE, DATETIME, ENUM, GUID, NUMERIC
 from sandbox.odata.syntax import Call, Compare, In, Literal, Logical, Node, Property, parse_filter
 
-# -- evaluation -----------------------------------------------------------------------------------
-
 _XML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 

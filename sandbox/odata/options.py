@@ -9,8 +9,6 @@ from sandbox.odata.evaluate import property_value
 from sandbox.odata.lexer import ODataError
 from sandbox.odata.syntax import Property
 
-# -- other query options --------------------------------------------------------------------------
-
 
 def parse_orderby(text: str, schema: Mapping[str, str], entity_type: str) -> list[tuple[str, bool]]:
     """`number desc, displayName` -> [(property, descending)]."""

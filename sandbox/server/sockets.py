@@ -27,8 +27,6 @@ logger = logging.getLogger("sandbox")
 
 MAX_BODY_BYTES = 100 * 1024 * 1024
 
-# -- sockets ----------------------------------------------------------------------------------------
-
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -28,8 +28,6 @@ from sandbox.seed import (
 from sandbox.server.app import BC_PREFIX, ENTRA_PREFIX, GRAPH_PREFIX, SandboxApp, seed_feature_names
 from sandbox.server.sockets import TlsServer
 
-# -- public entry point -----------------------------------------------------------------------------
-
 
 @dataclass
 class SandboxHandle:
