@@ -133,6 +133,7 @@ class AppointmentError(ValueError):
 
 
 def apply_fields(fields: dict[str, Any], data: dict[str, Any], *, strict: bool) -> None:
+    """Copy the writable properties of `data` into `fields`, checked as the API checks them."""
     for key, value in data.items():
         if key in (
             "id",
