@@ -4,7 +4,7 @@ Run `python -m sandbox`, or in-process: `start_sandbox(port=0, ...)` returns a `
 """
 
 from sandbox.admin import SandboxAdmin, SandboxAdminError
-from sandbox.clock import Clock, ManualClock, SystemClock
+from sandbox.core.clock import Clock, ManualClock, SystemClock
 from sandbox.server import SandboxHandle, running_sandbox, start_sandbox
 
 __all__ = [

@@ -14,8 +14,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sandbox.clock import Clock, ManualClock, SystemClock
-from sandbox.faults import SERVICES, ConfigError, FaultConfig
+from sandbox.core.clock import Clock, ManualClock, SystemClock
+from sandbox.core.fault_config import SERVICES, ConfigError, FaultConfig
+from sandbox.core.paging import DEFAULT_BC_MAX_PAGE_SIZE, DEFAULT_GRAPH_PAGE_SIZE
+from sandbox.core.timefmt import parse_iso_datetime
 from sandbox.seed import (
     FLAT_CUSTOMER_FIELDS,
     GROUP_APPOINTMENTS,
@@ -23,8 +25,7 @@ from sandbox.seed import (
     WINDOWS_TIME_ZONES,
     seed_features,
 )
-from sandbox.server import DEFAULT_BC_MAX_PAGE_SIZE, DEFAULT_GRAPH_PAGE_SIZE, start_sandbox
-from sandbox.timefmt import parse_iso_datetime
+from sandbox.server import SandboxHandle, start_sandbox
 
 
 def _service_value(text: str, flag: str) -> tuple[str, str]:
@@ -73,6 +74,14 @@ def _limit(value: int | None) -> int | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
+    _add_world_options(parser)
+    _add_fault_options(parser.add_argument_group("fault switches (same as PATCH /_sandbox/faults)"))
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def _add_world_options(parser: argparse.ArgumentParser) -> None:
+    """Where it listens, what it writes, and the world it serves."""
     parser.add_argument(
         "--port", type=int, default=8443, help="HTTPS port; 0 picks a free one (default 8443)"
     )
@@ -111,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--bc-page-size", type=int, default=DEFAULT_BC_MAX_PAGE_SIZE, help="BC maximum page size"
     )
-    faults = parser.add_argument_group("fault switches (same as PATCH /_sandbox/faults)")
+
+
+def _add_fault_options(faults: argparse._ArgumentGroup) -> None:
     faults.add_argument("--latency", type=_latency, action="append", default=[], metavar="SERVICE=SECONDS")
     faults.add_argument(
         "--fail",
@@ -142,8 +153,35 @@ def build_parser() -> argparse.ArgumentParser:
     faults.add_argument(
         "--drop-after-commit", type=int, default=0, metavar="K", help="drop the next K invoice POSTs"
     )
-    parser.add_argument("--verbose", action="store_true", help="log every request")
-    return parser
+
+
+# Limit flags per fault section: (JSON key, argument name, whether 0 on the command line means none).
+_LIMIT_FLAGS: tuple[tuple[str, tuple[tuple[str, str, bool], ...]], ...] = (
+    (
+        "bcConcurrency",
+        (
+            ("maxRunning", "bc_max_running", True),
+            ("maxConnections", "bc_max_connections", True),
+            ("queueTimeoutSeconds", "bc_queue_timeout", False),
+            ("retryAfter", "bc_retry_after", False),
+        ),
+    ),
+    (
+        "bcRateLimit",
+        (
+            ("limit", "bc_rate_limit", True),
+            ("windowSeconds", "bc_rate_window", False),
+            ("retryAfter", "bc_rate_retry_after", False),
+        ),
+    ),
+    (
+        "graphThrottling",
+        (
+            ("maxConcurrentPerMailbox", "graph_mailbox_concurrency", True),
+            ("retryAfter", "graph_retry_after", False),
+        ),
+    ),
+)
 
 
 def fault_patch(args: argparse.Namespace) -> dict[str, Any]:
@@ -155,46 +193,14 @@ def fault_patch(args: argparse.Namespace) -> dict[str, Any]:
         for service, rule in args.fail:
             failures.setdefault(service, []).append(rule)
         patch["failures"] = failures
-    concurrency = {
-        key: value
-        for key, value in (
-            ("maxRunning", args.bc_max_running),
-            ("maxConnections", args.bc_max_connections),
-            ("queueTimeoutSeconds", args.bc_queue_timeout),
-            ("retryAfter", args.bc_retry_after),
-        )
-        if value is not None
-    }
-    for key in ("maxRunning", "maxConnections"):
-        if key in concurrency:
-            concurrency[key] = _limit(concurrency[key])
-    if concurrency:
-        patch["bcConcurrency"] = concurrency
-    rate = {
-        key: value
-        for key, value in (
-            ("limit", args.bc_rate_limit),
-            ("windowSeconds", args.bc_rate_window),
-            ("retryAfter", args.bc_rate_retry_after),
-        )
-        if value is not None
-    }
-    if "limit" in rate:
-        rate["limit"] = _limit(rate["limit"])
-    if rate:
-        patch["bcRateLimit"] = rate
-    graph = {
-        key: value
-        for key, value in (
-            ("maxConcurrentPerMailbox", args.graph_mailbox_concurrency),
-            ("retryAfter", args.graph_retry_after),
-        )
-        if value is not None
-    }
-    if "maxConcurrentPerMailbox" in graph:
-        graph["maxConcurrentPerMailbox"] = _limit(graph["maxConcurrentPerMailbox"])
-    if graph:
-        patch["graphThrottling"] = graph
+    for section, flags in _LIMIT_FLAGS:
+        values = {
+            key: _limit(value) if zero_is_none else value
+            for key, attribute, zero_is_none in flags
+            if (value := getattr(args, attribute)) is not None
+        }
+        if values:
+            patch[section] = values
     if args.drop_after_commit:
         patch["dropAfterCommit"] = args.drop_after_commit
     return patch
@@ -212,26 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         FaultConfig().merged(patch)
     except ConfigError as exc:
         parser.error(str(exc))
-    clock: Clock = SystemClock()
-    if args.now:
-        try:
-            clock = ManualClock(parse_iso_datetime(args.now))
-        except ValueError as exc:
-            parser.error(f"--now: {exc}")
+    clock = _clock(parser, args)
     if args.graph_page_size < 1 or args.bc_page_size < 1:
         parser.error("page sizes must be >= 1")
-    features = [name for name in args.seed_features.split(",") if name.strip()]
-    for flag, name in (
-        (args.seed_group_appointments, GROUP_APPOINTMENTS),
-        (args.seed_windows_time_zones, WINDOWS_TIME_ZONES),
-        (args.seed_flat_customer_fields, FLAT_CUSTOMER_FIELDS),
-    ):
-        if flag:
-            features.append(name)
-    try:
-        seed_features(features)
-    except ValueError as exc:
-        parser.error(f"--seed-features: {exc}")
+    features = _features(parser, args)
     try:
         handle = start_sandbox(
             port=args.port,
@@ -248,6 +238,38 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"sandbox: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    _serve_until_stopped(handle)
+    return 0
+
+
+def _clock(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Clock:
+    if not args.now:
+        return SystemClock()
+    try:
+        return ManualClock(parse_iso_datetime(args.now))
+    except ValueError as exc:
+        parser.error(f"--now: {exc}")
+
+
+def _features(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """`--seed-features` names and the `--seed-...` flags, validated."""
+    features = [name for name in args.seed_features.split(",") if name.strip()]
+    for flag, name in (
+        (args.seed_group_appointments, GROUP_APPOINTMENTS),
+        (args.seed_windows_time_zones, WINDOWS_TIME_ZONES),
+        (args.seed_flat_customer_fields, FLAT_CUSTOMER_FIELDS),
+    ):
+        if flag:
+            features.append(name)
+    try:
+        seed_features(features)
+    except ValueError as exc:
+        parser.error(f"--seed-features: {exc}")
+    return features
+
+
+def _serve_until_stopped(handle: SandboxHandle) -> None:
+    """Serve until SIGINT or SIGTERM, then stop the sandbox."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -256,7 +278,6 @@ def main(argv: list[str] | None = None) -> int:
         stop.wait()
     finally:
         handle.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sandbox import SandboxAdminError, SandboxHandle
-from sandbox.bc_schema import INVOICE_STATUSES
+from sandbox.business_central.schema import INVOICE_STATUSES
 from tests.sandbox.support import FIXED_NOW, SandboxClient, wait_for
 
 

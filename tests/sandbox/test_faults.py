@@ -13,7 +13,7 @@ import requests
 
 from sandbox import SandboxAdminError, SandboxHandle
 from sandbox.__main__ import build_parser, fault_patch
-from sandbox.faults import FaultConfig
+from sandbox.core.fault_config import FaultConfig
 from tests.sandbox.support import BC_SCOPE, GRAPH_SCOPE, SandboxClient, wait_for
 
 INVOICE = {

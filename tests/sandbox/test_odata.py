@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandbox.bc_schema import CUSTOMER, ITEM
+from sandbox.business_central.schema import CUSTOMER, ITEM
 from sandbox.odata import ODataError, compile_filter, parse_filter, parse_maxpagesize, tokenize
 from tests.sandbox.support import SandboxClient
 

@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from sandbox import ManualClock, SandboxHandle, start_sandbox
+from sandbox.core.timefmt import parse_iso_duration
 from sandbox.graph import BookingsStore
 from sandbox.seed import SEED_FEATURES, seed_bookings, seed_features
-from sandbox.timefmt import parse_iso_duration
 from tests.sandbox.support import FIXED_NOW, SandboxClient
 
 WINDOWS_ZONES = {"W. Europe Standard Time": "Europe/Berlin", "GMT Standard Time": "Europe/London"}

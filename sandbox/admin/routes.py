@@ -1,4 +1,4 @@
-"""The sandbox's own admin API (under `/_sandbox`, a path no real API uses) and a typed client.
+"""The routes of the sandbox's own admin API, under `/_sandbox` (a path no real API uses).
 
 Tests, benchmarks and `make run` drive the sandbox through it: fault switches, paging sizes, the
 clock, request counters, a dump of all state, appointment edits and bulk generation. It needs no
@@ -7,30 +7,56 @@ token, and nothing here is counted or throttled like the emulated services.
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from datetime import date, timedelta
+from typing import Any, Protocol
 
-import requests
-
-from sandbox.bc_schema import BcError
-from sandbox.clock import ManualClock
-from sandbox.faults import ConfigError
-from sandbox.graph import AppointmentError
-from sandbox.httpcore import HttpError, MethodNotAllowed, Request, Response, Router
+from sandbox.business_central import CompanyStore
+from sandbox.business_central.schema import BcError
+from sandbox.core.clock import Clock, ManualClock
+from sandbox.core.fault_config import ConfigError
+from sandbox.core.faults import Faults
+from sandbox.core.httpcore import HttpError, MethodNotAllowed, Request, Response, Router, new_guid
+from sandbox.core.paging import Paging
+from sandbox.core.timefmt import parse_iso_datetime
+from sandbox.directory import (
+    BC_RESOURCE,
+    GRAPH_RESOURCE,
+    AppRegistration,
+    Directory,
+    FederatedCredential,
+    ManagedIdentity,
+)
+from sandbox.entra import EntraService
+from sandbox.graph import AppointmentError, BookingsStore
 from sandbox.seed import generate_appointments
-from sandbox.timefmt import parse_iso_datetime
-
-if TYPE_CHECKING:
-    from sandbox.server import SandboxApp
 
 ADMIN_PREFIX = "/_sandbox"
 STATE_SECTIONS = ("company", "customers", "items", "invoices", "businesses")
+
+
+class SandboxState(Protocol):
+    """What the admin API drives: the state and switches of one running sandbox."""
+
+    seed: int
+    clock: Clock
+    paging: Paging
+    faults: Faults
+    directory: Directory
+    entra: EntraService
+    bookings: BookingsStore
+    company: CompanyStore
+
+    def info(self) -> dict[str, Any]: ...
+
+    def counters_snapshot(self) -> dict[str, Any]: ...
+
+    def reset(
+        self, *, counters: bool = True, faults: bool = True, data: bool = False, config: bool = False
+    ) -> list[str]: ...
+
+    def dump(self, include: set[str] | None = None) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str) -> Response:
@@ -50,7 +76,7 @@ def _body(request: Request) -> dict[str, Any]:
 
 
 class AdminApi:
-    def __init__(self, app: SandboxApp) -> None:
+    def __init__(self, app: SandboxState) -> None:
         self.app = app
         self.router = Router()
         add = self.router.add
@@ -287,12 +313,10 @@ class AdminApi:
             return _error(exc.status, exc.code, exc.message)
         return Response.json(200, changed)
 
-    # -- client -----------------------------------------------------------------------------------------
+    # -- client apps ------------------------------------------------------------------------------
 
     def _register_app(self, request: Request, params: dict[str, str]) -> Response:
         """A client app (a script, a flow) with a secret and app roles of the product's API."""
-        from sandbox.entra import AppRegistration
-        from sandbox.httpcore import new_guid
 
         data = _body(request)
         unknown = set(data) - {"displayName", "apiRoles"}
@@ -338,7 +362,6 @@ class AdminApi:
 
     def _set_federated_credential(self, request: Request, params: dict[str, str]) -> Response:
         """Create or replace a federated credential, as Graph's upsert does (by name)."""
-        from sandbox.entra import FederatedCredential
 
         data = _body(request)
         audiences = data.get("audiences")
@@ -361,8 +384,6 @@ class AdminApi:
 
     def _create_managed_identity(self, request: Request, params: dict[str, str]) -> Response:
         """A user-assigned managed identity (client id and object id), as Azure creates one."""
-        from sandbox.entra import ManagedIdentity
-        from sandbox.httpcore import new_guid
 
         data = _body(request)
         if set(data) - {"displayName"}:
@@ -389,7 +410,6 @@ class AdminApi:
     def _break_app(self, request: Request, params: dict[str, str]) -> Response:
         """Per app: `consented` ({"graph"|"bc": [roles]}), `secretExpired`, `deniedBusinesses`,
         `businessCentralRegistered`. A data reset restores the product's app."""
-        from sandbox.entra import BC_RESOURCE, GRAPH_RESOURCE
 
         data = _body(request)
         unknown = set(data) - {"consented", "secretExpired", "deniedBusinesses", "businessCentralRegistered"}
@@ -446,171 +466,3 @@ def _app_switches(app: Any) -> dict[str, Any]:
         "deniedBusinesses": sorted(app.denied_businesses),
         "businessCentralRegistered": app.bc_registered,
     }
-
-
-class SandboxAdminError(RuntimeError):
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"sandbox admin call failed with HTTP {status}: {body}")
-        self.status = status
-        self.body = body
-
-
-@dataclass
-class SandboxAdmin:
-    """A small typed client for the admin API (works in-process and against `python -m sandbox`)."""
-
-    url: str
-    ca_path: Path | str
-    timeout: float = 30.0
-
-    def __post_init__(self) -> None:
-        self._session = requests.Session()
-        # Proxies and REQUESTS_CA_BUNDLE from the environment must not redirect or re-trust these calls.
-        self._session.trust_env = False
-
-    def close(self) -> None:
-        self._session.close()
-
-    def _call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
-        response = self._session.request(
-            method,
-            f"{self.url}{ADMIN_PREFIX}{path}",
-            data=None if body is None else json.dumps(body),
-            headers={"Content-Type": "application/json"} if body is not None else None,
-            params=params,
-            verify=str(self.ca_path),
-            timeout=self.timeout,
-        )
-        payload = response.json() if response.content else None
-        if response.status_code >= 400:
-            raise SandboxAdminError(response.status_code, payload)
-        return payload
-
-    def health(self) -> dict[str, Any]:
-        return self._call("GET", "/health")
-
-    def info(self) -> dict[str, Any]:
-        return self._call("GET", "/info")
-
-    def counters(self) -> dict[str, Any]:
-        return self._call("GET", "/counters")
-
-    def reset(
-        self, *, counters: bool = True, faults: bool = True, data: bool = False, config: bool = False
-    ) -> None:
-        self._call("POST", "/reset", {"counters": counters, "faults": faults, "data": data, "config": config})
-
-    def faults(self) -> dict[str, Any]:
-        return self._call("GET", "/faults")
-
-    def set_faults(self, patch: dict[str, Any]) -> dict[str, Any]:
-        """Merge `patch` into the current fault switches (see `FaultConfig.to_json` for the shape)."""
-        return self._call("PATCH", "/faults", patch)
-
-    def replace_faults(self, config: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PUT", "/faults", config)
-
-    def config(self) -> dict[str, Any]:
-        return self._call("GET", "/config")
-
-    def set_config(self, **values: int) -> dict[str, Any]:
-        return self._call("PATCH", "/config", values)
-
-    def state(self, include: list[str] | None = None) -> dict[str, Any]:
-        params = {"include": ",".join(include)} if include else None
-        return self._call("GET", "/state", params=params)
-
-    def clock(self) -> datetime:
-        return parse_iso_datetime(self._call("GET", "/clock")["now"])
-
-    def set_clock(self, now: datetime) -> datetime:
-        text = now.astimezone(UTC).isoformat().replace("+00:00", "Z")
-        return parse_iso_datetime(self._call("POST", "/clock", {"now": text})["now"])
-
-    def advance_clock(self, seconds: float) -> datetime:
-        return parse_iso_datetime(self._call("POST", "/clock", {"advanceSeconds": seconds})["now"])
-
-    def add_appointment(self, business_id: str, appointment: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", f"/graph/businesses/{_segment(business_id)}/appointments", appointment)
-
-    def update_appointment(
-        self, business_id: str, appointment_id: str, patch: dict[str, Any]
-    ) -> dict[str, Any]:
-        path = f"/graph/businesses/{_segment(business_id)}/appointments/{_segment(appointment_id)}"
-        return self._call("PATCH", path, patch)
-
-    def cancel_appointment(self, business_id: str, appointment_id: str) -> None:
-        self._call(
-            "DELETE", f"/graph/businesses/{_segment(business_id)}/appointments/{_segment(appointment_id)}"
-        )
-
-    def generate_appointments(
-        self,
-        business_id: str,
-        count: int,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        seed: int | None = None,
-    ) -> int:
-        body: dict[str, Any] = {"count": count}
-        if start is not None:
-            body["start"] = start.astimezone(UTC).isoformat()
-        if end is not None:
-            body["end"] = end.astimezone(UTC).isoformat()
-        if seed is not None:
-            body["seed"] = seed
-        return int(self._call("POST", f"/graph/businesses/{_segment(business_id)}/generate", body)["created"])
-
-    def post_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/post")
-
-    def set_invoice_status(self, invoice_id: str, status: str) -> dict[str, Any]:
-        """`Open`, `Paid`, `Canceled` or `Corrective` for a posted invoice."""
-        return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/status", {"status": status})
-
-    def move_unposted_invoice(self, invoice_id: str, action: str) -> dict[str, Any]:
-        """`release`, `sendForApproval`, `approve` or `reopen` an unposted invoice."""
-        return self._call("POST", f"/bc/salesInvoices/{_segment(invoice_id)}/{action}")
-
-    def set_allowed_posting_dates(
-        self, start: str | None, end: str | None, *, at_creation: bool = False
-    ) -> dict[str, Any]:
-        body = {"from": start, "to": end, "atCreation": at_creation}
-        return self._call("PUT", "/bc/allowedPostingDates", body)
-
-    def mark_invoice_paid(self, invoice_id: str) -> dict[str, Any]:
-        return self.set_invoice_status(invoice_id, "Paid")
-
-    def register_client(self, display_name: str, api_roles: list[str]) -> dict[str, Any]:
-        """A new client app holding `api_roles` of the product's API: clientId, clientSecret, ..."""
-        return self._call("POST", "/entra/apps", {"displayName": display_name, "apiRoles": api_roles})
-
-    def set_api_roles(self, client_id: str, roles: list[str]) -> dict[str, Any]:
-        return self._call("PUT", f"/entra/apps/{_segment(client_id)}/apiRoles", {"roles": roles})
-
-    def break_app(self, client_id: str, **switches: Any) -> dict[str, Any]:
-        """Setup-check switches of an app: consented={"graph": [...]}, secretExpired=True,
-        deniedBusinesses=[...], businessCentralRegistered=False."""
-        return self._call("PATCH", f"/entra/apps/{_segment(client_id)}", switches)
-
-    def edit_bc_record(self, collection: str, number: str, fields: dict[str, Any]) -> dict[str, Any]:
-        """PATCH a customer's or item's fields by number (`collection`: customers | items)."""
-        return self._call("PATCH", f"/bc/{collection}/{_segment(number)}", fields)
-
-    def set_federated_credential(
-        self, client_id: str, name: str, *, issuer: str, subject: str, audiences: list[str]
-    ) -> dict[str, Any]:
-        path = f"/entra/apps/{_segment(client_id)}/federatedCredentials/{_segment(name)}"
-        return self._call("PUT", path, {"issuer": issuer, "subject": subject, "audiences": audiences})
-
-    def create_managed_identity(self, display_name: str) -> dict[str, Any]:
-        """A new user-assigned managed identity: clientId, principalId."""
-        return self._call("POST", "/entra/managedIdentities", {"displayName": display_name})
-
-    def managed_identity_token(self, client_id: str, resource: str) -> dict[str, Any]:
-        path = f"/entra/managedIdentities/{_segment(client_id)}/token"
-        return self._call("POST", path, {"resource": resource})
-
-
-def _segment(value: str) -> str:
-    return quote(value, safe="")

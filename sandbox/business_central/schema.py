@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sandbox.core.timefmt import bc_datetime
 from sandbox.odata import BOOLEAN, DATE, DATETIME, DECIMAL, ENUM, GUID, INTEGER, STRING
-from sandbox.timefmt import bc_datetime
 
 BLANK_GUID = "00000000-0000-0000-0000-000000000000"
 BLANK_DATE = "0001-01-01"
@@ -367,69 +368,95 @@ def coerce_body(entity: EntityType, body: Any) -> dict[str, Any]:
 
 
 def coerce_value(entity: EntityType, spec: Field, value: Any) -> Any:
-    def bad() -> BcError:
-        edm = "Edm.String" if spec.type == ENUM else spec.type
-        return BcError(
-            400, "BadRequest", f"Cannot convert the literal '{value}' to the expected type '{edm}'."
-        )
+    coerce = _COERCERS.get(spec.type)
+    if coerce is None:
+        raise _cannot_convert(spec, value)
+    return coerce(entity, spec, value)
 
-    if spec.type == STRING:
-        if not isinstance(value, str):
-            raise bad()
-        text = value.strip().upper() if spec.code else value
-        if spec.length is not None and len(text) > spec.length:
-            kind = "Code" if spec.code else "Text"
-            raise BcError(
-                400,
-                "BadRequest",
-                f'The value of "{spec.name}" ({kind}[{spec.length}]) exceeds the maximum length of '
-                f"{spec.length} "
-                f"characters (it has {len(text)}). Table {entity.table}.",
-            )
-        return text
-    if spec.type == ENUM:
-        if not isinstance(value, str):
-            raise bad()
-        # JSON carries OData member names: `Non_x002D_Inventory`, not `Non-Inventory`.
-        for allowed in spec.values:
-            if value.lower() == allowed.lower():
-                return allowed
+
+def _cannot_convert(spec: Field, value: Any) -> BcError:
+    edm = "Edm.String" if spec.type == ENUM else spec.type
+    return BcError(400, "BadRequest", f"Cannot convert the literal '{value}' to the expected type '{edm}'.")
+
+
+def _coerce_string(entity: EntityType, spec: Field, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec, value)
+    text = value.strip().upper() if spec.code else value
+    if spec.length is not None and len(text) > spec.length:
+        kind = "Code" if spec.code else "Text"
         raise BcError(
             400,
             "BadRequest",
-            f"The value '{value}' is not valid for '{spec.name}'. Valid values: {', '.join(spec.values)}.",
+            f'The value of "{spec.name}" ({kind}[{spec.length}]) exceeds the maximum length of '
+            f"{spec.length} "
+            f"characters (it has {len(text)}). Table {entity.table}.",
         )
-    if spec.type == GUID:
-        if not isinstance(value, str):
-            raise bad()
-        try:
-            return str(uuid.UUID(value.strip("{}")))
-        except ValueError:
-            raise bad() from None
-    if spec.type in (DECIMAL, INTEGER):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise bad()
-        if spec.type == INTEGER and not float(value).is_integer():
-            raise bad()
-        return int(value) if spec.type == INTEGER else value
-    if spec.type == BOOLEAN:
-        if not isinstance(value, bool):
-            raise bad()
-        return value
-    if spec.type == DATE:
-        if not isinstance(value, str):
-            raise bad()
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            raise bad()
-        try:
-            return date.fromisoformat(value).isoformat()
-        except ValueError:
-            raise bad() from None
-    if spec.type == DATETIME:
-        if not isinstance(value, str):
-            raise bad()
-        try:
-            return bc_datetime(datetime.fromisoformat(value.replace("Z", "+00:00")))
-        except ValueError:
-            raise bad() from None
-    raise bad()
+    return text
+
+
+def _coerce_enum(entity: EntityType, spec: Field, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec, value)
+    # JSON carries OData member names: `Non_x002D_Inventory`, not `Non-Inventory`.
+    for allowed in spec.values:
+        if value.lower() == allowed.lower():
+            return allowed
+    raise BcError(
+        400,
+        "BadRequest",
+        f"The value '{value}' is not valid for '{spec.name}'. Valid values: {', '.join(spec.values)}.",
+    )
+
+
+def _coerce_guid(entity: EntityType, spec: Field, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec, value)
+    try:
+        return str(uuid.UUID(value.strip("{}")))
+    except ValueError:
+        raise _cannot_convert(spec, value) from None
+
+
+def _coerce_number(entity: EntityType, spec: Field, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _cannot_convert(spec, value)
+    if spec.type == INTEGER and not float(value).is_integer():
+        raise _cannot_convert(spec, value)
+    return int(value) if spec.type == INTEGER else value
+
+
+def _coerce_boolean(entity: EntityType, spec: Field, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _cannot_convert(spec, value)
+    return value
+
+
+def _coerce_date(entity: EntityType, spec: Field, value: Any) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise _cannot_convert(spec, value)
+    try:
+        return date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise _cannot_convert(spec, value) from None
+
+
+def _coerce_datetime(entity: EntityType, spec: Field, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _cannot_convert(spec, value)
+    try:
+        return bc_datetime(datetime.fromisoformat(value.replace("Z", "+00:00")))
+    except ValueError:
+        raise _cannot_convert(spec, value) from None
+
+
+_COERCERS: dict[str, Callable[[EntityType, Field, Any], Any]] = {
+    STRING: _coerce_string,
+    ENUM: _coerce_enum,
+    GUID: _coerce_guid,
+    DECIMAL: _coerce_number,
+    INTEGER: _coerce_number,
+    BOOLEAN: _coerce_boolean,
+    DATE: _coerce_date,
+    DATETIME: _coerce_datetime,
+}

@@ -1,135 +1,34 @@
-"""The OData v4 query options Business Central's API pages accept: `$filter`, `$orderby`,
-`$select`, `$top`, `$skip`.
+"""The typed syntax tree of a `$filter` and its parser.
 
-`$filter` is tokenized and parsed into a small typed syntax tree and evaluated against entities;
-nothing is ever `eval`ed and no regular expression is applied to the expression as a whole. Like
-Business Central, which turns a filter into field filters on a table, every comparison must put a
-property (or `tolower`/`toupper`/`trim` of one) on one side and a literal on the other: a
+Like Business Central, which turns a filter into field filters on a table, every comparison must
+put a property (or `tolower`/`toupper`/`trim` of one) on one side and a literal on the other: a
 tautology such as `1 eq 1` is a syntax error, so a client that forgot to double a quote
 (`email eq 'x' or 1 eq 1'`) gets a 400 rather than every record.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sandbox.timefmt import parse_iso_datetime
-
-# Edm types of entity properties, as the schema of each entity set declares them.
-STRING, ENUM, GUID, DECIMAL, INTEGER, BOOLEAN, DATE, DATETIME = (
-    "Edm.String",
-    "Enum",
-    "Edm.Guid",
-    "Edm.Decimal",
-    "Edm.Int32",
-    "Edm.Boolean",
-    "Edm.Date",
-    "Edm.DateTimeOffset",
+from sandbox.core.timefmt import parse_iso_datetime
+from sandbox.odata.lexer import (
+    BOOLEAN,
+    DATE,
+    DATETIME,
+    DECIMAL,
+    ENUM,
+    GUID,
+    NULL,
+    NUMERIC,
+    STRING,
+    ODataError,
+    Token,
+    tokenize,
 )
-_NUMERIC = {DECIMAL, INTEGER}
-NULL = "null"
-
-
-class ODataError(ValueError):
-    """A query option the service cannot parse or apply; the message is the client-facing text."""
-
-
-# -- tokenizer ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # string, guid, datetime, date, number, name, lparen, rparen, comma, end
-    text: str
-    position: int
-    value: Any = None
-
-
-_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
-_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,7})?)?(?:Z|[+-]\d{2}:\d{2})")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NAME_CHAR = re.compile(r"[A-Za-z0-9_\-.:]")
-
-
-def tokenize(text: str) -> list[Token]:
-    tokens: list[Token] = []
-    position = 0
-    length = len(text)
-    while position < length:
-        char = text[position]
-        if char in " \t\r\n":
-            position += 1
-            continue
-        if char in "(),":
-            kind = {"(": "lparen", ")": "rparen", ",": "comma"}[char]
-            tokens.append(Token(kind, char, position))
-            position += 1
-            continue
-        if char == "'":
-            start = position
-            position += 1
-            pieces: list[str] = []
-            while True:
-                if position >= length:
-                    raise ODataError(
-                        f"There is an unterminated string literal at position {start} in '{text}'."
-                    )
-                if text[position] == "'":
-                    if position + 1 < length and text[position + 1] == "'":
-                        pieces.append("'")
-                        position += 2
-                        continue
-                    position += 1
-                    break
-                pieces.append(text[position])
-                position += 1
-            tokens.append(Token("string", text[start:position], start, "".join(pieces)))
-            continue
-        for kind, pattern in (("guid", _GUID), ("datetime", _DATETIME), ("date", _DATE), ("number", _NUMBER)):
-            match = pattern.match(text, position)
-            if match and not _continues(text, match.end()):
-                tokens.append(
-                    Token(kind, match.group(0), position, _literal_value(kind, match.group(0), text))
-                )
-                position = match.end()
-                break
-        else:
-            match = _NAME.match(text, position)
-            if not match:
-                raise ODataError(
-                    f"Syntax error: character '{char}' is not valid at position {position} in '{text}'."
-                )
-            tokens.append(Token("name", match.group(0), position, match.group(0)))
-            position = match.end()
-    tokens.append(Token("end", "", length))
-    return tokens
-
-
-def _continues(text: str, position: int) -> bool:
-    """A literal glued to more name characters (`2026-01-01abc`) is not that literal."""
-    return position < len(text) and bool(_NAME_CHAR.match(text[position]))
-
-
-def _literal_value(kind: str, text: str, source: str) -> Any:
-    try:
-        if kind == "guid":
-            return str(uuid.UUID(text))
-        if kind == "datetime":
-            return parse_iso_datetime(text)
-        if kind == "date":
-            return date.fromisoformat(text)
-        return Decimal(text)
-    except (ValueError, InvalidOperation):
-        raise ODataError(f"Unrecognized literal '{text}' in '{source}'.") from None
-
 
 # -- syntax tree ----------------------------------------------------------------------------------
 
@@ -334,7 +233,7 @@ class _Parser:
                 raise ODataError(
                     f"Cannot convert the literal '{literal.value}' to the expected type 'Edm.Guid'."
                 ) from None
-        if target in _NUMERIC and literal.type == DECIMAL:
+        if target in NUMERIC and literal.type == DECIMAL:
             return literal
         if target == BOOLEAN and literal.type == BOOLEAN:
             return literal
@@ -456,157 +355,3 @@ def parse_filter(text: str, schema: Mapping[str, str], entity_type: str) -> Node
     if not text.strip():
         raise ODataError("The $filter query option must not be empty.")
     return _Parser(text, schema, entity_type).parse()
-
-
-# -- evaluation -----------------------------------------------------------------------------------
-
-_XML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
-
-
-def decode_enum(value: str) -> str:
-    """`Non_x002D_Inventory` -> `Non-Inventory`, `_x0020_` -> ` ` (OData's XML name escaping)."""
-    return _XML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
-
-
-def _property_value(entity: Mapping[str, Any], prop: Property) -> Any:
-    value = entity.get(prop.name)
-    if value is None:
-        return None
-    if prop.type == ENUM:
-        return decode_enum(str(value))
-    if prop.type == GUID:
-        return str(value).lower()
-    if prop.type in _NUMERIC:
-        return Decimal(str(value))
-    if prop.type == DATE:
-        return date.fromisoformat(str(value))
-    if prop.type == DATETIME:
-        return parse_iso_datetime(str(value))
-    return value
-
-
-def _evaluate(node: Node, entity: Mapping[str, Any]) -> Any:
-    if isinstance(node, Literal):
-        return node.value
-    if isinstance(node, Property):
-        return _property_value(entity, node)
-    if isinstance(node, Call):
-        args = [_evaluate(arg, entity) for arg in node.args]
-        if any(arg is None for arg in args):
-            return None
-        if node.name == "tolower":
-            return str(args[0]).lower()
-        if node.name == "toupper":
-            return str(args[0]).upper()
-        if node.name == "trim":
-            return str(args[0]).strip()
-        if node.name == "startswith":
-            return str(args[0]).startswith(str(args[1]))
-        if node.name == "endswith":
-            return str(args[0]).endswith(str(args[1]))
-        return str(args[1]) in str(args[0])
-    if isinstance(node, Compare):
-        left = _evaluate(node.left, entity)
-        right = _evaluate(node.right, entity)
-        if isinstance(right, str) and _involves_enum(node.left):
-            right = decode_enum(right)
-        if node.op == "eq":
-            return left == right
-        if node.op == "ne":
-            return left != right
-        if left is None or right is None:
-            return False
-        try:
-            return {
-                "gt": left > right,
-                "ge": left >= right,
-                "lt": left < right,
-                "le": left <= right,
-            }[node.op]
-        except TypeError:
-            return False
-    if isinstance(node, In):
-        value = _evaluate(node.operand, entity)
-        enum = _involves_enum(node.operand)
-        wanted = [decode_enum(v.value) if enum and isinstance(v.value, str) else v.value for v in node.values]
-        return value is not None and value in wanted
-    if isinstance(node, Logical):
-        if node.op == "and":
-            return all(_evaluate(o, entity) is True for o in node.operands)
-        return any(_evaluate(o, entity) is True for o in node.operands)
-    return _evaluate(node.operand, entity) is not True
-
-
-def _involves_enum(node: Node) -> bool:
-    if isinstance(node, Property):
-        return node.type == ENUM
-    if isinstance(node, Call):
-        return any(_involves_enum(arg) for arg in node.args)
-    return False
-
-
-def compile_filter(
-    text: str, schema: Mapping[str, str], entity_type: str
-) -> Callable[[Mapping[str, Any]], bool]:
-    tree = parse_filter(text, schema, entity_type)
-    return lambda entity: _evaluate(tree, entity) is True
-
-
-# -- other query options --------------------------------------------------------------------------
-
-
-def parse_orderby(text: str, schema: Mapping[str, str], entity_type: str) -> list[tuple[str, bool]]:
-    """`number desc, displayName` -> [(property, descending)]."""
-    result: list[tuple[str, bool]] = []
-    for part in text.split(","):
-        words = part.split()
-        if not words or len(words) > 2 or (len(words) == 2 and words[1].lower() not in ("asc", "desc")):
-            raise ODataError(f"Syntax error in $orderby '{text}'.")
-        if words[0] not in schema:
-            raise ODataError(f"Could not find a property named '{words[0]}' on type '{entity_type}'.")
-        result.append((words[0], len(words) == 2 and words[1].lower() == "desc"))
-    return result
-
-
-def sort_entities(
-    entities: list[dict[str, Any]], order: list[tuple[str, bool]], schema: Mapping[str, str]
-) -> list[dict[str, Any]]:
-    result = list(entities)
-    for name, descending in reversed(order):
-        prop = Property(name, schema[name])
-
-        def key(entity: dict[str, Any], prop: Property = prop) -> tuple[bool, Any]:
-            value = _property_value(entity, prop)
-            return (value is not None, value if value is not None else 0)
-
-        result.sort(key=key, reverse=descending)
-    return result
-
-
-def parse_select(text: str, schema: Mapping[str, str], entity_type: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise ODataError("The $select query option must name at least one property.")
-    for name in names:
-        if name not in schema:
-            raise ODataError(f"Could not find a property named '{name}' on type '{entity_type}'.")
-    return names
-
-
-def parse_non_negative(text: str, option: str) -> int:
-    if not text.isdigit():
-        raise ODataError(
-            f"Invalid value '{text}' for {option} query option found. It must be a non-negative integer."
-        )
-    return int(text)
-
-
-def parse_maxpagesize(prefer: str | None) -> int | None:
-    """`Prefer: odata.maxpagesize=N` (other preferences are ignored)."""
-    if not prefer:
-        return None
-    for part in prefer.split(","):
-        name, _, value = part.strip().partition("=")
-        if name.strip().lower() == "odata.maxpagesize" and value.strip().isdigit() and int(value) > 0:
-            return int(value)
-    return None
