@@ -174,7 +174,10 @@ def _export_path(errors: dict[str, Any], parameters: list[dict[str, Any]]) -> di
             "x-ms-visibility": "advanced",
             "produces": ["text/csv"],
             "parameters": parameters,
-            "responses": {"200": {"description": "The CSV file.", "schema": {"type": "file"}}, **errors},
+            "responses": {
+                "200": {"description": "The CSV file.", "schema": {"type": "string", "format": "binary"}},
+                **errors,
+            },
         }
     }
 
