@@ -380,6 +380,7 @@ class Container:
             self.probe_graph.get_business,
             self.settings.bookings_business_ids,
             self.now,
+            executor=self.api_executor,
         )
 
     def invoice_links(self) -> InvoiceLinks:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,10 +72,12 @@ class Directory:
         business_ids: Sequence[str],
         clock: Callable[[], datetime],
         *,
+        executor: Executor | None = None,
         ttl: timedelta = TTL,
         retry_after: timedelta = RETRY_AFTER,
     ) -> None:
         self.clock, self.ttl, self.retry_after = clock, ttl, retry_after
+        self.executor = executor  # reads side by side: a slow service costs one timeout, not one each
         self._company = _Cached(read_company, {}, "the Business Central company")
         self._information = _Cached(read_company_information, {}, "Business Central's company information")
         self._businesses = {
@@ -84,10 +87,18 @@ class Directory:
             for business_id in business_ids
         }
 
-    def company(self) -> CompanyFacts:
+    def _values(self, caches: Sequence[_Cached]) -> list[Any]:
         now = self.clock()
-        company = self._company.get(now, self.ttl, self.retry_after)
-        information = self._information.get(now, self.ttl, self.retry_after)
+
+        def get(cached: _Cached) -> Any:
+            return cached.get(now, self.ttl, self.retry_after)
+
+        if self.executor is None or len(caches) < 2:
+            return [get(cached) for cached in caches]
+        return list(self.executor.map(get, caches))
+
+    def company(self) -> CompanyFacts:
+        company, information = self._values([self._company, self._information])
         rows = information.get("value") if isinstance(information.get("value"), list) else [information]
         first = rows[0] if rows and isinstance(rows[0], dict) else {}
         return CompanyFacts(
@@ -98,10 +109,10 @@ class Directory:
 
     def business_names(self) -> dict[str, str]:
         """Display name by business id; a business whose name is unknown is left out."""
-        now = self.clock()
+        records = self._values(list(self._businesses.values()))
         names: dict[str, str] = {}
-        for business_id, cached in self._businesses.items():
-            name = _text(cached.get(now, self.ttl, self.retry_after).get("displayName"))
+        for business_id, record in zip(self._businesses, records, strict=True):
+            name = _text(record.get("displayName"))
             if name:
                 names[business_id] = name
         return names
