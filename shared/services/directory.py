@@ -108,7 +108,9 @@ class Directory:
         )
 
     def business_names(self) -> dict[str, str]:
-        """Display name by business id; a business whose name is unknown is left out."""
+        """Display name by business id (Graph v1.0 `bookingBusiness.displayName`, read with
+        `GET /solutions/bookingBusinesses/{id}` and the sync's `Bookings.Read.All`); a business
+        whose name is unknown is left out."""
         records = self._values(list(self._businesses.values()))
         names: dict[str, str] = {}
         for business_id, record in zip(self._businesses, records, strict=True):
