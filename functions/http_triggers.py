@@ -181,7 +181,8 @@ def list_bookings(req: func.HttpRequest) -> func.HttpResponse:
     def handle(c: Container) -> func.HttpResponse:
         query = parse_list_query(dict(req.params), c.settings.bookings_business_ids, c.settings.time_zone)
         items, token = read_page(c.booking_queries, c.continuation_tokens, query)
-        return json_response({"value": [booking_view(b) for b in items], "continuationToken": token})
+        links = c.invoice_links()
+        return json_response({"value": [booking_view(b, links) for b in items], "continuationToken": token})
 
     return _answer("list_bookings", handle, caller)
 
@@ -198,7 +199,7 @@ def get_booking(req: func.HttpRequest) -> func.HttpResponse:
         booking = c.booking_queries.get(key)
         if booking is None:
             return problem(404, "Not found", f"There is no booking with key {key[:40]!r}.")
-        return json_response(booking_view(booking))
+        return json_response(booking_view(booking, c.invoice_links()))
 
     return _answer("get_booking", handle, caller)
 

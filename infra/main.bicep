@@ -104,6 +104,13 @@ param itemTemplate string = ''
 ])
 param invoiceDate string = 'appointment'
 
+@description('Who prices invoice lines (PRICE_SOURCE): bookings (the appointment\'s price by price type) or businessCentral (no unitPrice on the line, so Business Central\'s prices, price lists and discounts apply).')
+@allowed([
+  'bookings'
+  'businessCentral'
+])
+param priceSource string = 'bookings'
+
 @description('Most bookings one HTTP selection may name (MAX_SELECTION).')
 @minValue(1)
 @maxValue(100000)
@@ -354,6 +361,10 @@ var contractSettings = [
   {
     name: 'MAX_SELECTION'
     value: string(maxSelection)
+  }
+  {
+    name: 'PRICE_SOURCE'
+    value: priceSource
   }
   {
     name: 'BC_MAX_CONCURRENCY'

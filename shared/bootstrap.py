@@ -37,10 +37,12 @@ from shared.adapters.token_provider import TokenProvider
 from shared.api.auth import platform_problem, running_in_azure
 from shared.api.continuation import ContinuationTokens, derive_token_key
 from shared.domain.bc_budget import BudgetLimits
+from shared.domain.bc_web_client import InvoiceLinks, environment_url
 from shared.domain.moments import utc_now
 from shared.services.booking_queries import BookingQueries
 from shared.services.booking_sync import BookingSync
 from shared.services.booking_updates import BookingUpdates
+from shared.services.directory import Directory
 from shared.services.invoice_booking import InvoiceBooking
 from shared.services.links import CustomerLinks, ItemLinks
 from shared.services.ports import (
@@ -195,6 +197,7 @@ class Container:
             self.invoice_queue,
             time_zone=self.settings.time_zone,
             invoice_date=self.settings.invoice_date,
+            price_source=self.settings.price_source,
             clock=self.now,
         )
 
@@ -343,16 +346,21 @@ class Container:
         return AppAuthentication(self.host_kind, None)
 
     @cached_property
-    def setup_probes(self) -> SetupProbes:
-        settings = self.settings
-        graph = GraphBookingsClient(
-            settings.graph_base_url,
+    def probe_graph(self) -> GraphBookingsClient:
+        """A Graph client that tries once and gives up quickly: for the setup check and names."""
+        return GraphBookingsClient(
+            self.settings.graph_base_url,
             self.token_provider.graph_token,
             retry_policy=ONE_ATTEMPT,
             timeout=PROBE_TIMEOUT,
             clock=self.now,
         )
-        business_central = BusinessCentralClient(
+
+    @cached_property
+    def probe_business_central(self) -> BusinessCentralClient:
+        """A Business Central client that tries once and gives up quickly (inside the budget)."""
+        settings = self.settings
+        return BusinessCentralClient(
             base_url=settings.bc_base_url,
             tenant_id=settings.tenant_id,
             environment=settings.bc_environment,
@@ -362,6 +370,29 @@ class Container:
             retry=ONE_ATTEMPT,
             timeout=PROBE_TIMEOUT,
         )
+
+    @cached_property
+    def directory(self) -> Directory:
+        bc = self.probe_business_central
+        return Directory(
+            bc.get_company,
+            lambda: bc.read("companyInformation"),
+            self.probe_graph.get_business,
+            self.settings.bookings_business_ids,
+            self.now,
+            executor=self.api_executor,
+        )
+
+    def invoice_links(self) -> InvoiceLinks:
+        """Invoice links with the company's name as last read (`directory` caches it)."""
+        settings = self.settings
+        url = environment_url(settings.bc_base_url, settings.tenant_id, settings.bc_environment)
+        return InvoiceLinks(url, self.directory.company().name)
+
+    @cached_property
+    def setup_probes(self) -> SetupProbes:
+        settings = self.settings
+        graph, business_central = self.probe_graph, self.probe_business_central
         return SetupProbes(
             self.token_provider,
             graph,
@@ -386,6 +417,7 @@ class Container:
             sync_services=settings.sync_services,
             sync_schedule=settings.sync_schedule,
             reconcile_schedule=settings.reconcile_schedule,
+            price_source=str(settings.price_source),
         )
         return SetupCheck(self.setup_probes, config, self.app_authentication, self.now)
 

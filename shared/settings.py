@@ -18,7 +18,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from shared.domain.invoice_lines import InvoiceDateRule
+from shared.domain.invoice_lines import InvoiceDateRule, PriceSource
 from shared.ncrontab import NcrontabError, parse_ncrontab
 
 
@@ -120,6 +120,7 @@ class Settings:
     item_template: str | None
     invoice_date: InvoiceDateRule
     max_selection: int
+    price_source: PriceSource = PriceSource.BOOKINGS
     reconcile_schedule: str = DEFAULT_RECONCILE_SCHEDULE
     retention_days: int = 400
     bc_max_concurrency: int = 5
@@ -172,6 +173,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         item_template=reader.bc_code("ITEM_TEMPLATE"),
         invoice_date=reader.choice("INVOICE_DATE", InvoiceDateRule, InvoiceDateRule.APPOINTMENT),
         max_selection=reader.integer("MAX_SELECTION", 10000, minimum=1, maximum=100000),
+        price_source=reader.choice("PRICE_SOURCE", PriceSource, PriceSource.BOOKINGS),
         reconcile_schedule=reader.ncrontab("RECONCILE_SCHEDULE", DEFAULT_RECONCILE_SCHEDULE),
         retention_days=reader.retention_days(
             "RETENTION_DAYS", 400, reader.integer("SYNC_LOOKBACK_DAYS", 30, minimum=1, maximum=365)
@@ -405,8 +407,8 @@ class _Reader:
         value = self.optional(name)
         if value is None:
             return default
-        try:
-            return enum(value.lower())
-        except ValueError:
-            allowed = ", ".join(str(member.value) for member in enum)
-            raise SettingsError(name, f"must be one of {allowed}, got {value!r}") from None
+        for member in enum:  # case-insensitive: "businesscentral" is "businessCentral"
+            if str(member.value).lower() == value.lower():
+                return member
+        allowed = ", ".join(str(member.value) for member in enum)
+        raise SettingsError(name, f"must be one of {allowed}, got {value!r}")

@@ -124,8 +124,14 @@
     ["syncServices", "Create missing service items"],
     ["itemTemplate", "Item template"],
     ["maxSelection", "Most bookings per request"],
+    ["priceSource", "Prices from"],
     ["retentionDays", "Retention (days)"],
   ];
+
+  const PRICE_SOURCES = {
+    bookings: "Bookings (the appointment's price, by price type)",
+    businessCentral: "Business Central (its prices, price lists and discounts; no unit price sent)",
+  };
 
   function describe(value) {
     if (value === null || value === undefined || value === "") return "not set";
@@ -146,11 +152,15 @@
       list.append(dt, dd);
     };
     for (const [name, label] of SETTING_LABELS) {
-      if (name in settings) add(label, describe(settings[name]));
+      if (name === "businesses") add(label, settings.businesses.map((b) => `${businessName(b)}${businessName(b) === b ? "" : ` (${b})`}`).join(", "));
+      else if (name === "priceSource") add(label, PRICE_SOURCES[settings.priceSource] || describe(settings.priceSource));
+      else if (name in settings) add(label, describe(settings[name]));
     }
     const bc = settings.businessCentral || {};
     add("Business Central environment", describe(bc.environment));
-    add("Business Central company", describe(bc.companyId));
+    const company = bc.companyDisplayName || bc.companyName;
+    add("Business Central company", company ? `${company} (${bc.companyId})` : describe(bc.companyId));
+    add("Currency", bc.currencyCode || "not known (Business Central did not say)");
     const health = settings.health || { checks: {} };
     add("Health", health.status === "ok" ? "healthy" : "unhealthy");
     for (const [name, check] of Object.entries(health.checks)) {
@@ -208,14 +218,41 @@
     }
   }
 
+  // A business by the name people know (Graph's displayName, from GET /api/settings); its mailbox
+  // address is the tooltip. The address stands in while the name is not known.
+  function businessName(id) {
+    const names = (state.settings && state.settings.businessNames) || {};
+    return names[id] || id;
+  }
+
   function fillBusinesses(businesses) {
     const select = $("f-business");
     for (const business of businesses) {
       const option = document.createElement("option");
       option.value = business;
-      option.textContent = business;
+      option.textContent = businessName(business);
+      option.title = business;
       select.append(option);
     }
+  }
+
+  // -- money ------------------------------------------------------------------------------------
+
+  function currencyCode() {
+    return ((state.settings && state.settings.businessCentral) || {}).currencyCode || null;
+  }
+
+  // An amount in the company's currency (Business Central's local currency); without one, a number.
+  function money(amount, code = currencyCode()) {
+    const value = Number(amount || 0);
+    if (code) {
+      try {
+        return new Intl.NumberFormat(undefined, { style: "currency", currency: code }).format(value);
+      } catch (error) {
+        return `${code} ${value.toFixed(2)}`;
+      }
+    }
+    return value.toFixed(2);
   }
 
   // -- the list ---------------------------------------------------------------------------------
@@ -268,10 +305,19 @@
     }).format(start);
   }
 
-  function formatPrice(booking) {
-    if (booking.priceType === "free") return "free";
-    const price = Number(booking.price || 0).toFixed(2);
-    return booking.priceType === "hourly" ? `${price} / hour` : price;
+  const PRICED_IN_BC = ["callUs", "priceVaries", "notSet"];
+
+  function amountCell(booking) {
+    const td = cell(undefined, "num amount");
+    if (booking.priceType === "free") {
+      td.append(document.createTextNode("free"));
+      return td;
+    }
+    const byBusinessCentral = state.settings.priceSource === "businessCentral" || PRICED_IN_BC.includes(booking.priceType);
+    td.append(document.createTextNode(money(booking.amount)));
+    if (booking.priceType === "hourly") line(td, `${money(booking.price)} / hour`);
+    if (byBusinessCentral) line(td, "priced by Business Central");
+    return td;
   }
 
   function cell(text, className) {
@@ -286,12 +332,34 @@
     span.className = className || "sub";
     span.textContent = text;
     parent.append(span);
+    return span;
+  }
+
+  // The invoice number opens the invoice in Business Central's web client (the API builds the link).
+  function invoiceLine(booking) {
+    const span = document.createElement("span");
+    span.className = "sub";
+    span.append("Invoice ");
+    if (booking.invoiceUrl) {
+      const link = document.createElement("a");
+      link.href = booking.invoiceUrl;
+      link.target = "_blank";
+      link.rel = "noopener noreferrer";
+      link.className = "invoice-link";
+      link.textContent = booking.invoiceNumber;
+      link.setAttribute("aria-label", `Invoice ${booking.invoiceNumber} in Business Central (opens a new tab)`);
+      span.append(link);
+    } else {
+      span.append(booking.invoiceNumber);
+    }
+    if (booking.invoiceStatus) span.append(` (${booking.invoiceStatus})`);
+    return span;
   }
 
   function statusCell(booking) {
     const td = cell(undefined, `status-${booking.status}`);
     td.append(document.createTextNode(booking.status));
-    if (booking.invoiceNumber) line(td, `Invoice ${booking.invoiceNumber}${booking.invoiceStatus ? ` (${booking.invoiceStatus})` : ""}`);
+    if (booking.invoiceNumber) td.append(invoiceLine(booking));
     else if (booking.invoiceStatus) line(td, booking.invoiceStatus);
     if (booking.invoiceSource === "manual") line(td, "marked as invoiced by hand");
     if (booking.status === "Failed") line(td, reasonFor(booking.errorCode, booking.error), "sub reason");
@@ -333,6 +401,8 @@
   function row(booking) {
     const tr = document.createElement("tr");
     tr.dataset.key = booking.key;
+    tr.id = `booking-${booking.key}`;
+    tr.tabIndex = -1;
     if (state.canInvoice) tr.append(selectCell(booking));
     const when = cell(formatStart(booking));
     const customer = cell(booking.customerName || "(no customer)");
@@ -345,8 +415,10 @@
       customer.append(badge);
     }
     const service = cell(booking.serviceName);
-    if (state.settings && state.settings.businesses.length > 1) line(service, booking.businessId);
-    tr.append(when, customer, service, cell(formatPrice(booking), "num"), statusCell(booking));
+    if (state.settings && state.settings.businesses.length > 1) {
+      line(service, businessName(booking.businessId), "sub business").title = booking.businessId;
+    }
+    tr.append(when, customer, service, amountCell(booking), statusCell(booking));
     if (state.canInvoice) tr.append(customerCell(booking));
     return tr;
   }
@@ -380,12 +452,43 @@
     }
   }
 
+  // Count and amount of everything the filter matches (all pages): a request of its own, so the
+  // first page never waits for it. A newer filter's answer wins over a slower older one.
+  let totalsTicket = 0;
+
+  async function loadTotals() {
+    const ticket = ++totalsTicket;
+    const query = state.query;
+    $("totals").textContent = "Adding up…";
+    try {
+      const totals = await api(`/api/booking-totals?${queryString(query)}`);
+      if (ticket !== totalsTicket) return;
+      const plural = totals.count === 1 ? "" : "s";
+      $("totals").textContent =
+        `${totals.count.toLocaleString()} ${query.status} booking${plural} match, ${money(totals.amount, totals.currencyCode)} in total.`;
+    } catch (error) {
+      if (ticket === totalsTicket) $("totals").textContent = "";
+      alarm(explain(error));
+    }
+  }
+
+  // The CSV of everything the filter matches, straight from the API (the session cookie goes along).
+  function updateExport() {
+    $("export").href = `/api/booking-export?${queryString(state.query)}`;
+  }
+
+  function filtersChanged() {
+    state.tokens = [null];
+    state.selected.clear();
+    updateExport();
+    loadTotals();
+    return loadPage(0);
+  }
+
   function applyFilters() {
     alarm("");
     state.query = readFilters();
-    state.tokens = [null];
-    state.selected.clear();
-    loadPage(0);
+    filtersChanged();
   }
 
   // -- selection and actions ----------------------------------------------------------------------
@@ -492,6 +595,7 @@
       say(`${label}: ${result.updated.length} updated${skipped.length ? `; skipped: ${skipped.join(", ")}` : ""}.`);
       state.selected.clear();
       await loadPage(state.page);
+      loadTotals();
     } catch (error) {
       alarm(explain(error));
     }
@@ -520,15 +624,50 @@
     const failed = (status.items || []).filter((item) => item.status === "Failed");
     state.failedKeys = failed.map((item) => item.key);
     $("failures").hidden = failed.length === 0;
-    $("failure-list").replaceChildren(
-      ...failed.map((item) => {
-        const li = document.createElement("li");
-        li.dataset.key = item.key;
-        li.textContent = reasonFor(item.errorCode, item.error);
-        return li;
-      }),
-    );
+    $("failure-list").replaceChildren(...failed.map(failureItem));
     return finished;
+  }
+
+  // Whose booking failed: customer, appointment time and service, linking to its row.
+  function failureItem(item) {
+    const li = document.createElement("li");
+    li.dataset.key = item.key;
+    const link = document.createElement("a");
+    link.href = `#booking-${item.key}`;
+    link.className = "failure-link";
+    const who = item.customerName || item.customerEmail || "(no customer)";
+    link.textContent = [who, item.start ? formatStart(item) : null, item.serviceName].filter(Boolean).join(", ");
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      showBooking(item);
+    });
+    const reason = document.createElement("span");
+    reason.className = "reason";
+    reason.textContent = reasonFor(item.errorCode, item.error);
+    li.append(link, ": ", reason);
+    return li;
+  }
+
+  // Bring a booking's row into view: on this page if it is there, else the list of its state
+  // filtered to its customer.
+  async function showBooking(item) {
+    let row = document.getElementById(`booking-${item.key}`);
+    if (!row) {
+      $("f-status").value = item.status;
+      $("f-business").value = item.businessId || "";
+      $("f-customer").value = item.customerEmail || item.customerName || "";
+      $("f-from").value = "";
+      $("f-to").value = "";
+      alarm("");
+      state.query = readFilters();
+      await filtersChanged();
+      row = document.getElementById(`booking-${item.key}`);
+    }
+    if (!row) return;
+    for (const marked of document.querySelectorAll("tr.target")) marked.classList.remove("target");
+    row.classList.add("target");
+    row.scrollIntoView({ block: "center" });
+    row.focus();
   }
 
   function followRequest(requestId) {
@@ -539,6 +678,7 @@
         const status = await api(`/api/invoice-requests/${encodeURIComponent(requestId)}`);
         if (renderProgress(status)) {
           await loadPage(state.page);
+          loadTotals();
           return;
         }
       } catch (error) {
@@ -613,6 +753,8 @@
     fillStates(state.settings.states, selectAll().status);
     state.query = readFilters();
     const list = api(`/api/bookings?${queryString(state.query, { top: String(PAGE_SIZE) })}`);
+    updateExport();
+    loadTotals();
     state.canInvoice = me.roles.includes(INVOICE_ROLE);
     fillBusinesses(state.settings.businesses);
     renderSettings(state.settings);

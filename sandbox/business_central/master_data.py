@@ -48,6 +48,8 @@ class MasterData:
         self.clock = clock
         self.lock = threading.RLock()
         self.company = company
+        # General Ledger Setup's "LCY Code": what API v2.0's companyInformation shows as currencyCode.
+        self.lcy_code = "EUR"
         self.clear(seed)
 
     def clear(self, seed: int = 0) -> None:

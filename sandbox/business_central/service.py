@@ -58,6 +58,7 @@ class BusinessCentralService(ODataPages):
         add = self.router.add
         add("GET", "companies", self._companies)
         add("GET", "companies({companyId})", self._company_entity)
+        add("GET", "companies({companyId})/companyInformation", self._company_information)
         company = "companies({companyId})/"
         for set_name, entity in (("customers", CUSTOMER), ("items", ITEM), ("salesInvoices", SALES_INVOICE)):
             add("GET", company + set_name, self._list_handler(set_name, entity))
@@ -146,6 +147,20 @@ class BusinessCentralService(ODataPages):
         self._check_company(request, params)
         body = {"@odata.context": f"{self._root(params)}/$metadata#companies/$entity"}
         body.update(self.store.company)
+        return Response.json(200, body, content_type=BC_CONTENT_TYPE)
+
+    def _company_information(self, request: Request, params: dict[str, str]) -> Response:
+        """API v2.0 `companyInformation` (APIV2CompanyInformation.Page.al): one row; `displayName` is
+        the Company Information's Name, `currencyCode` the General Ledger Setup's "LCY Code"."""
+        self._check_company(request, params)
+        company = self.store.company
+        row = {
+            "id": company["id"],
+            "displayName": company["displayName"],
+            "currencyCode": self.store.lcy_code,
+            "lastModifiedDateTime": company["systemModifiedAt"],
+        }
+        body = {"@odata.context": self._context(params, "companyInformation"), "value": [row]}
         return Response.json(200, body, content_type=BC_CONTENT_TYPE)
 
     # -- routes: customers, items, invoices -----------------------------------------------------

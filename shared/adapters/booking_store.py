@@ -19,13 +19,14 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters import booking_index as index
 from shared.adapters.booking_entities import booking_to_entity, entity_to_booking
-from shared.adapters.booking_list import IndexSlice, read_index_slice
+from shared.adapters.booking_list import IndexSlice, read_index_slice, read_priced_rows
 from shared.adapters.booking_upserts import BookingUpserter
 from shared.adapters.storage import TRANSACTION_LIMIT as MAX_OPERATIONS
 from shared.adapters.storage import create_table_if_missing
 from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.errors import ConcurrentChangeError
 from shared.domain.filters import BookingFilter
+from shared.domain.invoice_lines import PricedRow
 from shared.domain.models import Booking, BookingStatus, is_booking_key
 from shared.domain.moments import utc_now
 
@@ -78,6 +79,10 @@ class BookingStore:
         """Up to `top` matches of one business in appointment order, newest first (the list index),
         read after the cursor `after` (None: from the start); see `booking_list.py`."""
         return read_index_slice(self._table, flt, business_id, after, top, max_round_trips)
+
+    def priced_rows(self, flt: BookingFilter, business_id: str) -> Iterator[PricedRow]:
+        """Price, price type, start and end of every match of one business (see `booking_list.py`)."""
+        return read_priced_rows(self._table, flt, business_id)
 
     def iterate(self, flt: BookingFilter, business_ids: Sequence[str]) -> Iterator[Booking]:
         """Every matching booking, business by business (never a scan across partitions)."""

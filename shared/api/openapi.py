@@ -135,6 +135,28 @@ def _booking_invoicing_fields() -> dict[str, Any]:
             "billed separately.",
             "x-ms-summary": "Group appointment",
         },
+        **_booking_money_fields(),
+    }
+
+
+def _booking_money_fields() -> dict[str, Any]:
+    """What the booking comes to, and its invoice in Business Central's web client."""
+    return {
+        "amount": {
+            "type": "number",
+            "description": "What the invoice line comes to by Bookings' prices (quantity x price; 0 "
+            "where Business Central prices it), in the company's currency (GET /api/settings).",
+            "x-ms-summary": "Amount",
+        },
+        "invoiceUrl": _nullable(
+            {
+                **_TEXT,
+                "format": "uri",
+                "description": "The app's invoice in Business Central's web client (Sales Invoice page "
+                "43 for a draft, Posted Sales Invoice page 132 once posted), or null.",
+                "x-ms-summary": "Invoice link",
+            }
+        ),
     }
 
 
@@ -315,6 +337,11 @@ def _request_item_schema() -> dict[str, Any]:
             "invoiceNumber": _nullable(_TEXT),
             "errorCode": _nullable(_TEXT),
             "error": _nullable(_TEXT),
+            "businessId": {"type": "string"},
+            "customerName": _nullable(_TEXT),
+            "customerEmail": _nullable(_TEXT),
+            "serviceName": _nullable(_TEXT),
+            "start": {"type": "string", "format": "date-time", "description": "Appointment start (UTC)."},
         },
     }
 
@@ -640,7 +667,8 @@ def _with_portal_paths(paths: dict[str, Any]) -> dict[str, Any]:
     filters = [
         p for p in listing["parameters"] if p["name"] not in ("top", "continuationToken", "customerName")
     ]
-    return {**paths, **portal_paths(errors, filters)}
+    every_page = [p for p in listing["parameters"] if p["name"] not in ("top", "continuationToken")]
+    return {**paths, **portal_paths(errors, filters, every_page)}
 
 
 def build_document(

@@ -1,5 +1,5 @@
 """The OpenAPI (Swagger 2.0) part of the routes the portal added: `get_me`, `get_settings`, `setup_check`,
-`count_bookings`.
+`count_bookings`, `get_booking_totals`, `export_bookings`.
 
 Merged into the API's document by `shared/api/openapi.py`. The portal page itself (`GET /`) is a
 web page, not an API operation, and is not described.
@@ -39,9 +39,22 @@ def _settings_schema() -> dict[str, Any]:
             "itemTemplate": {"type": "string", "x-nullable": True},
             "invoiceDate": {"type": "string", "enum": ["appointment", "today"]},
             "maxSelection": {"type": "integer"},
+            "priceSource": {"type": "string", "enum": ["bookings", "businessCentral"]},
+            "businessNames": {
+                "type": "object",
+                "description": "Each Bookings business's display name by id (the ones Graph told).",
+                "additionalProperties": {"type": "string"},
+            },
             "businessCentral": {
                 "type": "object",
-                "properties": {"environment": {"type": "string"}, "companyId": {"type": "string"}},
+                "properties": {
+                    "environment": {"type": "string"},
+                    "companyId": {"type": "string"},
+                    "companyName": {"type": "string", "x-nullable": True},
+                    "companyDisplayName": {"type": "string", "x-nullable": True},
+                    "currencyCode": {"type": "string", "x-nullable": True},
+                    "webClientUrl": {"type": "string", "format": "uri"},
+                },
             },
             "health": {
                 "type": "object",
@@ -123,8 +136,25 @@ def _booking_count_schema() -> dict[str, Any]:
     }
 
 
+def _booking_totals_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["count", "amount", "currencyCode"],
+        "properties": {
+            "count": {"type": "integer", "description": "Every booking the filter matches, all pages."},
+            "amount": {"type": "number", "description": "What they come to by Bookings' prices."},
+            "currencyCode": {
+                "type": "string",
+                "x-nullable": True,
+                "description": "The company's currency (Business Central companyInformation), or null.",
+            },
+        },
+    }
+
+
 def portal_definitions() -> dict[str, Any]:
     return {
+        "BookingTotals": _booking_totals_schema(),
         "Settings": _settings_schema(),
         "Me": _me_schema(),
         "SetupCheck": _setup_check_schema(),
@@ -133,8 +163,39 @@ def portal_definitions() -> dict[str, Any]:
     }
 
 
-def portal_paths(errors: dict[str, Any], filter_parameters: list[dict[str, Any]]) -> dict[str, Any]:
+def _export_path(errors: dict[str, Any], parameters: list[dict[str, Any]]) -> dict[str, Any]:
     return {
+        "get": {
+            "operationId": "export_bookings",
+            "summary": "Export bookings as CSV",
+            "description": "Every booking the list's filter matches (all pages), newest first, as "
+            "CSV: UTF-8 with a byte order mark, amounts in the company's currency, invoice links. "
+            "Cells that a spreadsheet would run as a formula are prefixed with an apostrophe.",
+            "x-ms-visibility": "advanced",
+            "produces": ["text/csv"],
+            "parameters": parameters,
+            "responses": {
+                "200": {"description": "The CSV file.", "schema": {"type": "string", "format": "binary"}},
+                **errors,
+            },
+        }
+    }
+
+
+def portal_paths(
+    errors: dict[str, Any], filter_parameters: list[dict[str, Any]], list_filters: list[dict[str, Any]]
+) -> dict[str, Any]:
+    return {
+        "/booking-totals": _read_path(
+            errors,
+            "get_booking_totals",
+            "Booking totals",
+            "How many bookings the list's filter matches and what they come to, over every page, "
+            "in the company's currency.",
+            ("The totals.", "BookingTotals"),
+            list_filters,
+        ),
+        "/booking-export": _export_path(errors, list_filters),
         "/me": _me_path(errors),
         "/settings": _read_path(
             errors,

@@ -8,12 +8,15 @@ storage connection string or key (they are not even read here).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from shared.api.auth import Caller
 from shared.api.selection_input import FILTER_FIELDS
 from shared.domain import lifecycle
+from shared.domain.bc_web_client import environment_url
 from shared.domain.models import BookingStatus
+from shared.services.directory import CompanyFacts
 from shared.services.health import HealthReport
 from shared.settings import Settings
 
@@ -38,9 +41,28 @@ def lifecycle_document() -> dict[str, Any]:
     }
 
 
-def settings_document(settings: Settings, health: HealthReport, caller: Caller) -> dict[str, Any]:
+def business_central_document(settings: Settings, company: CompanyFacts) -> dict[str, Any]:
+    """The company as people know it: its name, currency and web client (for invoice links)."""
+    return {
+        "environment": settings.bc_environment,
+        "companyId": settings.bc_company_id,
+        "companyName": company.name,
+        "companyDisplayName": company.display_name,
+        "currencyCode": company.currency_code,
+        "webClientUrl": environment_url(settings.bc_base_url, settings.tenant_id, settings.bc_environment),
+    }
+
+
+def settings_document(
+    settings: Settings,
+    health: HealthReport,
+    caller: Caller,
+    business_names: Mapping[str, str] | None = None,
+    company: CompanyFacts | None = None,
+) -> dict[str, Any]:
     document: dict[str, Any] = {
         "businesses": list(settings.bookings_business_ids),
+        "businessNames": dict(business_names or {}),
         "timeZone": settings.time_zone_name,
         "syncSchedule": settings.sync_schedule,
         "syncLookbackDays": settings.sync_lookback_days,
@@ -50,9 +72,10 @@ def settings_document(settings: Settings, health: HealthReport, caller: Caller) 
         "itemTemplate": settings.item_template,
         "invoiceDate": str(settings.invoice_date),
         "maxSelection": settings.max_selection,
+        "priceSource": str(settings.price_source),
         "reconcileSchedule": settings.reconcile_schedule,
         "retentionDays": settings.retention_days,
-        "businessCentral": {"environment": settings.bc_environment, "companyId": settings.bc_company_id},
+        "businessCentral": business_central_document(settings, company or CompanyFacts()),
         "health": {
             "status": "ok" if health.ok else "unhealthy",
             "checks": {check.name: {"ok": check.ok, "detail": check.detail} for check in health.checks},

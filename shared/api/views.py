@@ -13,9 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.input import FieldError
+from shared.domain.bc_web_client import InvoiceLinks
+from shared.domain.invoice_lines import booking_amount
 from shared.domain.models import Actor, Booking, BookingStatus
 from shared.domain.moments import iso_utc
 from shared.domain.setup_checks import Check, ordered
+from shared.services.booking_queries import BookingTotals
 from shared.services.booking_updates import UpdateResult
 from shared.services.request_status import RequestStatus
 from shared.services.selection import SelectionResult, SkippedBooking
@@ -29,8 +32,9 @@ def actor_view(actor: Actor | None) -> dict[str, str] | None:
     return {"id": actor.id, "name": actor.name} if actor else None
 
 
-def booking_view(booking: Booking) -> dict[str, Any]:
-    """The contract's Booking JSON."""
+def booking_view(booking: Booking, links: InvoiceLinks | None = None) -> dict[str, Any]:
+    """The contract's Booking JSON, plus `amount` (what the line comes to by Bookings' prices) and
+    `invoiceUrl` (the invoice in Business Central's web client, when `links` are given and known)."""
     return {
         "key": booking.key,
         "businessId": booking.business_id,
@@ -55,7 +59,14 @@ def booking_view(booking: Booking) -> dict[str, Any]:
         "note": booking.note,
         "updatedBy": actor_view(booking.updated_by),
         "groupAppointment": booking.group_appointment,
+        "amount": float(booking_amount(booking)),
+        "invoiceUrl": links.for_booking(booking) if links else None,
     }
+
+
+def totals_view(totals: BookingTotals, currency_code: str | None) -> dict[str, Any]:
+    """`GET /api/booking-totals`: every match of the filter, all pages."""
+    return {"count": totals.count, "amount": float(totals.amount), "currencyCode": currency_code}
 
 
 def skipped_view(skipped: SkippedBooking) -> dict[str, Any]:
@@ -98,6 +109,12 @@ def _request_row(key: str, booking: Booking | None) -> dict[str, Any]:
         "invoiceNumber": booking.invoice_number,
         "errorCode": booking.error_code,
         "error": booking.error,
+        # Whose booking it is, so a failure says so without a lookup per row.
+        "businessId": booking.business_id,
+        "customerName": booking.customer_name,
+        "customerEmail": booking.customer_email,
+        "serviceName": booking.service_name,
+        "start": iso_utc(booking.start),
     }
 
 

@@ -6,10 +6,11 @@ Kept apart from the use case so the contract's rules (price types, the business 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from shared.domain.models import Booking, PriceType, external_document_number
@@ -23,6 +24,16 @@ COMMENT_PREFIX = "Bookings appointment with "
 _UNIT_PRICE_TYPES = frozenset({PriceType.FIXED_PRICE, PriceType.STARTING_AT})
 # Price types that carry no usable price: Business Central applies the item's own price.
 _NO_PRICE_TYPES = frozenset({PriceType.CALL_US, PriceType.PRICE_VARIES, PriceType.NOT_SET})
+
+
+class PriceSource(StrEnum):
+    """Who prices an invoice line (setting `PRICE_SOURCE`)."""
+
+    BOOKINGS = "bookings"
+    """Quantity and price from the appointment, by `priceType`."""
+    BUSINESS_CENTRAL = "businessCentral"
+    """`unitPrice` left out of every line: Business Central's prices, price lists and discounts apply
+    (the line takes the item's price as when a `callUs` booking is invoiced)."""
 
 
 class InvoiceDateRule(StrEnum):
@@ -51,13 +62,36 @@ def item_description(service_name: str, start: datetime, zone: ZoneInfo) -> str:
     return f"{name} {when}" if name else when
 
 
-def hours(booking: Booking) -> Decimal:
+class Priced(Protocol):
+    """What pricing a line reads of a booking (a whole `Booking`, or a projection of its row)."""
+
+    @property
+    def price(self) -> float: ...
+    @property
+    def price_type(self) -> PriceType: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class PricedRow:
+    """The four columns a total reads: a projection, not a whole booking."""
+
+    price: float
+    price_type: PriceType
+    start: datetime
+    end: datetime
+
+
+def hours(booking: Priced) -> Decimal:
     """The appointment's duration in hours, 2 decimals (half up)."""
     seconds = Decimal(int((booking.end - booking.start).total_seconds()))
     return (seconds / Decimal(3600)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
 
 
-def quantity_and_price(booking: Booking) -> tuple[Decimal, Decimal | None]:
+def quantity_and_price(booking: Priced) -> tuple[Decimal, Decimal | None]:
     """Quantity and unit price by `priceType`; a price of None means "leave `unitPrice` out"."""
     price = Decimal(str(booking.price))
     kind = booking.price_type
@@ -86,6 +120,17 @@ def _number(value: Decimal) -> float | int:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+def booking_amount(booking: Priced) -> Decimal:
+    """What the booking's line comes to by Bookings' prices (quantity x price; 0 where Business
+    Central would price it): the amount the portal totals and exports."""
+    quantity, price = quantity_and_price(booking)
+    return (
+        (quantity * price).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        if price is not None
+        else Decimal(0)
+    )
+
+
 def invoice_body(
     booking: Booking,
     *,
@@ -94,9 +139,12 @@ def invoice_body(
     zone: ZoneInfo,
     rule: InvoiceDateRule,
     now: datetime,
+    price_source: PriceSource = PriceSource.BOOKINGS,
 ) -> dict[str, Any]:
     """The deep-insert body: header and lines in one request (atomic on Business Central's side)."""
     quantity, price = quantity_and_price(booking)
+    if price_source is PriceSource.BUSINESS_CENTRAL:
+        price = None
     item_line: dict[str, Any] = {
         "lineType": "Item",
         "itemId": item_id,

@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from shared.domain import lifecycle
 from shared.domain.filters import BookingFilter, PagePosition
+from shared.domain.invoice_lines import booking_amount
 from shared.domain.listing import Cursor, IndexSlice, merge_slices
 from shared.domain.models import Booking, is_booking_key
 from shared.domain.moments import utc_now
@@ -30,6 +32,12 @@ from shared.services.ports import BookingRepository
 # Storage round trips one list call may make before it hands back a position to continue from.
 DEFAULT_MAX_ROUND_TRIPS = 10
 MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class BookingTotals:
+    count: int
+    amount: Decimal
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,16 @@ class BookingQueries:
         items, following = merge_slices(slices, cursors, top)
         return BookingPage(items, PagePosition(tuple(following.items())) if following else None)
 
+    def in_list_order(self, flt: BookingFilter) -> Iterator[Booking]:
+        """Every match, newest appointment first, as the list shows them page after page (export)."""
+        position: PagePosition | None = None
+        while True:
+            page = self.page(flt, MAX_PAGE, position)
+            yield from page.items
+            if page.next_position is None:
+                return
+            position = page.next_position
+
     def iterate(self, flt: BookingFilter) -> Iterator[Booking]:
         """Every matching booking (for `all` selections), partition by partition."""
         return self.store.iterate(self.billable_only(flt), self.scope(flt))
@@ -102,6 +120,20 @@ class BookingQueries:
             if count >= limit:
                 break
         return count
+
+    def totals(self, flt: BookingFilter) -> BookingTotals:
+        """How many bookings match and what they come to (Bookings' prices), over every page: the
+        list's own query projected to the price columns, businesses read side by side."""
+        query = self.billable_only(flt)
+
+        def total(business_id: str) -> BookingTotals:
+            count, amount = 0, Decimal(0)
+            for row in self.store.priced_rows(query, business_id):
+                count, amount = count + 1, amount + booking_amount(row)
+            return BookingTotals(count, amount)
+
+        parts = fan_out(self.executor, total, list(self.scope(flt)))
+        return BookingTotals(sum(p.count for p in parts), sum((p.amount for p in parts), Decimal(0)))
 
     def get(self, key: str) -> Booking | None:
         """A booking by key: point reads in the configured businesses (never a cross-partition scan)."""

@@ -45,7 +45,7 @@ from shared.domain.errors import (
     ItemBlockedError,
     LinkNotFoundError,
 )
-from shared.domain.invoice_lines import InvoiceDateRule, invoice_body, quantity_and_price
+from shared.domain.invoice_lines import InvoiceDateRule, PriceSource, invoice_body, quantity_and_price
 from shared.domain.models import Booking, BookingStatus, ErrorCode, InvoiceMessage, external_document_number
 from shared.domain.moments import utc_now
 from shared.services.budget_requeue import requeue_for_budget
@@ -134,6 +134,7 @@ class InvoiceBooking:
         *,
         time_zone: ZoneInfo,
         invoice_date: InvoiceDateRule,
+        price_source: PriceSource = PriceSource.BOOKINGS,
         clock: Callable[[], datetime] = utc_now,
         claim_lease: timedelta = CLAIM_LEASE,
     ) -> None:
@@ -144,6 +145,7 @@ class InvoiceBooking:
         self.queue = queue
         self.time_zone = time_zone
         self.invoice_date = invoice_date
+        self.price_source = price_source
         self.clock = clock
         self.claim_lease = claim_lease
 
@@ -305,6 +307,7 @@ class InvoiceBooking:
                 zone=self.time_zone,
                 rule=self.invoice_date,
                 now=self.clock(),
+                price_source=self.price_source,
             )
             try:
                 return self.bc.create_invoice(body), False

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from shared.domain.bc_records import BcCustomer, BcInvoice, BcItem, Link
 from shared.domain.filters import BookingFilter
+from shared.domain.invoice_lines import PricedRow
 from shared.domain.listing import Cursor, IndexSlice
 from shared.domain.models import Actor, Appointment, AppointmentPage, Booking, BookingStatus, InvoiceMessage
 from shared.domain.reconcile_rules import InvoicePage, InvoiceState, Watermark
@@ -51,6 +52,8 @@ class BookingRepository(Protocol):
     ) -> IndexSlice: ...
 
     def iterate(self, flt: BookingFilter, business_ids: Sequence[str]) -> Iterator[Booking]: ...
+
+    def priced_rows(self, flt: BookingFilter, business_id: str) -> Iterator[PricedRow]: ...
 
     def count_by_status(self, status: BookingStatus) -> int: ...
 

@@ -83,6 +83,7 @@ class SetupConfig:
     sync_services: bool
     sync_schedule: str
     reconcile_schedule: str
+    price_source: str = "bookings"
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,13 @@ def settings_failure_report(error: str, now: datetime) -> SetupReport:
     ]
     checks += [skipped(name, "not checked: the settings are invalid") for name in CHECK_NAMES[1:]]
     return SetupReport(now, tuple(checks))
+
+
+def price_source_text(price_source: str) -> str:
+    """PRICE_SOURCE as the settings check says it."""
+    if price_source == "businessCentral":
+        return "prices from Business Central (PRICE_SOURCE=businessCentral: no unitPrice on invoice lines)"
+    return "prices from Bookings (PRICE_SOURCE=bookings)"
 
 
 def app_authentication_check(state: AppAuthentication) -> Check:
@@ -181,7 +189,7 @@ class SetupCheck:
             "settings",
             OK,
             f"valid: {len(config.business_ids)} Bookings business(es), Business Central environment "
-            f"{config.environment}",
+            f"{config.environment}, {price_source_text(config.price_source)}",
         )
         chains = [
             self._chains.submit(chain) for chain in (self._storage_chain, self._graph_chain, self._bc_chain)

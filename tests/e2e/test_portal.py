@@ -9,9 +9,6 @@ and for console errors.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import requests
 from selenium.webdriver.common.by import By
@@ -133,9 +130,6 @@ def test_an_invoicer_lists_filters_invoices_three_and_watches_them_reach_invoice
         confirm(driver, "3 selected bookings")
         assert progress_finished(driver) == "Finished: 3 of 3 invoiced, 0 failed."
         assert_accessible_and_quiet(driver)
-        screenshot = os.environ.get("PORTAL_SCREENSHOT")
-        if screenshot:
-            Path(screenshot).write_bytes(driver.get_screenshot_as_png())
     for key in chosen:
         booking = stack.store.get(stored[key].business_id, key)
         assert booking is not None and booking.status is BookingStatus.INVOICED and booking.invoice_id

@@ -25,6 +25,7 @@ from shared.adapters.invoice_queue import InvoiceQueue
 from shared.adapters.link_store import LinkStore
 from shared.domain.bc_budget import BudgetLimits
 from shared.domain.errors import ConcurrentChangeError
+from shared.domain.invoice_lines import PriceSource
 from shared.domain.models import (
     Booking,
     BookingStatus,
@@ -119,7 +120,10 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
     queue.ensure_queues()
 
     def make(
-        *, create: bool = True, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        *,
+        create: bool = True,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        price_source: PriceSource = PriceSource.BOOKINGS,
     ) -> InvoiceBooking:
         return InvoiceBooking(
             store,
@@ -129,6 +133,7 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
             queue,
             time_zone=ZoneInfo("Europe/Amsterdam"),
             invoice_date=InvoiceDateRule.APPOINTMENT,
+            price_source=price_source,
             clock=clock,
         )
 
@@ -377,3 +382,29 @@ def test_a_try_without_a_business_central_slot_goes_back_on_the_queue_and_its_co
     held.__exit__(None, None, None)
     copy = invoicer(world.message(booking), delivery_id=stored.claimed_by)
     assert copy.outcome is InvoiceOutcome.INVOICED and len(world.invoices(booking)) == 1
+
+
+def test_with_prices_from_business_central_the_line_has_no_unit_price_and_bc_prices_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PRICE_SOURCE=businessCentral: the POST leaves `unitPrice` out, so Business Central prices the
+    line (the sandbox from the item's `unitPrice`; real BC also applies price lists and discounts)."""
+    sent: list[dict[str, Any]] = []
+    create = world.bc.create_invoice
+
+    def spy(body: dict[str, Any]) -> Any:
+        sent.append(body)
+        return create(body)
+
+    monkeypatch.setattr(world.bc, "create_invoice", spy)
+    booking = world.booking(price=999.0)  # a Bookings price Business Central must not get
+    assert world.make(price_source=PriceSource.BUSINESS_CENTRAL)(world.message(booking)).outcome is (
+        InvoiceOutcome.INVOICED
+    )
+    [body] = sent
+    item_line = next(line for line in body["salesInvoiceLines"] if line["lineType"] == "Item")
+    assert "unitPrice" not in item_line and item_line["quantity"] == 1
+    [invoice] = world.invoices(booking)
+    [line] = [line for line in invoice["salesInvoiceLines"] if line["lineType"] == "Item"]
+    items = {i["id"]: i for i in world.sandbox.admin.state(["items"])["items"]}
+    assert line["unitPrice"] == items[line["itemId"]]["unitPrice"] != 999.0

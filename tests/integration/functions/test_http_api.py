@@ -506,7 +506,11 @@ def test_booking_json_of_the_contract(world: ApiWorld) -> None:
         "staffMemberIds", "start", "end", "price", "priceType", "status", "invoiceId", "invoiceNumber",
         "errorCode", "error", "updatedAt", "invoiceStatus", "invoiceSource", "note", "updatedBy",
         "groupAppointment",
+        # Beyond the contract's fields, for the office: what the line comes to, and the invoice's
+        # link into Business Central's web client (null until the app created an invoice).
+        "amount", "invoiceUrl",
     }  # fmt: skip
+    assert (item["amount"], item["invoiceUrl"]) == (10.0, None)
     assert item["updatedBy"] is None  # only the sync wrote it
     assert item["groupAppointment"] is False
     assert item["customerName"] == "Siobhán O'Brien" and item["customerEmail"] == "Siobhan@Example.com"

@@ -136,7 +136,7 @@ def test_schemathesis_finds_no_server_errors_and_no_schema_violations(
     assert result.returncode == 0, output
     # Every operation but the document itself, which schemathesis leaves out.
     operations = sum(len(path) for path in build_document()["paths"].values())
-    assert operations == 11 and f"Tested: {operations - 1}" in output, output
+    assert operations == 13 and f"Tested: {operations - 1}" in output, output
 
 
 def test_regenerating_prints_the_connector_file() -> None:
