@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import cached_property
+from typing import Any
 
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
@@ -153,6 +154,10 @@ class Container:
 
     @cached_property
     def business_central(self) -> BusinessCentralClient:
+        return self._business_central_client()
+
+    def _business_central_client(self, **options: Any) -> BusinessCentralClient:
+        """The company's client inside the shared budget; `options` tune retries and timeouts."""
         settings = self.settings
         return BusinessCentralClient(
             base_url=settings.bc_base_url,
@@ -161,6 +166,7 @@ class Container:
             company_id=settings.bc_company_id,
             token=self.token_provider.business_central_token,
             budget=self.bc_budget,
+            **options,
         )
 
     @cached_property
@@ -359,17 +365,7 @@ class Container:
     @cached_property
     def probe_business_central(self) -> BusinessCentralClient:
         """A Business Central client that tries once and gives up quickly (inside the budget)."""
-        settings = self.settings
-        return BusinessCentralClient(
-            base_url=settings.bc_base_url,
-            tenant_id=settings.tenant_id,
-            environment=settings.bc_environment,
-            company_id=settings.bc_company_id,
-            token=self.token_provider.business_central_token,
-            budget=self.bc_budget,
-            retry=ONE_ATTEMPT,
-            timeout=PROBE_TIMEOUT,
-        )
+        return self._business_central_client(retry=ONE_ATTEMPT, timeout=PROBE_TIMEOUT)
 
     @cached_property
     def directory(self) -> Directory:
