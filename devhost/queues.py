@@ -74,7 +74,7 @@ class QueueListener:
         self._invoker = invoker
         self._lock_seconds = max(1, int(lock.total_seconds()))
         # Our retry layer retries each call (the SDK's own retries are off, so tries do not multiply).
-        options: dict[str, Any] = client_options()
+        options: dict[str, Any] = client_options("queue")
         retry = StorageRetry()
         self._queue = ResilientQueue(
             QueueClient.from_connection_string(connection_string, self.queue_name, **options), retry
