@@ -10,6 +10,7 @@ app / floor a comparison of like with like, whatever the machine's speed.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,7 @@ from typing import Any
 
 import requests
 from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from bench.support import invoiceable_booking
@@ -47,16 +49,16 @@ def invoice_bodies(container: Any, business_id: str, count: int) -> list[dict[st
     return bodies
 
 
-def measure_floor(container: Any, connection: str, business_id: str, count: int, threads: int) -> dict[str, Any]:
+def measure_floor(
+    container: Any, connection: str, business_id: str, count: int, threads: int
+) -> dict[str, Any]:
     """Invoices per second of the bare floor (module docstring)."""
     bodies = invoice_bodies(container, business_id, count)
     url = container.business_central._url("salesInvoices", None)
     token = container.token_provider.business_central_token()
     table = TableServiceClient.from_connection_string(connection).get_table_client(FLOOR_TABLE)
-    try:
+    with contextlib.suppress(ResourceExistsError):
         table.create_table()
-    except Exception:  # noqa: BLE001 - exists already
-        pass
     partition = business_id
     etags = [
         table.upsert_entity({"PartitionKey": partition, "RowKey": f"{n:06d}", "Status": "Invoicing"})["etag"]
@@ -87,4 +89,8 @@ def measure_floor(container: Any, connection: str, business_id: str, count: int,
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(count)))
     elapsed = time.perf_counter() - started
-    return {"floorPerSecond": round(count / elapsed, 1), "floorSeconds": round(elapsed, 2), "floor429": retries[0]}
+    return {
+        "floorPerSecond": round(count / elapsed, 1),
+        "floorSeconds": round(elapsed, 2),
+        "floor429": retries[0],
+    }

@@ -69,7 +69,10 @@ class StorageCalls:
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         with self._lock:
-            return {key: {"calls": count, "ms": round(seconds * 1000, 1)} for key, (count, seconds) in self._calls.items()}
+            return {
+                key: {"calls": count, "ms": round(seconds * 1000, 1)}
+                for key, (count, seconds) in self._calls.items()
+            }
 
 
 STORAGE_CALLS = StorageCalls()
