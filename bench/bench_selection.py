@@ -114,7 +114,10 @@ def raw_claims(connection: str, count: int) -> float:
 
     def claim(chunk: list[Any]) -> None:
         table.submit_transaction(
-            [("update", {**row, "Status": "Queued"}, {**condition, "etag": row.metadata["etag"]}) for row in chunk]
+            [
+                ("update", {**row, "Status": "Queued"}, {**condition, "etag": row.metadata["etag"]})
+                for row in chunk
+            ]
         )
 
     with ThreadPoolExecutor(API_FANOUT) as pool:
