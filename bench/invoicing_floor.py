@@ -3,9 +3,9 @@
 The app's invoice is one deep-insert POST plus its storage work. The floor sends the same POSTs
 (the same body the app builds, to the same sandbox with the same latency and faults) from
 `BC_MAX_CONCURRENCY` threads with a bare `requests` session each (a 429 is sent again at once), and
-makes one bare conditional table write (`update_entity` with `If-Match`) per invoice, the least any
-exactly-once invoice must write. Measured in the same run on the same machine, it makes the ratio
-app / floor a comparison of like with like, whatever the machine's speed.
+makes one bare conditional table write (`update_entity` with `If-Match`) of the booking's row per
+invoice, the least any exactly-once invoice must write. Measured in the same run on the same
+machine, it makes the ratio app / floor a comparison of like with like, whatever its speed.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from bench.support import invoiceable_booking
+from shared.adapters.booking_entities import booking_to_entity
 from shared.domain.invoice_lines import invoice_body
 
 FLOOR_TABLE = "BenchFloor"
@@ -59,11 +60,8 @@ def measure_floor(
     table = TableServiceClient.from_connection_string(connection).get_table_client(FLOOR_TABLE)
     with contextlib.suppress(ResourceExistsError):
         table.create_table()
-    partition = business_id
-    etags = [
-        table.upsert_entity({"PartitionKey": partition, "RowKey": f"{n:06d}", "Status": "Invoicing"})["etag"]
-        for n in range(count)
-    ]
+    rows = [booking_to_entity(invoiceable_booking(business_id, n)) for n in range(count)]
+    etags = [table.upsert_entity({**row, "Status": "Invoicing"})["etag"] for row in rows]
     sessions = threading.local()
     retries = [0]
 
@@ -78,12 +76,11 @@ def measure_floor(
             retries[0] += 1
         response.raise_for_status()
         table.update_entity(
-            {"PartitionKey": partition, "RowKey": f"{number:06d}", "Status": "Invoiced",
-             "InvoiceId": response.json().get("id")},
+            {**rows[number], "Status": "Invoiced", "InvoiceId": response.json().get("id")},
             mode=UpdateMode.REPLACE,
             etag=etags[number],
             match_condition=MatchConditions.IfNotModified,
-        )  # fmt: skip
+        )
 
     started = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
