@@ -62,12 +62,14 @@ TIMEOUT = 600.0
 
 
 class BusyTime:
-    """Seconds of Business Central requests running in the sandbox, summed (in-flight x time)."""
+    """Seconds of Business Central requests running in the sandbox, summed (in-flight x time), and
+    when each started (for the most requests in any window)."""
 
     def __init__(self, sandbox: SandboxHandle) -> None:
         self._faults = sandbox.app.faults
         self._lock = threading.Lock()
         self.seconds = 0.0
+        self.starts: list[float] = []
 
     @contextmanager
     def installed(self) -> Iterator[BusyTime]:
