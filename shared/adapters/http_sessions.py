@@ -89,7 +89,7 @@ class SerialMultipartPipeline(Pipeline):  # type: ignore[type-arg]
         response = super().run(request, **kwargs)
         if getattr(request, "multipart_mixed_info", None):
             answer = response.http_response
-            answer.parts = lambda: _parts_in_this_thread(answer)
+            answer.__class__ = _with_serial_parts(type(answer))
         return response
 
     @staticmethod
@@ -103,6 +103,20 @@ class SerialMultipartPipeline(Pipeline):  # type: ignore[type-arg]
             pipeline_request: PipelineRequest[Any] = PipelineRequest(part, PipelineContext(None, **options))
             for policy in policies:
                 policy.on_request(pipeline_request)
+
+
+_SERIAL_PARTS: dict[type, type] = {}
+
+
+def _with_serial_parts(response_type: type) -> type:
+    """The response type whose `parts()` runs in this thread. A subclass, not an attribute set on
+    the response: a closure holding the response would make a reference cycle that keeps each
+    transaction's body alive until the garbage collector runs."""
+    serial = _SERIAL_PARTS.get(response_type)
+    if serial is None:
+        serial = type(f"Serial{response_type.__name__}", (response_type,), {"parts": _parts_in_this_thread})
+        _SERIAL_PARTS[response_type] = serial
+    return serial
 
 
 def _parts_in_this_thread(response: Any) -> list[Any]:
