@@ -62,12 +62,14 @@ TIMEOUT = 600.0
 
 
 class BusyTime:
-    """Seconds of Business Central requests running in the sandbox, summed (in-flight x time)."""
+    """Seconds of Business Central requests running in the sandbox, summed (in-flight x time), and
+    when each started (for the most requests in any window)."""
 
     def __init__(self, sandbox: SandboxHandle) -> None:
         self._faults = sandbox.app.faults
         self._lock = threading.Lock()
         self.seconds = 0.0
+        self.starts: list[float] = []
 
     @contextmanager
     def installed(self) -> Iterator[BusyTime]:
@@ -77,6 +79,8 @@ class BusyTime:
         def timed(client: str) -> Iterator[None]:
             with original(client):
                 started = time.perf_counter()
+                with self._lock:
+                    self.starts.append(started)
                 try:
                     yield
                 finally:
@@ -88,6 +92,16 @@ class BusyTime:
             yield self
         finally:
             self._faults.bc_slot = original  # type: ignore[method-assign]
+
+
+def most_in_any_window(starts: list[float], window: float) -> int:
+    """The most request starts that fall in any `window` seconds (a sliding window over them all)."""
+    ordered, most, low = sorted(starts), 0, 0
+    for high, moment in enumerate(ordered):
+        while moment - ordered[low] >= window:
+            low += 1
+        most = max(most, high - low + 1)
+    return most
 
 
 def run(
@@ -143,6 +157,11 @@ def run(
         "invoicesPerSecond": round(per_second, 2),
         "ceilingPerSecond": round(ceiling, 2),
         "meanInFlight": round(busy.seconds / max(progress.ended - first, 1e-9), 2),
+        # Rate-bound runs: the most requests in any (scaled) window, against the budget's limit.
+        "window": SCALED_WINDOW if rate_bound else None,
+        "maxInWindow": most_in_any_window(busy.starts, SCALED_WINDOW) if rate_bound else None,
+        "windowLimit": BUDGET_SCALED if rate_bound else None,
+        "bcWindowLimit": BC_LIMIT_SCALED if rate_bound else None,
         **bc_figures(sandbox),
     }
 
@@ -174,6 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['bcMaxRunning']:>14} {r['meanInFlight']:>5.2f} {r['bcMaxQueued']:>7} {r['bc429']:>5} "
             f"{r['failed']:>7}"
         )
+    for r in results:
+        if r["rateBound"]:
+            print(
+                f"{r['hosts']} host(s), 50 ms: at most {r['maxInWindow']} requests in any {SCALED_WINDOW} s "
+                f"window, of the budget's {r['windowLimit']} ({r['maxInWindow'] / r['windowLimit']:.2f}; "
+                f"Business Central allows {r['bcWindowLimit']})"
+            )
     print_json({"benchmark": "scaleout", "count": args.count, "window": SCALED_WINDOW, "runs": results})
     return 0
 

@@ -66,7 +66,9 @@ SERVICES = (
     ("svc-bento", "Catered bento", PriceType.FIXED_PRICE, 10.0),
     ("svc-pt", "Personal training", PriceType.HOURLY, 60.0),
 )
-HISTORY_START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+HISTORY_START = datetime(2023, 1, 2, 8, 0, tzinfo=UTC)
+"""Early enough that the 100,000 bookings of the portal benchmark, 15 minutes apart, have all ended
+(until late 2025): only ended bookings are listed as Unbilled."""
 
 
 def listed_booking(business: str, number: int, status: BookingStatus) -> Booking:
@@ -274,7 +276,7 @@ def follow_invoicing(
 
 def queue_depth(connection: str, queue_name: str = INVOICE_QUEUE) -> Callable[[], int]:
     """The queue's approximate message count (in-flight messages included), one request a call."""
-    queue = QueueClient.from_connection_string(connection, queue_name, **client_options())
+    queue = QueueClient.from_connection_string(connection, queue_name, **client_options("queue"))
 
     def depth() -> int:
         return int(queue.get_queue_properties().approximate_message_count or 0)
@@ -405,3 +407,36 @@ def http_host(
 def print_json(figures: dict[str, Any]) -> None:
     """The benchmark's last line: what `bench/results.py` reads."""
     print(json.dumps(figures), flush=True)
+
+
+def host_storage_calls(base_url: str, env: dict[str, str]) -> dict[str, dict[str, float]]:
+    """The storage round trips a devhost process made so far, by kind (its status endpoint)."""
+    import requests
+
+    headers = {"x-functions-key": env["DEVHOST_MASTER_KEY"]} if env.get("DEVHOST_MASTER_KEY") else {}
+    status = requests.get(f"{base_url}/admin/host/status", headers=headers, timeout=30).json()
+    return dict(status.get("storageCalls", {}))
+
+
+def calls_between(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], per: int
+) -> dict[str, dict[str, float]]:
+    """Storage calls and their wall ms between two snapshots, per unit (`per` invoices)."""
+    per = max(per, 1)
+    figures = {}
+    for key, now in sorted(after.items()):
+        then = before.get(key, {"calls": 0, "ms": 0.0})
+        calls = now["calls"] - then["calls"]
+        if calls:
+            figures[key] = {"calls": round(calls / per, 3), "ms": round((now["ms"] - then["ms"]) / per, 2)}
+    return figures
+
+
+def print_storage_calls(label: str, figures: dict[str, dict[str, float]]) -> None:
+    """One line per kind of storage call: calls and wall ms per invoice."""
+    print(f"\nStorage round trips per invoice, {label}")
+    print(f"{'kind':<48} {'calls':>7} {'wall ms':>8}")
+    for key, value in figures.items():
+        print(f"{key:<48} {value['calls']:>7.3f} {value['ms']:>8.2f}")
+    total = sum(v["calls"] for v in figures.values())
+    print(f"{'all':<48} {total:>7.3f} {sum(v['ms'] for v in figures.values()):>8.2f}")

@@ -26,6 +26,7 @@ from devhost.identity import ManagedIdentityEndpoint, sandbox_token_source
 from devhost.invoker import Invoker
 from devhost.queues import DEFAULT_LOCK, QueueListener
 from devhost.timers import ScheduleStatusStore, TimerScheduler, timer_input
+from shared.adapters.storage import STORAGE_CALLS
 
 log = logging.getLogger("devhost")
 
@@ -123,6 +124,8 @@ class DevHost:
             "state": self._state,
             "functions": [{"name": s.name, "trigger": s.trigger_type} for s in self.functions],
             "inFlight": self.invoker.in_flight,
+            # Storage round trips of this process by kind (what `bench/` divides per invoice).
+            "storageCalls": STORAGE_CALLS.snapshot(),
         }
 
     def start(self) -> None:

@@ -18,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import queue
 import threading
 import time
 from concurrent.futures import Future
@@ -74,7 +75,7 @@ class QueueListener:
         self._invoker = invoker
         self._lock_seconds = max(1, int(lock.total_seconds()))
         # Our retry layer retries each call (the SDK's own retries are off, so tries do not multiply).
-        options: dict[str, Any] = client_options()
+        options: dict[str, Any] = client_options("queue")
         retry = StorageRetry()
         self._queue = ResilientQueue(
             QueueClient.from_connection_string(connection_string, self.queue_name, **options), retry
@@ -86,6 +87,9 @@ class QueueListener:
         self._changed = threading.Condition()
         self._running: dict[str, _Running] = {}
         self._threads: list[threading.Thread] = []
+        # Finished invocations, completed (message deleted, released or poisoned) by a thread of the
+        # listener, as the host does it: the worker thread is free for the next invocation at once.
+        self._finished: queue.SimpleQueue[tuple[_Running, Future[Any]]] = queue.SimpleQueue()
 
     @property
     def running(self) -> int:
@@ -93,7 +97,8 @@ class QueueListener:
             return len(self._running)
 
     def start(self) -> None:
-        for target, suffix in ((self._poll_loop, "poll"), (self._renew_loop, "renew")):
+        loops = ((self._poll_loop, "poll"), (self._renew_loop, "renew"), (self._complete_loop, "complete"))
+        for target, suffix in loops:
             thread = threading.Thread(
                 target=target, name=f"devhost-queue-{self.spec.name}-{suffix}", daemon=True
             )
@@ -189,7 +194,7 @@ class QueueListener:
                 self.spec,
                 trigger_input,
                 reason=f"New queue message detected on '{self.queue_name}'",
-                on_done=lambda future: self._complete(running, future),
+                on_done=lambda future: self._finished.put((running, future)),
             )
         except RuntimeError:
             # The host is shutting down: hand the message back at once.
@@ -206,6 +211,17 @@ class QueueListener:
             return None
 
     # -- completion --------------------------------------------------------------------------
+
+    def _complete_loop(self) -> None:
+        while True:
+            try:
+                running, future = self._finished.get(timeout=0.5)
+            except queue.Empty:
+                with self._changed:
+                    if self._stopping.is_set() and not self._running:
+                        return
+                continue
+            self._complete(running, future)
 
     def _complete(self, running: _Running, future: Future[Any]) -> None:
         failed = future.exception() is not None

@@ -18,6 +18,15 @@ The booking row remembers its index row in `IndexKey`. Every write of a booking 
 entity group transaction as its index row (upsert the new one, delete the old one when status or
 start changed), so the two can never drift: 2 operations to create a booking, at most 3 to change
 one, hence at most 33 bookings in one transaction (the limit is 100 operations).
+
+**Where a booking rests.** The index keeps every state a booking rests in exact (Unbilled, Failed,
+Invoiced, Excluded, Cancelled, and Queued). Invoicing is a step in between, seconds long: its index
+row stays in the Queued range, where the selection put it, and the claim (Queued -> Invoicing) is
+a plain conditional write of the booking row alone, not a 2-operation transaction (the costliest
+storage call an invoice makes, `docs/invoicing.md`). The record (Invoicing -> Invoiced or Failed)
+moves the index row as any other write. So an index row in the Queued range may mirror a booking
+that is Invoicing by now: a list of Queued or Invoicing bookings (`IN_PROGRESS`, rare, and short
+once invoicing runs) reads the booking rows of the page it found to show their current state.
 """
 
 from __future__ import annotations
@@ -39,6 +48,9 @@ BOOKING_KEY = "BookingKey"  # on an index row: the booking it mirrors
 NAME_LOWER = "CustomerNameLower"  # on an index row: for the customer name (prefix) filter
 OPERATIONS_PER_BOOKING = 3  # the booking, its new index row, its old index row
 BOOKINGS_PER_TRANSACTION = TRANSACTION_LIMIT // OPERATIONS_PER_BOOKING
+IN_PROGRESS = frozenset({BookingStatus.QUEUED, BookingStatus.INVOICING})
+"""States that share the Queued range of the index (see the module docstring)."""
+_RESTS_AS = {BookingStatus.INVOICING: BookingStatus.QUEUED}
 _MAX_MS = 10**13 - 1
 _DIGITS = 13
 
@@ -48,8 +60,13 @@ def _inverted(start: datetime) -> str:
     return f"{_MAX_MS - min(max(milliseconds, 0), _MAX_MS):0{_DIGITS}d}"
 
 
+def resting_status(status: BookingStatus | str) -> BookingStatus | str:
+    """The status whose range of the index holds a booking in `status`."""
+    return _RESTS_AS.get(status, status)  # type: ignore[call-overload]
+
+
 def status_prefix(status: BookingStatus | str) -> str:
-    return f"{INDEX_PREFIX}{status}|"
+    return f"{INDEX_PREFIX}{resting_status(status)}|"
 
 
 def index_row_key(status: BookingStatus | str, start: datetime, key: str) -> str:
@@ -92,6 +109,8 @@ def index_operations(full_entity: dict[str, Any], previous_key: str | None) -> l
     """The transaction operations that keep the index row of `full_entity` (which already carries
     its new `IndexKey`) in step: upsert the new index row, delete the previous one if it moved."""
     new_key = full_entity[INDEX_KEY]
+    if new_key == previous_key and full_entity.get("Status") == BookingStatus.INVOICING:
+        return []  # a claim: the index row stays where the booking rests (module docstring)
     operations: list[tuple[Any, ...]] = [("upsert", index_entity(full_entity), {"mode": UpdateMode.REPLACE})]
     if previous_key and previous_key != new_key:
         operations.append(("delete", {"PartitionKey": full_entity["PartitionKey"], "RowKey": previous_key}))

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
 from shared.adapters import booking_index as index
+from shared.adapters.booking_entities import entity_to_booking
 from shared.domain.filters import BookingFilter
 from shared.domain.invoice_lines import PricedRow
 from shared.domain.listing import Cursor, IndexSlice
@@ -45,6 +47,23 @@ def _query(flt: BookingFilter, business_id: str, low: str) -> tuple[str, dict[st
     return " and ".join(clauses), parameters
 
 
+def _current(
+    table: TableClient, found: list[tuple[str, Booking]], flt: BookingFilter
+) -> list[tuple[str, Booking]]:
+    """Queued and Invoicing share one range of the index, whose rows may lag behind a claim
+    (`booking_index.py`): the booking rows say which of the two each one is now."""
+    current = []
+    for row_key, mirrored in found:
+        try:
+            booking = entity_to_booking(table.get_entity(mirrored.business_id, mirrored.key))
+        except ResourceNotFoundError:
+            continue
+        if booking.status is flt.status:
+            booking.etag = None
+            current.append((row_key, booking))
+    return current
+
+
 def read_index_slice(
     table: TableClient,
     flt: BookingFilter,
@@ -65,7 +84,8 @@ def read_index_slice(
     )
     items: list[tuple[str, Booking]] = []
     for _ in range(max_round_trips):
-        items.extend((str(e["RowKey"]), index.booking_from_index_row(e)) for e in next(pages, []))
+        found = [(str(e["RowKey"]), index.booking_from_index_row(e)) for e in next(pages, [])]
+        items.extend(_current(table, found, flt) if flt.status in index.IN_PROGRESS else found)
         following = pages.continuation_token
         if len(items) >= top:
             more = len(items) > top or following is not None

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import requests
+from azure.core.pipeline import Pipeline, PipelineContext, PipelineRequest, PipelineResponse
 from requests.adapters import HTTPAdapter
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")  # requests' order of precedence
@@ -70,3 +71,72 @@ def sdk_transport_options(environ: Mapping[str, str] | None = None) -> dict[str,
     if bundle:
         options["connection_verify"] = bundle
     return options
+
+
+class SerialMultipartPipeline(Pipeline):  # type: ignore[type-arg]
+    """azure-core's pipeline, preparing the parts of a multipart request in the calling thread.
+
+    A table transaction is a multipart request (batch > changeset > operations). Before sending one,
+    azure-core's `Pipeline._prepare_multipart_mixed_request` applies the per-part policies (for
+    tables only `StorageHeadersPolicy`: a date and a request id per operation, microseconds of work)
+    on a `ThreadPoolExecutor` it creates and shuts down for every level of every call, and the
+    answer's `parts()` (`_parts_helper`) starts one more to apply their `on_response` (a no-op for
+    these policies): three pools and their threads per transaction. Profiled, that was a fifth of a
+    transaction's CPU (`docs/invoicing.md`). The same policies run here one part after another, in
+    the same order of nesting; everything else is azure-core's own path."""
+
+    def run(self, request: Any, **kwargs: Any) -> Any:
+        response = super().run(request, **kwargs)
+        if getattr(request, "multipart_mixed_info", None):
+            answer = response.http_response
+            answer.__class__ = _with_serial_parts(type(answer))
+        return response
+
+    @staticmethod
+    def _prepare_multipart_mixed_request(request: Any) -> None:
+        info = getattr(request, "multipart_mixed_info", None)
+        if not info:
+            return
+        parts, policies, options = info[0], info[1], info[3]
+        for part in parts:
+            SerialMultipartPipeline._prepare_multipart_mixed_request(part)
+            pipeline_request: PipelineRequest[Any] = PipelineRequest(part, PipelineContext(None, **options))
+            for policy in policies:
+                policy.on_request(pipeline_request)
+
+
+_SERIAL_PARTS: dict[type, type] = {}
+
+
+def _with_serial_parts(response_type: type) -> type:
+    """The response type whose `parts()` runs in this thread. A subclass, not an attribute set on
+    the response: a closure holding the response would make a reference cycle that keeps each
+    transaction's body alive until the garbage collector runs."""
+    serial = _SERIAL_PARTS.get(response_type)
+    if serial is None:
+        serial = type(f"Serial{response_type.__name__}", (response_type,), {"parts": _parts_in_this_thread})
+        _SERIAL_PARTS[response_type] = serial
+    return serial
+
+
+def _parts_in_this_thread(response: Any) -> list[Any]:
+    """azure-core's `_parts_helper` (the answer of a multipart request, part by part), its
+    per-part `on_response` run in this thread."""
+    if not response.content_type or not response.content_type.startswith("multipart/mixed"):
+        raise ValueError("You can't get parts if the response is not multipart/mixed")
+    parts = list(response._get_raw_parts())
+    policies = response.request.multipart_mixed_info[1]
+    for part in parts:
+        context = PipelineContext(None)
+        pipeline_request: PipelineRequest[Any] = PipelineRequest(part.request, context)
+        for policy in policies:
+            policy.on_response(pipeline_request, PipelineResponse(part.request, part, context=context))
+    return parts
+
+
+def prepare_parts_serially(table_client: Any) -> Any:
+    """The table client with its pipeline's multipart preparation in the calling thread (above)."""
+    pipeline = getattr(getattr(getattr(table_client, "_client", None), "_client", None), "_pipeline", None)
+    if type(pipeline) is Pipeline:
+        pipeline.__class__ = SerialMultipartPipeline
+    return table_client

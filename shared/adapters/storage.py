@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
@@ -35,9 +38,76 @@ def _credential(storage: StorageSettings) -> Any:
     return DefaultAzureCredential()
 
 
-def client_options(**options: Any) -> dict[str, Any]:
-    """`CLIENT_DEFAULTS`, the transport's environment read once (`http_sessions.py`), then `options`."""
-    return {**CLIENT_DEFAULTS, **sdk_transport_options(), **options}
+class StorageCalls:
+    """Storage round trips of this process by kind, with their wall time: what an invoice costs in
+    storage is counted, not guessed (the devhost's status endpoint shows them; `bench/` reads them).
+
+    Counted through the SDKs' own request and response hooks (one dictionary update per call, under
+    a lock), keyed `<service> <table or queue> <kind>`: for tables `transaction` (an entity group
+    batch), `read` or `write`; for queues `receive`, `send`, `delete`, `update` or `other`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._calls: dict[str, list[float]] = {}
+
+    def hooks(self, service: str) -> dict[str, Any]:
+        def on_request(request: Any) -> None:
+            request.context["storage_calls_started"] = time.perf_counter()
+
+        def on_response(response: Any) -> None:
+            started = response.context.get("storage_calls_started")
+            elapsed = time.perf_counter() - started if started is not None else 0.0
+            self.add(_call_kind(service, response.http_request), elapsed)
+
+        return {"raw_request_hook": on_request, "raw_response_hook": on_response}
+
+    def add(self, key: str, seconds: float) -> None:
+        with self._lock:
+            entry = self._calls.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        with self._lock:
+            return {
+                key: {"calls": count, "ms": round(seconds * 1000, 1)}
+                for key, (count, seconds) in self._calls.items()
+            }
+
+
+STORAGE_CALLS = StorageCalls()
+
+
+def _call_kind(service: str, request: Any) -> str:
+    """`table Bookings transaction`, `queue bookings-to-invoice receive`, ... from a request."""
+    method = request.method
+    segments = [unquote(s) for s in urlsplit(request.url).path.split("/") if s]
+    if service == "table":
+        if segments and segments[-1] == "$batch":  # batch > changeset > operations: name the table
+            return f"table {_table_name(_first_part(_first_part(request)))} transaction"
+        return f"table {_table_name(request)} {'read' if method == 'GET' else 'write'}"
+    messages = "messages" in segments
+    name = segments[segments.index("messages") - 1] if messages and segments.index("messages") else "-"
+    kinds = {"GET": "receive", "POST": "send", "DELETE": "delete", "PUT": "update"}
+    return f"queue {name} {kinds.get(method, 'other') if messages else 'other'}"
+
+
+def _first_part(request: Any) -> Any:
+    parts = getattr(request, "multipart_mixed_info", None)
+    return parts[0][0] if parts and parts[0] else None
+
+
+def _table_name(request: Any) -> str:
+    if request is None:
+        return "-"
+    segments = [s for s in urlsplit(request.url).path.split("/") if s]
+    return unquote(segments[-1]).split("(")[0] if segments else "-"
+
+
+def client_options(service: str = "table", **options: Any) -> dict[str, Any]:
+    """`CLIENT_DEFAULTS`, the transport's environment read once (`http_sessions.py`), the call
+    counting hooks (`StorageCalls`), then `options`."""
+    return {**CLIENT_DEFAULTS, **sdk_transport_options(), **STORAGE_CALLS.hooks(service), **options}
 
 
 def table_service_client(storage: StorageSettings, **options: Any) -> TableServiceClient:
@@ -51,7 +121,7 @@ def table_service_client(storage: StorageSettings, **options: Any) -> TableServi
 
 
 def queue_service_client(storage: StorageSettings, **options: Any) -> QueueServiceClient:
-    options = client_options(**options)
+    options = client_options("queue", **options)
     if storage.connection_string is not None:
         return QueueServiceClient.from_connection_string(storage.connection_string.reveal(), **options)
     return QueueServiceClient(

@@ -59,6 +59,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient
 
+from shared.adapters.http_sessions import prepare_parts_serially
 from shared.domain.errors import StorageUnavailableError
 from shared.telemetry import get_logger
 
@@ -549,7 +550,7 @@ def resilient_table(table: TableClient | ResilientTable, retry: StorageRetry | N
     """`table` with retries (a table already wrapped keeps its own retry unless one is given)."""
     if isinstance(table, ResilientTable):
         return table if retry is None else ResilientTable(table.client, retry)
-    return ResilientTable(table, retry)
+    return ResilientTable(prepare_parts_serially(table), retry)
 
 
 def resilient_queue(queue: QueueClient | ResilientQueue, retry: StorageRetry | None = None) -> ResilientQueue:

@@ -149,3 +149,42 @@ def test_bookings_stored_before_the_list_index_are_backfilled_once(
     assert listed() == {current.key, *(b.key for b in legacy)}
     assert_index_in_step(store, business)
     assert backfill_list_index(store, markers, [business]) == 0  # marked: no scan any more
+
+
+def test_invoicing_rests_in_the_queued_range_and_its_claim_is_one_write(
+    store: BookingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued -> Invoicing writes the booking row alone (no transaction); the index row stays in
+    the Queued range, yet a list of either state shows each booking in its current state; the
+    record moves the index row to where the booking rests."""
+    from shared.domain.filters import BookingFilter
+
+    business = "lunch@contoso.com"
+    waiting = store.save(lifecycle.claim(store.create(make_booking(appointment="AAMk-wait")), "r1", NOW))
+    queued = store.save(lifecycle.claim(store.create(make_booking()), "r1", NOW))
+    queued_key = booking_index_key(queued)
+
+    def no_transaction(*_: object, **__: object) -> None:
+        raise AssertionError("a claim for invoicing must not be a table transaction")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store._table, "submit_transaction", no_transaction)
+        invoicing = store.save(lifecycle.start_invoicing(queued, "message-1", NOW))
+    assert store.get(business, queued.key).status is BookingStatus.INVOICING
+    row = index_rows(store, business)[queued.key]
+    assert row["RowKey"] == queued_key and booking_index_key(invoicing) == queued_key
+
+    def listed(status: BookingStatus) -> dict[str, BookingStatus]:
+        piece = store.index_slice(BookingFilter(status=status), business, None, 10, 2)
+        return {b.key: b.status for _, b in piece.items}
+
+    assert listed(BookingStatus.INVOICING) == {queued.key: BookingStatus.INVOICING}
+    assert listed(BookingStatus.QUEUED) == {waiting.key: BookingStatus.QUEUED}
+    with pytest.raises(ConcurrentChangeError):
+        store.save(lifecycle.start_invoicing(queued, "message-2", NOW))  # stale ETag loses
+    taken_over = store.save(lifecycle.start_invoicing(invoicing, "message-2", NOW))
+    invoiced = store.save(lifecycle.record_invoice(taken_over, "inv-1", "S-INV-1", NOW, "Draft"))
+    assert invoiced.status is BookingStatus.INVOICED
+    assert_index_in_step(store, business)
+    assert listed(BookingStatus.INVOICING) == {}
+    assert listed(BookingStatus.INVOICED) == {queued.key: BookingStatus.INVOICED}
