@@ -61,6 +61,7 @@ class DevHost:
                 raise HostConfigError(
                     f"function {spec.name}: trigger {spec.trigger_type} is not supported here"
                 )
+        self.disabled = disabled_functions(self.functions, self.settings)
         self.invoker = Invoker(str(app_directory))
         self.timers = [
             TimerScheduler(spec, self.invoker, ScheduleStatusStore(state_directory))
@@ -102,7 +103,12 @@ class DevHost:
         return endpoint
 
     def _of(self, trigger_type: str) -> list[FunctionSpec]:
-        return [spec for spec in self.functions if spec.trigger_type == trigger_type]
+        """The functions of one trigger type whose trigger runs (a disabled one's never does)."""
+        return [
+            spec
+            for spec in self.functions
+            if spec.trigger_type == trigger_type and spec.name not in self.disabled
+        ]
 
     def _connection(self, spec: FunctionSpec) -> str:
         name = str(spec.trigger.get("connection") or "AzureWebJobsStorage")
@@ -122,7 +128,10 @@ class DevHost:
     def status(self) -> Mapping[str, Any]:
         return {
             "state": self._state,
-            "functions": [{"name": s.name, "trigger": s.trigger_type} for s in self.functions],
+            "functions": [
+                {"name": s.name, "trigger": s.trigger_type, "disabled": s.name in self.disabled}
+                for s in self.functions
+            ],
             "inFlight": self.invoker.in_flight,
             # Storage round trips of this process by kind (what `bench/` divides per invoice).
             "storageCalls": STORAGE_CALLS.snapshot(),
@@ -140,7 +149,9 @@ class DevHost:
         self._state = "Running"
         for spec in self.functions:
             where = ""
-            if spec.trigger_type == "httpTrigger":
+            if spec.name in self.disabled:
+                where = f"disabled (AzureWebJobs.{spec.name}.Disabled)"
+            elif spec.trigger_type == "httpTrigger":
                 route = next(r for r in self.http.routes if r.spec is spec)
                 methods = ",".join(sorted(route.methods)) if route.methods else "all"
                 where = f"[{methods}] {self.url}/{route.template} (auth {route.auth_level})"
@@ -204,3 +215,14 @@ class DevHost:
         self._stopped.set()
         log.info("Stopped")
         return drained
+
+
+def disabled_functions(functions: list[FunctionSpec], settings: Mapping[str, str]) -> frozenset[str]:
+    """Functions switched off by the app setting `AzureWebJobs.<FUNCTION_NAME>.Disabled` = true
+    (Learn, "How to disable functions in Azure Functions"): the host ignores their triggers (no
+    queue listener, no timer, no HTTP route), while the admin endpoint can still run them."""
+    return frozenset(
+        spec.name
+        for spec in functions
+        if (settings.get(f"AzureWebJobs.{spec.name}.Disabled") or "").strip().lower() in ("true", "1")
+    )

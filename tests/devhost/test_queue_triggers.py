@@ -105,3 +105,23 @@ def test_raw_base64_matches_what_the_policy_wrote(world) -> None:
     queue.send_message("ünïcode")
     (raw,) = world.queue(encoded=False).peek_messages()
     assert base64.b64decode(raw.content, validate=True).decode("utf-8") == "ünïcode"
+
+
+def test_a_disabled_function_leaves_its_queue_alone_and_still_runs_from_the_admin_endpoint(
+    start_host, world
+) -> None:
+    """`AzureWebJobs.<name>.Disabled` (Learn, "How to disable functions in Azure Functions"): the
+    host ignores the trigger, the admin endpoint still runs the function."""
+    work = world.ensure_queue()
+    other = world.ensure_queue("ASYNC_QUEUE")
+    host = start_host(**{"AzureWebJobs.work.Disabled": "true"})
+    work.send_message(json.dumps({"id": "waits"}))
+    other.send_message("runs")
+    # The enabled listener has polled and run its message: the disabled one has no listener at all.
+    wait_for(lambda: world.records("work_async"), what="the enabled function to run")
+    assert world.records("work") == [] and world.message_count() == 1
+    assert {f["name"]: f["disabled"] for f in host.status()["functions"]}["work"] is True
+    assert host.run_function_now("work", json.dumps({"id": "by hand"})) == 202
+    done = wait_for(lambda: world.records("work_done"), what="the manual run")
+    assert json.loads(done[0]["body"]) == {"id": "by hand"}
+    assert world.message_count() == 1  # the queued message is still there

@@ -314,8 +314,10 @@ def test_one_failing_business_does_not_stop_the_others(make_stack: Any) -> None:
     assert "FullyReadTo" not in failed
 
 
-def test_recovery_pass_and_backlog_report_run_after_the_sync(stack: Stack) -> None:
-    """The timer also re-enqueues bookings stuck in Queued (the recovery hook) and logs the backlog."""
+def test_recovery_pass_and_backlog_report_run_after_the_sync(make_stack: Any) -> None:
+    """The timer also re-enqueues bookings stuck in Queued (the recovery hook) and logs the backlog.
+    `create_invoice` is disabled, so the message it re-enqueues stays on the queue to be seen."""
+    stack = make_stack(**{"AzureWebJobs.create_invoice.Disabled": "true"})
     assert stack.run_function("sync_bookings") == ["Succeeded"]
     stored = stack.bookings()
     stuck = claim(stack, stored[0], BookingStatus.QUEUED)
