@@ -3,7 +3,7 @@
 per run (printed, not asserted) and a JSON line for `bench/results.py`.
 
 The bookings live in a real `Bookings` table (Azurite, the real `BookingStore`); Business Central is
-an in-process stand-in with the real API's paging (20,000 rows a page) that counts requests, so the
+an in-process stand-in paging as the app asks (`Prefer: odata.maxpagesize`) that counts requests, so the
 figures isolate the app's own cost: requests per run and the time to read and write the table.
 """
 
@@ -16,11 +16,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableServiceClient
 
-from bench.support import bookings_table, retry_storage, storage
+from bench import support
+from bench.support import storage
 from shared.adapters.bc_invoice_feed import PAGE_SIZE
-from shared.adapters.booking_entities import BOOKINGS_TABLE, booking_to_entity
+from shared.adapters.booking_entities import BOOKINGS_TABLE
 from shared.adapters.booking_store import BookingStore
 from shared.adapters.reconcile_state import RECONCILE_STATE_TABLE, ReconcileStateStore
 from shared.domain.models import Booking, BookingStatus, InvoiceSource, PriceType, booking_key
@@ -74,24 +75,13 @@ def _booking(n: int) -> Booking:
 
 
 def seed(connection: str, count: int, feed: CountingFeed) -> None:
-    table = bookings_table(connection)
-    batch: list[tuple[str, dict[str, object]]] = []
-    for n in range(count):
-        booking = _booking(n)
-        batch.append(("create", booking_to_entity(booking)))
+    """The Invoiced bookings (with their list index rows, as the app stores them) and their drafts."""
+    bookings = [_booking(n) for n in range(count)]
+    for booking in bookings:
         feed.invoices[booking.invoice_id or ""] = InvoiceState(
             booking.invoice_id or "", booking.invoice_number or "", f"BKG-{booking.key}", "Draft", T0
         )
-        if len(batch) == 100:
-            submit(table, batch)
-            batch = []
-    if batch:
-        submit(table, batch)
-
-
-def submit(table: TableClient, batch: list[tuple[str, dict[str, object]]]) -> None:
-    """One seeding transaction, repeated on transient storage errors (bench/support.py)."""
-    retry_storage(lambda: table.submit_transaction(batch), what="seeding transaction")  # type: ignore[arg-type]
+    support.seed(connection, bookings)
 
 
 def run(connection: str, count: int) -> dict[str, float]:
