@@ -222,30 +222,13 @@ def scaleout_row(run: dict[str, Any], scaleout: dict[str, Any]) -> Row:
         f"max in flight {run['bcMaxRunning']} (goal <= 5), mean in flight {run['meanInFlight']:.2f}, "
         f"{run['bcMaxQueued']} queued in BC, {run['bc429']} answers 429, {run['failed']} failed"
     )
-    if not run["rateBound"]:
+    if run["rateBound"]:
+        window = scaleout["window"]
+        what = f"{what}, 5-min window as {window} s (rate binds)"
+    if not run["rateBound"] or run.get("maxInWindow") is None:
         note = f"ceiling = min(5 / latency, budget rate); {common}"
-        return Row(
-            "scale-out",
-            what,
-            run["invoicesPerSecond"],
-            "invoices/s",
-            run["ceilingPerSecond"],
-            "ceiling",
-            note,
-        )
-    window = scaleout["window"]
-    what = f"{what}, 5-min window as {window} s (rate binds)"
-    if run.get("maxInWindow") is None:
-        note = f"ceiling = min(5 / latency, budget rate); {common}"
-        return Row(
-            "scale-out",
-            what,
-            run["invoicesPerSecond"],
-            "invoices/s",
-            run["ceilingPerSecond"],
-            "ceiling",
-            note,
-        )
+        ceiling = run["ceilingPerSecond"]
+        return Row("scale-out", what, run["invoicesPerSecond"], "invoices/s", ceiling, "ceiling", note)
     note = (
         f"ceiling = the budget's limit per window (Business Central allows {run['bcWindowLimit']}); "
         f"{run['invoicesPerSecond']:.2f} invoices/s after the first window; {common}"
