@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
+
+import requests
 
 T = TypeVar("T")
 
@@ -26,3 +29,18 @@ def force_state(store: Any, booking: Any, status: Any, **changes: Any) -> Any:
     """Test set-up: save a booking in `status` directly (conditional on its ETag), bypassing the
     lifecycle's rules, as another worker or an older version might have left it."""
     return store.save(replace(booking, status=status, status_changed_at=store.clock(), **changes))
+
+
+class RecordingSession(requests.Session):
+    """A real session that remembers the URLs it was asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self._lock = threading.Lock()
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super().request(method, url, *args, **kwargs)
+        with self._lock:
+            self.urls.append(response.request.url or "")
+        return response

@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import requests
 
 from sandbox import SandboxHandle
 from shared.adapters.graph_bookings import (
@@ -25,6 +24,7 @@ from shared.domain.models import PriceType
 from shared.settings import load_settings
 from tests.conftest import product_settings
 from tests.e2e.stack import E2E_NOW
+from tests.helpers import RecordingSession
 
 BUSINESS = "ContosoLunchDelivery@contoso.onmicrosoft.com"
 APPOINTMENT_ID = "AAMkADKoAAA/x+Yz="
@@ -138,21 +138,6 @@ def test_ids_are_percent_encoded_in_paths() -> None:
 def sandbox(fresh_sandbox: SandboxHandle) -> SandboxHandle:
     """The session's sandbox, reseeded, its CA trusted through the environment."""
     return fresh_sandbox
-
-
-class RecordingSession(requests.Session):
-    """A real session that remembers the URLs it was asked for."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-        self._lock = threading.Lock()
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        response = super().request(method, url, *args, **kwargs)
-        with self._lock:
-            self.urls.append(response.request.url or "")
-        return response
 
 
 def make_client(sandbox: SandboxHandle, **options: Any) -> tuple[GraphBookingsClient, RecordingSession]:

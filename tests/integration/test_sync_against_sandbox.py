@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -11,7 +10,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import requests
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
@@ -31,6 +29,7 @@ from shared.services.booking_sync import BookingSync
 from shared.services.selection import Selection, SelectionService
 from shared.settings import load_settings
 from tests.conftest import SANDBOX_NOW, product_settings
+from tests.helpers import RecordingSession
 from tests.infra.templates import load
 
 NOW = SANDBOX_NOW
@@ -46,19 +45,6 @@ def tables(storage_connection_string: str, unique_name: str) -> Iterator[tuple[T
     finally:
         service.delete_table(unique_name)
         service.delete_table(unique_name + "s")
-
-
-class RecordingSession(requests.Session):
-    def __init__(self) -> None:
-        super().__init__()
-        self.urls: list[str] = []
-        self._lock = threading.Lock()
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
-        response = super().request(method, url, *args, **kwargs)
-        with self._lock:
-            self.urls.append(response.request.url or "")
-        return response
 
 
 def graph_client(sandbox: SandboxHandle) -> tuple[GraphBookingsClient, RecordingSession]:
