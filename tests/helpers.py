@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 
 import requests
 
+from shared.adapters.bc_budget import LocalBudget
+
 T = TypeVar("T")
 
 
@@ -44,3 +46,21 @@ class RecordingSession(requests.Session):
         with self._lock:
             self.urls.append(response.request.url or "")
         return response
+
+
+class ManualWaits:
+    """Every wait of a Business Central client (retry backoff, a `Retry-After` pause of its budget)
+    recorded and moving a manual monotonic clock instead of taking the wall clock's time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def client_options(self) -> dict[str, Any]:
+        """`budget` and `sleep` for `BusinessCentralClient`: five slots of this process."""
+        budget = LocalBudget(threading.BoundedSemaphore(5), clock=lambda: self.now, sleep=self.sleep)
+        return {"budget": budget, "sleep": self.sleep}

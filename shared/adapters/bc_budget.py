@@ -118,17 +118,22 @@ class LocalBudget:
     """The budget of one process only (a semaphore): for clients built without storage (tests)."""
 
     def __init__(
-        self, semaphore: threading.Semaphore, *, clock: Callable[[], float] = time.monotonic
+        self,
+        semaphore: threading.Semaphore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._semaphore = semaphore
         self._clock = clock
+        self._sleep = sleep
         self._paused_until = 0.0
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
         wait = self._paused_until - self._clock()
         if wait > 0:
-            time.sleep(wait)
+            self._sleep(wait)
         with self._semaphore:
             yield
 

@@ -183,7 +183,7 @@ class BusinessCentralClient:
             max_attempts=6, base_delay=0.5, max_delay=30.0, throttled_base_delay=THROTTLED_BASE_DELAY
         )
         self._timeout = timeout
-        self._budget: Budget = budget or LocalBudget(limiter or _process_limiter)
+        self._budget: Budget = budget or LocalBudget(limiter or _process_limiter, sleep=sleep)
         self._sleep = sleep
         self._requests = 0
         self._count_lock = threading.Lock()

@@ -14,6 +14,7 @@ from shared.adapters.http_retry import RetryPolicy
 from shared.adapters.token_provider import TokenProvider
 from shared.settings import load_settings
 from tests.conftest import product_settings
+from tests.helpers import ManualWaits
 
 
 def make_client(sandbox: SandboxHandle, conn: str, **options: Any) -> BusinessCentralClient:
@@ -66,11 +67,11 @@ def test_service_items_match_by_name_ignoring_case_and_only_services(bc: Busines
 def test_throttling_is_retried_honouring_retry_after(
     fresh_sandbox: SandboxHandle, storage_connection_string: str
 ) -> None:
-    slept: list[float] = []
-    client = make_client(fresh_sandbox, storage_connection_string, sleep=slept.append)
+    waits = ManualWaits()
+    client = make_client(fresh_sandbox, storage_connection_string, **waits.client_options())
     fresh_sandbox.admin.set_faults({"failures": {"bc": [{"status": 429, "count": 2, "retryAfter": 3}]}})
     assert client.find_customers_by_email("jordanm@contoso.com")
-    assert slept == [3.0, 3.0]
+    assert waits.sleeps == [3.0, 3.0]  # the budget's pause ends with the retry's own wait
     assert client.request_count == 3
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +18,7 @@ from shared.adapters.graph_bookings import GraphBookingsClient, GraphError
 from shared.adapters.http_retry import RetryPolicy
 from shared.domain.bc_records import BcCustomer, BcItem
 from shared.domain.errors import BusinessCentralError
+from tests.helpers import ManualWaits
 from tests.unit.fakes import ManualClock
 
 Answer = tuple[int, Any, dict[str, str]] | BaseException
@@ -79,7 +79,8 @@ def session_with(adapter: ScriptedAdapter) -> requests.Session:
 class BcWorld:
     def __init__(self, *answers: Answer) -> None:
         self.adapter = ScriptedAdapter(*answers)
-        self.sleeps: list[float] = []
+        self.waits = ManualWaits()
+        self.sleeps = self.waits.sleeps
         self.client = BusinessCentralClient(
             base_url="https://bc.test/v2.0/",
             tenant_id="tenant",
@@ -88,8 +89,7 @@ class BcWorld:
             token=lambda: "token-1",
             session=session_with(self.adapter),
             retry=RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=30.0),
-            limiter=threading.BoundedSemaphore(5),
-            sleep=self.sleeps.append,
+            **self.waits.client_options(),
         )
 
 
