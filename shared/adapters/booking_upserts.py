@@ -37,6 +37,7 @@ from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
 from shared.adapters import booking_index as index
 from shared.adapters.booking_entities import booking_to_entity, entity_to_booking
+from shared.adapters.storage import TRANSACTION_LIMIT
 from shared.adapters.storage_retry import ResilientTable, resilient_table
 from shared.domain.models import Appointment, Booking
 from shared.domain.moments import utc_now
@@ -49,6 +50,8 @@ MAX_ATTEMPTS = 6  # per-entity re-read-and-decide rounds before giving up on one
 # Transactions in flight per business: the SDK spends most of a transaction building and parsing
 # its multipart body, so a few in flight keep the storage account busy while we prepare the next.
 PARALLEL_TRANSACTIONS = 3
+MOST_BOOKINGS_PER_TRANSACTION = TRANSACTION_LIMIT // 2
+"""A booking with the index row written beside it: 50 of them fill a transaction."""
 
 
 @dataclass
@@ -106,12 +109,14 @@ class BookingUpserter:
         self,
         table: TableClient | ResilientTable,
         clock: Callable[[], datetime] = utc_now,
-        batch_size: int = index.BOOKINGS_PER_TRANSACTION,
+        batch_size: int = MOST_BOOKINGS_PER_TRANSACTION,
         parallel_transactions: int = PARALLEL_TRANSACTIONS,
     ) -> None:
-        # A booking is up to 3 operations (itself, its new and its old index row): 33 per transaction.
-        if not 1 <= batch_size <= index.BOOKINGS_PER_TRANSACTION:
-            raise ValueError(f"batch_size must be between 1 and {index.BOOKINGS_PER_TRANSACTION}")
+        # A transaction carries up to 100 operations; a booking is 1 to 3 of them (itself, its new
+        # and its old index row), so transactions are filled by operations, at most `batch_size`
+        # bookings each: 50 new bookings (2 operations each) in one, not 33.
+        if not 1 <= batch_size <= MOST_BOOKINGS_PER_TRANSACTION:
+            raise ValueError(f"batch_size must be between 1 and {MOST_BOOKINGS_PER_TRANSACTION}")
         self._table = resilient_table(table)
         self.clock = clock
         self.batch_size = batch_size
@@ -201,9 +206,7 @@ class BookingUpserter:
                     if isinstance(planned, SyncOutcome):
                         outcomes[planned] += 1
                         continue
-                    full = batch.add(planned, stored)
-                    if full:
-                        transactions.submit(full)
+                    transactions.submit(batch.add(planned, stored))
             except BaseException:
                 # Reading failed midway: keep what was read (it is correct data), then report the failure.
                 with contextlib.suppress(Exception):
@@ -242,7 +245,7 @@ class BookingUpserter:
     def _flush(self, business_id: str, ops: list[_Op]) -> Counter[SyncOutcome]:
         """Submit ops as transactions; on a failed precondition, settle that one op alone and retry."""
         outcomes: Counter[SyncOutcome] = Counter()
-        for chunk in _chunks(ops, self.batch_size):
+        for chunk in transaction_chunks(ops, self.batch_size):
             remaining = list(chunk)
             failures = 0
             while remaining:
@@ -319,23 +322,32 @@ class _PendingBatch:
         self.size = size
         self._ops: dict[str, _Op] = {}
         self._planned_from: dict[str, Booking | None] = {}
+        self._operations = 0
 
     def stored_for(self, key: str, snapshot: dict[str, Booking]) -> Booking | None:
         if key in self._planned_from:
-            self._ops.pop(key, None)
+            replaced = self._ops.pop(key, None)
+            if replaced is not None:
+                self._operations -= len(replaced.operations())
             return self._planned_from[key]
         return snapshot.pop(key, None)
 
     def add(self, op: _Op, stored: Booking | None) -> list[_Op]:
-        """Queue an op; returns a full batch to submit, or an empty list."""
+        """Queue an op; returns the batch to submit first when the op would not fit in it (by
+        bookings or by operations), else an empty list."""
+        operations = len(op.operations())
+        full = len(self._ops) >= self.size or self._operations + operations > TRANSACTION_LIMIT
+        ready = self.take() if full else []
         self._ops[op.key] = op
         self._planned_from[op.key] = stored
-        return self.take() if len(self._ops) >= self.size else []
+        self._operations += operations
+        return ready
 
     def take(self) -> list[_Op]:
         ops = list(self._ops.values())
         self._ops.clear()
         self._planned_from.clear()
+        self._operations = 0
         return ops
 
 
@@ -380,6 +392,16 @@ class _Transactions:
         return self._outcomes
 
 
-def _chunks(items: list[_Op], size: int) -> Iterator[list[_Op]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def transaction_chunks(ops: list[_Op], most_bookings: int) -> Iterator[list[_Op]]:
+    """Ops in order, cut into transactions of at most `most_bookings` bookings and 100 operations."""
+    chunk: list[_Op] = []
+    operations = 0
+    for op in ops:
+        count = len(op.operations())
+        if chunk and (len(chunk) >= most_bookings or operations + count > TRANSACTION_LIMIT):
+            yield chunk
+            chunk, operations = [], 0
+        chunk.append(op)
+        operations += count
+    if chunk:
+        yield chunk

@@ -168,18 +168,30 @@ def evidence(items: Iterable[Appointment], at: datetime = NOW) -> list[tuple[App
     return [(item, at) for item in items]
 
 
-def test_new_bookings_are_created_in_transactions_of_at_most_33(table: TableClient) -> None:
-    # 33 bookings per transaction: a booking and its list index rows take up to 3 of 100 operations.
+def test_transactions_are_filled_by_operations_new_bookings_fifty_moved_ones_thirty_three(
+    table: TableClient,
+) -> None:
+    # A transaction holds 100 operations: a new booking is 2 (itself and its list index row), so
+    # 50 fit; one whose index row moves is 3 (itself, the new index row, the old one's delete): 33.
     upserter = BookingUpserter(table, clock=Clock())
     items = [appointment(A, n) for n in range(250)]
 
     outcomes = upserter.upsert(A, evidence(items), {})
 
     assert outcomes == Counter({Outcome.CREATED: 250})
-    assert upserter.transactions == 8 and upserter.entity_writes == 250
+    assert upserter.transactions == 5 and upserter.entity_writes == 250
     stored = {b.key: b for b in BookingStore(table).of_business(A)}
     assert set(stored) == {a.key for a in items}
     assert all(b.status == BookingStatus.UNBILLED and b.status_changed_at == NOW for b in stored.values())
+
+    moved = [replace(a, start=a.start - timedelta(hours=1), end=a.end - timedelta(hours=1)) for a in items]
+    outcomes = upserter.upsert(A, evidence(moved), snapshot_of(upserter))
+
+    assert outcomes == Counter({Outcome.UPDATED: 250})
+    assert upserter.transactions == 5 + 8  # ceil(250 / 33)
+    index_rows = list(table.query_entities("PartitionKey eq @b and RowKey ge '~'", parameters={"b": A}))
+    assert len(index_rows) == 250  # every old index row deleted in its booking's transaction
+    assert {row["Start"] for row in index_rows} == {a.start for a in moved}
 
 
 def test_a_stored_booking_fingerprints_like_its_appointment(table: TableClient) -> None:
@@ -340,6 +352,20 @@ def test_missing_unbilled_bookings_are_cancelled_and_come_back_when_seen_again(t
     clock.now = NOW + timedelta(minutes=30)
     assert upserter.upsert(A, evidence(items, clock.now), snapshot_of(upserter))[Outcome.REVIVED] == 1
     assert store.get(A, items[1].key).status == BookingStatus.UNBILLED  # type: ignore[union-attr]
+
+
+def test_cancellations_move_index_rows_thirty_three_bookings_a_transaction(table: TableClient) -> None:
+    upserter = BookingUpserter(table, clock=Clock())
+    items = [appointment(A, n) for n in range(100)]
+    upserter.upsert(A, evidence(items), {})
+    before = upserter.transactions
+
+    outcomes = upserter.cancel_missing(A, snapshot_of(upserter).values(), NOW)
+
+    assert outcomes == Counter({Outcome.CANCELLED: 100})
+    assert upserter.transactions - before == 4  # 3 operations each: ceil(100 / 33)
+    index_rows = list(table.query_entities("PartitionKey eq @b and RowKey ge '~'", parameters={"b": A}))
+    assert len(index_rows) == 100 and {row["Status"] for row in index_rows} == {"Cancelled"}
 
 
 def test_a_claim_before_the_cancellation_wins(table: TableClient) -> None:
