@@ -4,6 +4,7 @@ same tests in `tests/unit/test_contracts.py`."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import pytest
 from azure.data.tables import TableServiceClient
@@ -27,23 +28,27 @@ from tests.integration.test_business_central import make_client
 from tests.integration.test_graph_bookings import BUSINESS
 from tests.integration.test_graph_bookings import make_client as make_graph_client
 
+S = TypeVar("S", BookingStore, LinkStore, InvoiceRequestStore, SyncStateStore)
+
+
+def table_store(store_type: type[S], connection_string: str, table_name: str) -> S:
+    """A store on a fresh Azurite table, its clock fixed at NOW as the contracts expect."""
+    tables = TableServiceClient.from_connection_string(connection_string)
+    store = store_type(tables.get_table_client(table_name), clock=lambda: NOW)
+    store.ensure_table()
+    return store
+
 
 class TestBookingStore(BookingRepositoryContract):
     @pytest.fixture
     def store(self, storage_connection_string: str, unique_name: str) -> BookingStore:
-        tables = TableServiceClient.from_connection_string(storage_connection_string)
-        store = BookingStore(tables.get_table_client(unique_name), clock=lambda: NOW)
-        store.ensure_table()
-        return store
+        return table_store(BookingStore, storage_connection_string, unique_name)
 
 
 class TestLinkStore(LinkRepositoryContract):
     @pytest.fixture
     def links(self, storage_connection_string: str, unique_name: str) -> LinkStore:
-        tables = TableServiceClient.from_connection_string(storage_connection_string)
-        store = LinkStore(tables.get_table_client(unique_name), clock=lambda: NOW)
-        store.ensure_table()
-        return store
+        return table_store(LinkStore, storage_connection_string, unique_name)
 
 
 class TestInvoiceQueue(InvoiceQueueContract):
@@ -59,19 +64,13 @@ class TestInvoiceQueue(InvoiceQueueContract):
 class TestInvoiceRequestStore(RequestRepositoryContract):
     @pytest.fixture
     def requests(self, storage_connection_string: str, unique_name: str) -> InvoiceRequestStore:
-        tables = TableServiceClient.from_connection_string(storage_connection_string)
-        store = InvoiceRequestStore(tables.get_table_client(unique_name), clock=lambda: NOW)
-        store.ensure_table()
-        return store
+        return table_store(InvoiceRequestStore, storage_connection_string, unique_name)
 
 
 class TestSyncStateStore(SyncStateContract):
     @pytest.fixture
     def sync_state(self, storage_connection_string: str, unique_name: str) -> SyncStateStore:
-        tables = TableServiceClient.from_connection_string(storage_connection_string)
-        store = SyncStateStore(tables.get_table_client(unique_name), clock=lambda: NOW)
-        store.ensure_table()
-        return store
+        return table_store(SyncStateStore, storage_connection_string, unique_name)
 
 
 class TestBusinessCentralClient(BusinessCentralContract):
