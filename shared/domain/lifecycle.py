@@ -252,17 +252,19 @@ def hand_over_claim(booking: Booking, delivery_id: str) -> Booking:
 def record_invoice(
     booking: Booking, invoice_id: str, invoice_number: str, at: datetime, invoice_status: str = "Draft"
 ) -> Booking:
-    return _move(
-        booking,
-        "record_invoice",
-        at,
-        invoice_id=invoice_id,
-        invoice_number=invoice_number,
-        invoice_status=invoice_status or "Draft",
-        invoice_source=InvoiceSource.APP,
-        error_code=None,
-        error=None,
-    )
+    return _move(booking, "record_invoice", at, **_app_invoice(invoice_id, invoice_number, invoice_status))
+
+
+def _app_invoice(invoice_id: str, number: str, status: str) -> dict[str, object]:
+    """The fields of a booking billed by an invoice this app created (its error cleared)."""
+    return {
+        "invoice_id": invoice_id,
+        "invoice_number": number,
+        "invoice_status": status or "Draft",
+        "invoice_source": InvoiceSource.APP,
+        "error_code": None,
+        "error": None,
+    }
 
 
 def fail(booking: Booking, error_code: str, error: str, at: datetime) -> Booking:
@@ -363,13 +365,8 @@ def adopt_invoice(
         booking,
         "adopt_invoice",
         at,
-        invoice_id=invoice_id,
-        invoice_number=number,
-        invoice_status=status or "Draft",
-        invoice_source=InvoiceSource.APP,
+        **_app_invoice(invoice_id, number, status),
         invoice_posted=False,
-        error_code=None,
-        error=None,
         note=(
             f"Business Central already has invoice {number} for this booking (an earlier attempt "
             "created it; its answer was lost): the booking is Invoiced with it."
