@@ -124,13 +124,15 @@ def world(fresh_sandbox: SandboxHandle, storage_connection_string: str, unique_n
         create: bool = True,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         price_source: PriceSource = PriceSource.BOOKINGS,
+        client: BusinessCentralClient = bc,
+        invoice_queue: InvoiceQueue = queue,
     ) -> InvoiceBooking:
         return InvoiceBooking(
             store,
-            bc,
-            CustomerLinks(links, bc, template="CT-BOOKINGS", create=create),
-            ItemLinks(links, bc, template="IT-BOOKINGS", create=create),
-            queue,
+            client,
+            CustomerLinks(links, client, template="CT-BOOKINGS", create=create),
+            ItemLinks(links, client, template="IT-BOOKINGS", create=create),
+            invoice_queue,
             time_zone=ZoneInfo("Europe/Amsterdam"),
             invoice_date=InvoiceDateRule.APPOINTMENT,
             price_source=price_source,
@@ -353,21 +355,11 @@ def test_a_try_without_a_business_central_slot_goes_back_on_the_queue_and_its_co
         sleep=lambda _s: None,
         budget=StorageBudget(budget_table, limits),
     )
-    links = LinkStore(tables.get_table_client(f"{unique_name}k"))
-    links.ensure_table()
     queue = InvoiceQueue(
         QueueServiceClient.from_connection_string(storage_connection_string), f"{unique_name}q"
     )
     queue.ensure_queues()
-    invoicer = InvoiceBooking(
-        world.store,
-        bc,
-        CustomerLinks(links, bc, template="CT-BOOKINGS", create=True),
-        ItemLinks(links, bc, template="IT-BOOKINGS", create=True),
-        queue,
-        time_zone=ZoneInfo("Europe/Amsterdam"),
-        invoice_date=InvoiceDateRule.APPOINTMENT,
-    )
+    invoicer = world.make(client=bc, invoice_queue=queue)
     booking = world.booking("budget")
     with budget_wait_limit(0.5):
         result = invoicer(
