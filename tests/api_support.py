@@ -210,8 +210,10 @@ def api_world(
     clock: Callable[[], datetime] | None = None,
     **overrides: str,
 ) -> Iterator[ApiWorld]:
-    """An API host for one test; `clock` is what devhost checks token expiry against."""
-    ids = [new_business() for _ in range(businesses)]
+    """An API host for one test; `clock` is what devhost checks token expiry against. Its
+    businesses are `businesses` new ones, or those a `BOOKINGS_BUSINESS_IDS` override names."""
+    given = overrides.pop("BOOKINGS_BUSINESS_IDS", "")
+    ids = given.split(",") if given else [new_business() for _ in range(businesses)]
     settings = product_settings(connection, BOOKINGS_BUSINESS_IDS=",".join(ids), **overrides)
     host = start_api_host(monkeypatch, tmp_path, settings, clock=clock)
     try:

@@ -27,9 +27,7 @@ from sandbox import SandboxHandle
 from shared import bootstrap
 from shared.adapters.booking_entities import BOOKINGS_TABLE
 from shared.domain.models import BookingStatus, InvoiceSource, PriceType
-from tests.api_support import BASE_START, ApiWorld, make_booking, seed, start_api_host
-from tests.auth_support import sign_in
-from tests.conftest import product_settings
+from tests.api_support import BASE_START, ApiWorld, api_world, make_booking, seed
 
 SANDBOX_SETTINGS = (
     "ENTRA_AUTHORITY_HOST",
@@ -57,15 +55,15 @@ def world(
     with contextlib.suppress(ResourceNotFoundError):  # every test starts from an empty table
         TableServiceClient.from_connection_string(connection).delete_table(BOOKINGS_TABLE)
     overrides = {name: fresh_sandbox.settings[name] for name in SANDBOX_SETTINGS}
-    settings = product_settings(connection, BOOKINGS_TIME_ZONE="Europe/Amsterdam", **overrides)
-    host = start_api_host(monkeypatch, tmp_path, settings, clock=fresh_sandbox.clock.now)
-    businesses = overrides["BOOKINGS_BUSINESS_IDS"].split(",")
-    try:
-        cookies = sign_in(host.url).cookies.get_dict()
-        yield ApiWorld(connection, businesses, host, settings, cookies)
-    finally:
-        host.stop()
-        bootstrap.reset_container()
+    with api_world(
+        monkeypatch,
+        tmp_path,
+        connection,
+        clock=fresh_sandbox.clock.now,
+        BOOKINGS_TIME_ZONE="Europe/Amsterdam",
+        **overrides,
+    ) as world:
+        yield world
 
 
 def graph_names(sandbox: SandboxHandle) -> dict[str, str]:
